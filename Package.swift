@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One module per concern; see docs/DESIGN.md for what each holds and why.
+let package = Package(
+    name: "llm-prune",
+    products: [
+        .executable(name: "llm-prune", targets: ["llm-prune"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        .target(name: "SafeTensors"),
+        .target(name: "Tokenizers"),
+        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors"]),
+        .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Llama", "Datasets"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
+        .executableTarget(
+            name: "llm-prune",
+            dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
+        ),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+    ],
+    // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
+    // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.
+    swiftLanguageModes: [.v5]
+)

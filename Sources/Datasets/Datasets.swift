@@ -1,0 +1,1 @@
+// The Datasets module; see docs/DESIGN.md.

@@ -1,0 +1,1 @@
+// The Evaluation module; see docs/DESIGN.md.

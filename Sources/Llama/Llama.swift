@@ -1,0 +1,1 @@
+// The Llama module; see docs/DESIGN.md.

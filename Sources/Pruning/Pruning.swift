@@ -1,0 +1,1 @@
+// The Pruning module; see docs/DESIGN.md.

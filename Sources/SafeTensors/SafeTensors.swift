@@ -1,0 +1,1 @@
+// The SafeTensors module; see docs/DESIGN.md.
