@@ -241,8 +241,7 @@ import Testing
         let url = dir.appendingPathComponent("ids.safetensors")
         try SafeTensorsWriter.write([TensorEntry(name: "input_ids", dtype: .F32, shape: [1, 2], data: .floats([1, 2]))], to: url)
         #expect(throws: DatasetError.self) { try CalibrationSource.tokensFile(url) }
-        do { _ = try CalibrationSource.tokensFile(url, tensor: "ids") } catch let e as DatasetError {
-            #expect(e.description.contains("no tensor 'ids'"))
-        }
+        let e = #expect(throws: DatasetError.self) { try CalibrationSource.tokensFile(url, tensor: "ids") }
+        #expect(e?.description.contains("no tensor 'ids'") == true)
     }
 }
