@@ -76,7 +76,29 @@ public struct LlamaCheckpoint {
         guard data.count == shape.reduce(1, *) else {
             throw LlamaError.checkpoint("\(name): read \(data.count) values for shape \(shape)")
         }
+        if let bad = firstNonFinite(data) {
+            throw LlamaError.checkpoint("tensor \(name) holds a non-finite value (\(data[bad]) at element \(bad))")
+        }
         return Tensor(shape: shape, data: data)
+    }
+
+    /// The index of the first NaN or infinity, scanning in parallel (a corrupt checkpoint must not
+    /// surface later as a NaN perplexity).
+    func firstNonFinite(_ data: [Float]) -> Int? {
+        let chunks = max(1, min(workerCount, data.count / 1_000_000))
+        var found = [Int](repeating: Int.max, count: chunks)
+        data.withUnsafeBufferPointer { p in
+            found.withUnsafeMutableBufferPointer { f in
+                let per = (p.count + chunks - 1) / chunks
+                parallelFor(chunks) { c in
+                    let end = min(p.count, (c + 1) * per)
+                    var i = c * per
+                    while i < end { if !p[i].isFinite { f[c] = i; return }; i += 1 }
+                }
+            }
+        }
+        let first = found.min()!
+        return first == Int.max ? nil : first
     }
 
     /// (V, C): the token embedding table.

@@ -94,8 +94,12 @@ public struct LlamaModel: Sendable {
         return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps)).out
     }
 
-    /// (B, T, V): next-token logits at every position.
-    public func logits(tokens: [[Int]]) throws -> Tensor {
+    /// V: the vocabulary size (the last dimension of the logits).
+    public var vocabularySize: Int { configuration.vocabSize }
+
+    /// (B, T, V): next-token logits at every position. (The signature matches Evaluation's
+    /// `CausalLanguageModel`, so `extension LlamaModel: CausalLanguageModel {}` is the whole conformance.)
+    public func logits(_ tokens: [[Int]]) throws -> Tensor {
         let h = try hiddenStates(tokens: tokens)
         return Linear.forward(h, weight: head ?? embeddings)
     }
