@@ -1,0 +1,70 @@
+import Foundation
+import Tensor
+
+/// Writes a line to standard error (progress and diagnostics never mix with results on stdout).
+func printError(_ s: String) {
+    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+}
+
+/// Shows library progress on stderr: rate and ETA, redrawn in place on a terminal and at most every few
+/// seconds (one line each) when stderr is a file or a pipe, so CI logs stay short.
+final class ProgressPrinter {
+    private let start = Date()
+    private var lastPrint = Date.distantPast
+    private let interactive = isatty(2) != 0
+    private let quiet: Bool
+
+    init(quiet: Bool = false) { self.quiet = quiet }
+
+    var elapsed: Double { Date().timeIntervalSince(start) }
+
+    func handle(_ u: ProgressUpdate) {
+        if quiet { return }
+        let now = Date()
+        let finished = u.completed >= u.total
+        let minInterval = interactive ? 0.2 : 5.0
+        if !finished && now.timeIntervalSince(lastPrint) < minInterval { return }
+        lastPrint = now
+        let t = elapsed
+        let rate = t > 0 ? Double(u.completed) / t : 0
+        let remaining = rate > 0 ? Double(u.total - u.completed) / rate : .nan
+        let pct = u.total > 0 ? 100 * Double(u.completed) / Double(u.total) : 100
+        var line = String(format: "%@ %5.1f%% %d/%d %@", u.stage, pct, u.completed, u.total, u.unit)
+        line += String(format: " | %@/s %@ | elapsed %@", formatCount(rate), u.unit, formatDuration(t))
+        if !finished { line += " | ETA \(formatDuration(remaining))" }
+        if !u.detail.isEmpty { line += " | \(u.detail)" }
+        if interactive {
+            FileHandle.standardError.write(("\r\u{1B}[K" + line + (finished ? "\n" : "")).data(using: .utf8)!)
+        } else {
+            printError(line)
+        }
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    if t >= 3600 { return String(format: "%dh%02dm%02ds", t / 3600, (t / 60) % 60, t % 60) }
+    if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
+    return String(format: "%.1fs", s)
+}
+
+func formatCount(_ x: Double) -> String {
+    if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
+    if x >= 1e3 { return String(format: "%.1fk", x / 1e3) }
+    return String(format: "%.1f", x)
+}
+
+func formatBytes(_ b: Int) -> String {
+    let x = Double(b)
+    if b >= 1 << 30 { return String(format: "%.2f GiB", x / Double(1 << 30)) }
+    if b >= 1 << 20 { return String(format: "%.1f MiB", x / Double(1 << 20)) }
+    if b >= 1 << 10 { return String(format: "%.1f KiB", x / Double(1 << 10)) }
+    return "\(b) B"
+}
+
+/// Serializes a result dictionary as one line of JSON with sorted keys (stable output for scripts).
+func jsonLine(_ object: [String: Any]) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    return String(data: data, encoding: .utf8)!
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system libraries llm-prune links against (OpenBLAS, zlib) when they are missing.
+# Debian/Ubuntu only; run as root or with sudo available.
+set -euo pipefail
+need=()
+pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "setup: no Swift toolchain on PATH (need Swift 6.x)" >&2; exit 1; }
