@@ -11,7 +11,8 @@ import Foundation
 /// - `qwen2`: q, k, v always have biases and o never does (Qwen2Attention ignores `attention_bias`);
 ///   `sliding_window` applies only when `use_sliding_window` is true, to the layers `layer_types` marks
 ///   `sliding_attention` (by default the layers with index ≥ `max_window_layers`).
-/// - `mistral`: no attention biases; a non-null `sliding_window` applies to every layer.
+/// - `mistral`: no attention biases; a non-null `sliding_window` applies to every layer (an absent key
+///   means 4096, as in `MistralConfig`; only an explicit null turns the window off).
 ///
 /// RoPE parameters are read from transformers 5's `rope_parameters` dict or the older `rope_theta` +
 /// `rope_scaling` (whose kind is under `rope_type` or `type`), with `rope_scaling` taking priority as in
@@ -239,7 +240,8 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         }
 
         // Sliding windows, per model type.
-        let window = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+        // transformers' MistralConfig and Qwen2Config default an absent key to 4096 (null means none).
+        let window = c.contains(.slidingWindow) ? try c.decodeIfPresent(Int.self, forKey: .slidingWindow) : 4096
         if let window, window <= 0 {
             throw LlamaError.invalidConfiguration("sliding_window \(window) must be positive")
         }

@@ -90,6 +90,9 @@ private func refusal(_ json: String) -> LlamaError? {
         let m = try decode(llama(#", "sliding_window": 4096"#, type: "mistral"))
         #expect((0..<3).allSatisfy { m.attentionWindow(layer: $0) == 4096 })
         #expect(try decode(llama(#", "sliding_window": null"#, type: "mistral")).attentionWindow(layer: 0) == nil)
+        #expect(try decode(llama(type: "mistral")).attentionWindow(layer: 2) == 4096)   // MistralConfig's default
+        #expect(try decode(llama(#", "use_sliding_window": true"#, type: "qwen2")).attentionWindow(layer: 2) == nil) // layer < 28
+        #expect(try decode(llama(#", "use_sliding_window": true, "max_window_layers": 2"#, type: "qwen2")).attentionWindow(layer: 2) == 4096)
         // qwen2: only with use_sliding_window, only from max_window_layers on (or as layer_types says).
         let off = try decode(llama(#", "sliding_window": 16, "max_window_layers": 1"#, type: "qwen2"))
         #expect((0..<3).allSatisfy { off.attentionWindow(layer: $0) == nil })
