@@ -37,7 +37,7 @@ public enum Attention {
         let block = min(rowBlock, t)
 
         // One (b, h) pair: every query row block against the keys it may see.
-        func head(_ task: Int, scores: UnsafeMutablePointer<Float>) {
+        func head(_ task: Int, scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>) {
             let bi = task / nh, h = task % nh, g = h / group
             let qh = q + bi * t * ldq + h * hd
             let kh = k + bi * t * ldk + g * hd
@@ -53,6 +53,8 @@ public enum Attention {
                 BLAS.gemm(transB: true, m: r1 - r0, n: width, k: hd, alpha: scale,
                           a: qh + r0 * ldq, lda: ldq, b: kh + k0 * ldk, ldb: ldk,
                           c: scores, ldc: width)
+                // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
+                // output instead of the (rows, width) probabilities, which saves a pass over the scores.
                 for i in r0..<r1 {
                     let row = scores + (i - r0) * width
                     let lo = window.map { max(0, i - $0 + 1) } ?? 0
@@ -61,30 +63,31 @@ public enum Attention {
                     if e < width { (row + e).update(repeating: 0, count: width - e) }
                     let m = VectorMath.maximum(row + a, count: e - a)
                     let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
-                    VectorMath.scale(row + a, count: e - a, by: 1 / sum)
+                    inverseSums[i - r0] = 1 / sum
                     lse?[i] = m + Foundation.log(sum)
                 }
-                // O[r0..<r1] = P · V[k0..<r1]
+                // O[r0..<r1] = diag(1/Σ) · exp(S − max) · V[k0..<r1]
                 BLAS.gemm(m: r1 - r0, n: hd, k: width, a: scores, lda: width,
                           b: vh + k0 * ldk, ldb: ldk, c: oh + r0 * ldq, ldc: ldq)
+                for i in r0..<r1 { VectorMath.scale(oh + i * ldq, count: hd, by: inverseSums[i - r0]) }
                 r0 = r1
             }
         }
 
-        let scratchCount = block * t
+        // Per worker: the scores of one row block (block, T) and its row sums' inverses (block).
+        let scratchCount = block * t + block
+        func run(_ range: Range<Int>) {
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+            defer { scratch.deallocate() }
+            for task in range { head(task, scores: scratch, inverseSums: scratch + block * t) }
+        }
         if tasks >= workerCount && workerCount > 1 {
             let saved = BLAS.threads
             BLAS.setThreads(1)
             defer { BLAS.setThreads(saved) }
-            parallelChunks(tasks) { range in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-                defer { scores.deallocate() }
-                for task in range { head(task, scores: scores) }
-            }
+            parallelChunks(tasks) { run($0) }
         } else {
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-            defer { scores.deallocate() }
-            for task in 0..<tasks { head(task, scores: scores) }
+            run(0..<tasks)
         }
     }
 
