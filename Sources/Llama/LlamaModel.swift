@@ -84,7 +84,7 @@ public struct LlamaModel: Sendable {
     }
 
     /// (B, T, C): the hidden states after the final RMSNorm, before the head.
-    public func hiddenStates(tokens: [[Int]]) throws -> Tensor {
+    public func hiddenStates(_ tokens: [[Int]]) throws -> Tensor {
         let (b, t) = try checkTokens(tokens)
         let rope = rope(length: t)
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t)
@@ -100,14 +100,14 @@ public struct LlamaModel: Sendable {
     /// (B, T, V): next-token logits at every position. (The signature matches Evaluation's
     /// `CausalLanguageModel`, so `extension LlamaModel: CausalLanguageModel {}` is the whole conformance.)
     public func logits(_ tokens: [[Int]]) throws -> Tensor {
-        let h = try hiddenStates(tokens: tokens)
+        let h = try hiddenStates(tokens)
         return Linear.forward(h, weight: head ?? embeddings)
     }
 
     /// (B, T − 1): the next-token negative log-likelihood −log p(tokens[b][t + 1] | tokens[b][...t]),
     /// computed a slab of rows at a time so the (B, T, V) logits are never held at once.
-    public func nextTokenNLL(tokens: [[Int]], rowsPerSlab: Int = 512) throws -> Tensor {
-        let h = try hiddenStates(tokens: tokens)        // (B, T, C)
+    public func nextTokenNLL(_ tokens: [[Int]], rowsPerSlab: Int = 512) throws -> Tensor {
+        let h = try hiddenStates(tokens)        // (B, T, C)
         let b = tokens.count, t = tokens[0].count, c = configuration.hiddenSize, vocab = configuration.vocabSize
         let w = head ?? embeddings
         var targets = [Int]()                            // (B·(T−1)) next tokens, row r = (i, j) ↦ token[i][j+1]

@@ -28,7 +28,7 @@ import Testing
         let error = logits.relativeError(to: try reference.tensor("logits"))
         #expect(error <= 1e-4, "\(name): relative error \(error)")
         // Memory-light NLL, with slabs smaller than a sequence so slab boundaries are crossed.
-        let nll = try model.nextTokenNLL(tokens: reference.ids, rowsPerSlab: 29)
+        let nll = try model.nextTokenNLL(reference.ids, rowsPerSlab: 29)
         let nllError = nll.relativeError(to: try reference.tensor("nll"))
         #expect(nll.shape == [2, 47] && nllError <= 1e-4, "\(name): NLL relative error \(nllError)")
     }
@@ -59,7 +59,7 @@ import Testing
         }
         #expect(throws: LlamaError.invalidInput("empty token batch")) { try model.logits([]) }
         #expect(throws: LlamaError.invalidInput("token id -1 in sequence 0 is outside 0..<96")) {
-            try model.nextTokenNLL(tokens: [[-1]])
+            try model.nextTokenNLL([[-1]])
         }
     }
 }
