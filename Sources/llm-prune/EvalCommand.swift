@@ -5,7 +5,6 @@ import Llama
 import Datasets
 import Evaluation
 
-extension LlamaModel: CausalLanguageModel {}
 
 /// Opens what every command needs from a model folder: the checked checkpoint and its tokenizer.
 func openModel(_ path: String) throws -> (LlamaCheckpoint, Tokenizer) {
