@@ -44,6 +44,7 @@ enum EvalCommand {
             OptionSpec(name: "data-file", valueName: "path", help: "The text to evaluate on, e.g. wikitext-2-raw/wiki.test.raw.", required: true),
             OptionSpec(name: "seqlen", valueName: "n", help: "Window length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "batch-size", valueName: "n", help: "Windows per forward pass.", computedDefault: "as many as fit 256 MiB of logits"),
+            OptionSpec(name: "max-windows", valueName: "n", help: "Evaluate only the first n windows (for benchmarks; the perplexity is then partial).", computedDefault: "all"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
         ],
@@ -61,7 +62,8 @@ enum EvalCommand {
         let windows = try evaluationWindows(dataset: dataset, file: try a.requiredString("data-file"), seqlen: seqlen, tokenizer: tokenizer)
         let model = try checkpoint.loadModel()
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
-        let r = try Perplexity.evaluate(model: model, windows: windows, batchSize: batch, progress: progress.handle)
+        let r = try Perplexity.evaluate(model: model, windows: windows, batchSize: batch,
+                                        maxWindows: try a.int("max-windows", range: 1...Int.max), progress: progress.handle)
         if a.flag("json") {
             print(jsonLine(perplexityJSON(r, dataset: dataset)))
         } else {
@@ -76,6 +78,7 @@ enum EvalCommand {
             "perplexity": r.perplexity, "seqlen": r.seqlen, "tokens": r.tokens, "windows": r.windows,
             "dropped_tokens": r.droppedTokens, "seconds": r.seconds, "dataset": dataset,
             "tokens_per_second": Double(r.windows * r.seqlen) / max(r.seconds, 1e-9),
+            "peak_memory_bytes": peakResidentBytes(),
         ]
     }
 }
