@@ -157,3 +157,22 @@ public struct TensorShapeError: Error, CustomStringConvertible, Equatable {
     public var description: String
     public init(description: String) { self.description = description }
 }
+
+extension BLAS {
+    /// C(n, n) = alpha · AᵀA + beta · C for a row-major A (k, n): the Gram matrix of A's columns
+    /// (`cblas_ssyrk`). Only `triangle` of C is written; the other one is left as it was.
+    public static func syrkTransposed(n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+                                      beta: Float = 0, c: UnsafeMutablePointer<Float>, triangle: Triangle) {
+        if n == 0 { return }
+        cblas_ssyrk(CblasRowMajor, triangle == .upper ? CblasUpper : CblasLower, CblasTrans,
+                    Int32(n), Int32(k), alpha, a, Int32(lda ?? n), beta, c, Int32(n))
+    }
+
+    /// The float64 form of `syrkTransposed` (`cblas_dsyrk`).
+    public static func syrkTransposed(n: Int, k: Int, alpha: Double = 1, a: UnsafePointer<Double>, lda: Int? = nil,
+                                      beta: Double = 0, c: UnsafeMutablePointer<Double>, triangle: Triangle) {
+        if n == 0 { return }
+        cblas_dsyrk(CblasRowMajor, triangle == .upper ? CblasUpper : CblasLower, CblasTrans,
+                    Int32(n), Int32(k), alpha, a, Int32(lda ?? n), beta, c, Int32(n))
+    }
+}

@@ -164,3 +164,24 @@ private func poisonStrictTriangle<T: BinaryFloatingPoint>(_ a: inout [T], _ n: I
         #expect(try Tensor(shape: [0, 0], data: []).cholesky(.upper).shape == [0, 0])
     }
 }
+
+@Suite struct SyrkTests {
+    @Test func gramOfColumnsMatchesFloat64() {
+        var rng = SeededGenerator(seed: 21)
+        let k = 57, n = 13
+        let a = (0..<(k * n)).map { _ in Float(rng.nextGaussian()) }
+        var c32 = [Float](repeating: -7, count: n * n)
+        var c64 = [Double](repeating: -7, count: n * n)
+        let a64 = a.map(Double.init)
+        BLAS.syrkTransposed(n: n, k: k, a: a, c: &c32, triangle: .lower)
+        BLAS.syrkTransposed(n: n, k: k, alpha: 2, a: a64, beta: 0, c: &c64, triangle: .upper)
+        for i in 0..<n { for j in 0..<n {
+            var s = 0.0
+            for r in 0..<k { s += a64[r * n + i] * a64[r * n + j] }
+            if j <= i { #expect(abs(Double(c32[i * n + j]) - s) <= 1e-4 * max(1, abs(s))) }
+            else { #expect(c32[i * n + j] == -7) }                 // the other triangle is untouched
+            if j >= i { #expect(abs(c64[i * n + j] - 2 * s) <= 1e-12 * max(1, abs(s))) }
+            else { #expect(c64[i * n + j] == -7) }
+        } }
+    }
+}
