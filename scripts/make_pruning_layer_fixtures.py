@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-layer fixtures for the Pruning module's tests: masks of magnitude and Wanda, SparseGPT's weights.
+"""Fixtures for the Pruning module's tests: per-layer masks and weights, and whole-model runs.
 
 Writes Fixtures/pruning/layer-<case>.safetensors for two layer shapes: "wide" W (64, 172), whose width 172
 leaves a partial group of 4 columns for M = 8 and a partial SparseGPT block, and "tall" W (172, 64). The
@@ -15,6 +15,10 @@ Tensors in each file (float32 unless noted):
   sparsegpt.<tag>          (out, in)   SparseGPT's pruned and updated weight
 <tag> is the pattern with ':' replaced by 'of' (0.5, 2of4, ...). Metadata: the patterns, the SparseGPT
 block size and damping, and the reference's tie counts per mask.
+
+Whole-model fixtures Fixtures/pruning/stories260K-<method>-<tag>.safetensors: reference_prune.py's own
+--out files (packbits keep-masks of all 35 linears, block-0 weights for SparseGPT) for the first 16 rows of
+shared/calibration/stories260K-wikitext2valid-128x512-seed0.safetensors at seqlen 512, without evaluation.
 
 Usage: /work/venv/bin/python scripts/make_pruning_layer_fixtures.py [--out Fixtures/pruning]
 reference_prune.py is looked up next to this script, then in $REFERENCE_SCRIPTS.
@@ -35,11 +39,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 if os.environ.get("REFERENCE_SCRIPTS"):
     sys.path.insert(0, os.environ["REFERENCE_SCRIPTS"])
+import reference_prune  # noqa: E402
 from reference_prune import packbits_kept, parse_pattern, select_pruned, sparsegpt_layer  # noqa: E402
 
 MASK_PATTERNS = ["0.5", "0.7", "2:4", "4:8", "2:8"]
 SPARSEGPT_PATTERNS = ["0.5", "0.7", "2:4", "4:8"]
 PERCDAMP = 0.01
+MODEL_RUNS = [("magnitude", "0.5"), ("wanda", "0.5"), ("wanda", "4:8"), ("sparsegpt", "0.5"), ("sparsegpt", "2:4")]
+MODEL_SAMPLES = 16
 
 
 def tag(p: str) -> str:
@@ -95,6 +102,8 @@ def make_case(name: str, rows: int, cols: int, tokens: int, blocksize: int, seed
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(HERE, "..", "Fixtures", "pruning"))
+    ap.add_argument("--shared", default=os.path.join(HERE, "..", "..", "shared"))
+    ap.add_argument("--skip-model", action="store_true", help="only the per-layer fixtures")
     args = ap.parse_args()
     torch.manual_seed(0)
     os.makedirs(args.out, exist_ok=True)
@@ -104,6 +113,17 @@ def main() -> None:
         path = os.path.join(args.out, f"layer-{name}.safetensors")
         save_file(tensors, path, metadata=meta)
         print(f"wrote {path} ({os.path.getsize(path)} bytes); ties {meta['ties']}", file=sys.stderr)
+    if args.skip_model:
+        return
+    shared = os.path.abspath(args.shared)
+    for method, pattern in MODEL_RUNS:
+        path = os.path.join(args.out, f"stories260K-{method}-{tag(pattern)}.safetensors")
+        reference_prune.main([
+            "--method", method, "--sparsity", pattern, "--model", os.path.join(shared, "models", "stories260K"),
+            "--nsamples", str(MODEL_SAMPLES), "--seqlen", "512", "--seed", "0", "--eval-file", "",
+            "--calibration-tokens",
+            os.path.join(shared, "calibration", "stories260K-wikitext2valid-128x512-seed0.safetensors"),
+            "--out", path])
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import Llama
 import Tensor
 
 /// One linear weight to prune: a row-major (outFeatures, inFeatures) float32 buffer, pruned in place.
@@ -36,6 +37,18 @@ public protocol PruningMethod {
     /// Bytes the method holds while compressing one layer of this shape, beyond the weight and statistics
     /// (score and mask buffers, SparseGPT's H⁻¹ factor): for the memory estimate.
     func compressionScratchBytes(outFeatures: Int, inFeatures: Int) -> Int
+    /// Whether the method reads the calibration inputs at all; when false (magnitude) the driver neither
+    /// embeds the calibration tokens nor runs any forward pass. Default: `statistics` is not empty.
+    var needsCalibrationInputs: Bool { get }
+    /// Bytes the method holds per block beyond the driver's own (one block's weights, the two activation
+    /// buffers, the statistics and compression scratch), e.g. a dense copy of the block and gradient
+    /// accumulators for Wanda++. Default 0.
+    func extraBlockBytes(configuration: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int
+    /// Prunes one decoder block; see `BlockPruningContext` for what it receives and must leave. The default
+    /// (`BlockPruningContext.defaultPruneBlock`) accumulates `statistics` for every distinct linear input in
+    /// one pass of the dense block over all calibration samples, then compresses the seven linears in the
+    /// order q, k, v, o, gate, up, down.
+    func pruneBlock(_ context: BlockPruningContext) throws
 }
 
 extension PruningMethod {
@@ -43,6 +56,12 @@ extension PruningMethod {
         // Scores (float32) and mask (Bool) of the whole weight.
         5 * outFeatures * inFeatures
     }
+
+    public var needsCalibrationInputs: Bool { !statistics.isEmpty }
+
+    public func extraBlockBytes(configuration: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int { 0 }
+
+    public func pruneBlock(_ context: BlockPruningContext) throws { try context.defaultPruneBlock(self) }
 }
 
 /// Zeroes the entries of `weight` the mask selects, after checking the scores for NaN.
