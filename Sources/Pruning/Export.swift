@@ -259,25 +259,22 @@ struct StagedWeights: WeightSource {
 
 /// The temporary folders to remove when the process is interrupted (SIGINT, SIGTERM).
 ///
-/// The handlers are dispatch signal sources (the signals' default action is suppressed while they are
-/// installed); on a signal they remove every registered folder, restore the default action and raise the
-/// signal again, so the process still ends with the usual status (130 for Ctrl-C).
+/// The signal handler only writes the signal number to a pipe (the one async-signal-safe step); a watcher
+/// thread reads it, removes every registered folder, restores the default action and sends the signal
+/// again, so the process still ends the usual way (status 130 for Ctrl-C in a shell). Dispatch signal
+/// sources cannot do this on Linux: they need the signal blocked in every thread, and an ignored signal
+/// is discarded before they see it.
 enum TemporaryFolders {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var folders: Set<String> = []
-    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var installed = false
 
     static func register(_ path: String) {
         lock.lock(); defer { lock.unlock() }
         folders.insert(path)
-        if sources.isEmpty {
-            for sig in [SIGINT, SIGTERM] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { interrupted(sig) }
-                source.resume()
-                sources.append(source)
-            }
+        if !installed {
+            installed = true
+            installHandlers()
         }
     }
 
@@ -286,23 +283,53 @@ enum TemporaryFolders {
         folders.remove(path)
     }
 
-    /// Currently registered folders (for tests).
-    static var registered: Set<String> {
-        lock.lock(); defer { lock.unlock() }
-        return folders
-    }
-
-    private static func interrupted(_ sig: Int32) {
+    /// Removes every registered folder now (for a caller's own signal handling).
+    static func removeAll() {
         lock.lock()
         let paths = folders
+        folders = []
         lock.unlock()
         for path in paths {
-            // Writers may still be adding files; retry a few times.
+            // A writer may still be adding files; retry a few times.
             for _ in 0..<5 where FileManager.default.fileExists(atPath: path) {
                 try? FileManager.default.removeItem(atPath: path)
             }
         }
-        signal(sig, SIG_DFL)
-        raise(sig)
     }
+
+    private static func installHandlers() {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }
+        signalPipeWrite = fds[1]
+        let readFD = fds[0]
+        let watcher = Thread {
+            var sig: Int32 = 0
+            while true {
+                let n = withUnsafeMutableBytes(of: &sig) { read(readFD, $0.baseAddress, 4) }
+                if n == 4 { break }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+            }
+            removeAll()
+            signal(sig, SIG_DFL)
+            kill(getpid(), sig)   // process-directed: this thread may block signals
+        }
+        watcher.name = "llm-prune signal cleanup"
+        watcher.start()
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { received in
+                var s = received
+                _ = withUnsafeBytes(of: &s) { write(signalPipeWrite, $0.baseAddress, 4) }
+            }
+        }
+    }
+}
+
+/// The write end of the signal pipe, read by the C signal handler (which cannot capture context).
+nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
+
+extension PrunedCheckpointWriter {
+    /// Removes the temporary folders of every unfinished writer: for a command line that installs its own
+    /// SIGINT/SIGTERM handling in place of the one `init` installs.
+    public static func removeTemporaryFolders() { TemporaryFolders.removeAll() }
 }
