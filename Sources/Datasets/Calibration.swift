@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensor
 
 /// A (rows, columns) matrix of token ids given from outside, e.g. the int64 tensor `input_ids` of a
@@ -71,6 +72,22 @@ public enum CalibrationSource: Sendable {
     /// (`TextReader.wikiTextEvaluationString`), sampled by the plain-text protocol.
     public static func wikiText(_ url: URL) throws -> CalibrationSource {
         .text(try TextReader.wikiTextEvaluationString(at: url), name: "WikiText \(url.path)")
+    }
+
+    /// A calibration-tokens file: a safetensors file holding an integer tensor `tensor` of shape
+    /// (nsamples, seqlen), used as is, so a run can use exactly the token ids another tool used.
+    public static func tokensFile(_ url: URL, tensor: String = "input_ids") throws -> CalibrationSource {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(url: url) } catch let e as SafeTensorsError {
+            throw DatasetError(.badTokenMatrix, e.description)
+        }
+        guard let info = file.info(tensor) else {
+            throw DatasetError(.badTokenMatrix, "\(url.path): no tensor '\(tensor)' (has \(file.tensorNames.joined(separator: ", ")))")
+        }
+        guard !info.dtype.isFloatingPoint else {
+            throw DatasetError(.badTokenMatrix, "\(url.path): tensor '\(tensor)' is \(info.dtype.rawValue), token ids must be integers")
+        }
+        return .tokens(try TokenMatrix(shape: info.shape, values: try file.int64s(tensor), source: "\(url.path):\(tensor)"))
     }
 
     /// A short name of the source for messages.

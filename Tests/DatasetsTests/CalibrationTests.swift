@@ -1,3 +1,4 @@
+import SafeTensors
 import Datasets
 import Foundation
 import Testing
@@ -25,8 +26,9 @@ import Testing
 
     @Test func sharedCalibrationTokensFile() throws {
         let url = try sharedFile("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors")
-        let (shape, values) = try readInt64Tensor(url, name: "input_ids")
-        let matrix = try TokenMatrix(shape: shape, values: values, source: "\(url.path):input_ids")
+        guard case .tokens(let matrix) = try CalibrationSource.tokensFile(url) else {
+            Issue.record("tokensFile did not give a token matrix"); return
+        }
         #expect(matrix.rows == 128 && matrix.columns == 512)
 
         let all = try Calibration.sample(.tokens(matrix), nsamples: 128, seqlen: 512, encode: { _ in [] }, bosTokenID: nil)
@@ -228,5 +230,18 @@ import Testing
         #expect(datasetError {
             try Calibration.sample(try CalibrationSource.jsonLines(url), nsamples: 1, seqlen: 20, encode: numberEncoder, bosTokenID: nil)
         }?.kind == "tooSmall")
+    }
+}
+
+@Suite struct TokensFileTests {
+    @Test func floatTensorIsRefusedByName() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tokens-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("ids.safetensors")
+        try SafeTensorsWriter.write([TensorEntry(name: "input_ids", dtype: .F32, shape: [1, 2], data: .floats([1, 2]))], to: url)
+        #expect(throws: DatasetError.self) { try CalibrationSource.tokensFile(url) }
+        let e = #expect(throws: DatasetError.self) { try CalibrationSource.tokensFile(url, tensor: "ids") }
+        #expect(e?.description.contains("no tensor 'ids'") == true)
     }
 }

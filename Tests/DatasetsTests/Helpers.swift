@@ -122,28 +122,6 @@ func sha256Hex(_ message: [UInt8]) -> String {
     return h.map { let s = String($0, radix: 16); return String(repeating: "0", count: 8 - s.count) + s }.joined()
 }
 
-/// The int64 tensor `name` of a safetensors file: a minimal stand-in until the SafeTensors module lands
-/// (header: u64 little-endian length, then JSON {name: {dtype, shape, data_offsets}}, then the data).
-func readInt64Tensor(_ url: URL, name: String) throws -> (shape: [Int], values: [Int64]) {
-    let data = [UInt8](try Data(contentsOf: url))
-    guard data.count >= 8 else { throw TestSetupError("\(url.path): too short") }
-    let n = data[0..<8].enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
-    let header = try JSONSerialization.jsonObject(with: Data(data[8..<(8 + n)])) as? [String: Any]
-    guard let entry = header?[name] as? [String: Any], entry["dtype"] as? String == "I64",
-          let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
-        throw TestSetupError("\(url.path): no int64 tensor \(name)")
-    }
-    let base = 8 + n + offsets[0]
-    let count = (offsets[1] - offsets[0]) / 8
-    var values = [Int64](repeating: 0, count: count)
-    for i in 0..<count {
-        var v: UInt64 = 0
-        for b in 0..<8 { v |= UInt64(data[base + 8 * i + b]) << (8 * UInt64(b)) }
-        values[i] = Int64(bitPattern: v)
-    }
-    return (shape, values)
-}
-
 /// Toy tokenizer for the sampler tests: space-separated decimal numbers → those numbers.
 func numberEncoder(_ text: String) -> [Int] {
     text.split(separator: " ").map { Int($0) ?? -1 }
