@@ -137,3 +137,26 @@ func checkStatistics(_ weight: LayerWeight, _ statistics: InputStatistics) throw
         throw PruningError("\(weight.name): the calibration activations contain NaN or infinity")
     }
 }
+
+/// The per-layer methods of this module by their command-line names.
+public enum BaselineMethods {
+    public static let names = ["magnitude", "wanda", "sparsegpt"]
+
+    /// The method named `name`; SparseGPT's options are checked here (one-line errors).
+    public static func make(_ name: String, sparseGPTBlockSize: Int = 128, percentDamping: Double = 0.01) throws -> PruningMethod {
+        switch name {
+        case "magnitude": return MagnitudePruning()
+        case "wanda": return WandaPruning()
+        case "sparsegpt":
+            guard sparseGPTBlockSize > 0 else {
+                throw PruningError("invalid SparseGPT block size \(sparseGPTBlockSize): it must be positive")
+            }
+            guard percentDamping.isFinite, percentDamping >= 0 else {
+                throw PruningError("invalid SparseGPT damping \(percentDamping): it must be a non-negative number")
+            }
+            return SparseGPTPruning(blockSize: sparseGPTBlockSize, percentDamping: percentDamping)
+        default:
+            throw PruningError("unknown pruning method '\(name)'; expected one of \(names.joined(separator: ", "))")
+        }
+    }
+}
