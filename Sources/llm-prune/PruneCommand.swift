@@ -47,8 +47,9 @@ enum PruneCommand {
         guard methodNames.contains(name) else {
             throw UsageError("option '--method' must be one of \(methodNames.joined(separator: ", ")), got '\(name)'")
         }
-        let percdamp = try a.double("percdamp")!
-        let blocksize = try a.int("blocksize", range: 1...1_000_000)!
+        // Commands without these options (inspect) get the defaults: the estimate does not depend on them.
+        let percdamp = try a.double("percdamp") ?? 0.01
+        let blocksize = try a.int("blocksize", range: 1...1_000_000) ?? 128
         var settings: [String: String] = [:]
         if name == "sparsegpt" { settings = ["percdamp": String(percdamp), "blocksize": String(blocksize)] }
         return (try BaselineMethods.make(name, sparseGPTBlockSize: blocksize, percentDamping: percdamp), settings)
