@@ -3,7 +3,9 @@ import Tensor
 /// SparseGPT (Frantar & Alistarh, 2023): prune one layer column block by column block and compensate each
 /// pruned weight with the optimal-brain-surgeon update of the not-yet-processed columns.
 ///
-/// Per layer, with H = 2/n · XᵀX over the n calibration tokens (float32, from float64 sums):
+/// Per layer, with H = 2/n · XᵀX over the n calibration tokens (float32, from float64 sums, as the
+/// project's PyTorch reference; the public code's running rescale `H *= k/(k+b); H += 2/(k+b) · XᵦᵀXᵦ`
+/// in float32 is the same matrix up to rounding):
 /// 1. dead features (H_jj = 0) get W[:, j] = 0 and H_jj = 1;
 /// 2. damping: H_jj += percdamp · mean(diag H);
 /// 3. U = the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), float32 LAPACK;
