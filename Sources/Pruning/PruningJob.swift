@@ -73,7 +73,7 @@ public struct PruningJobResult {
 /// One pruning run end to end: calibration → block-by-block pruning → optional evaluation → export.
 /// The output folder appears only when everything succeeded (see `PrunedCheckpointWriter`).
 public enum PruningJob {
-    public static func run(_ o: PruningJobOptions, availableMemory: Int? = PruningJob.availableMemoryBytes(),
+    public static func run(_ o: PruningJobOptions, availableMemory: Int? = MemoryEstimate.availableBytes(),
                            progress: ProgressHandler? = nil) throws -> PruningJobResult {
         let start = Date()
         let checkpoint = try LlamaCheckpoint(directory: o.model)
@@ -86,9 +86,7 @@ public enum PruningJob {
 
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
-        if let available = availableMemory, estimate.totalBytes > available {
-            throw PruningError("this run needs about \(formatGiB(estimate.totalBytes)) of memory but \(formatGiB(available)) is available; lower --nsamples or --seqlen")
-        }
+        try estimate.check(availableBytes: availableMemory)
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -145,16 +143,4 @@ public enum PruningJob {
         return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
     }
-
-    /// MemAvailable from /proc/meminfo (Linux), nil where it cannot be read.
-    public static func availableMemoryBytes() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-            let parts = line.split(separator: " ")
-            if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
-        }
-        return nil
-    }
-
-    private static func formatGiB(_ b: Int) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }
 }
