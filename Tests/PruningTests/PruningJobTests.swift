@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+import SafeTensors
+import Llama
+import Datasets
+import Evaluation
+import Pruning
+import Tokenizers
+
+/// The end-to-end job the `prune` command runs: calibration file → driver → evaluation → export.
+@Suite struct PruningJobTests {
+    private func options(output: URL, evalFile: URL) throws -> PruningJobOptions {
+        PruningJobOptions(
+            model: try sharedPath("models/stories260K"), method: try BaselineMethods.make("sparsegpt"),
+            pattern: .nm(n: 2, m: 4),
+            calibrationFile: try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors"),
+            calibrationFormat: .tokens, nsamples: 8, seqlen: 128, seed: 0, output: output,
+            evaluation: (.text, evalFile, 128), arguments: ["llm-prune", "prune", "(test)"], toolVersion: "test")
+    }
+
+    @Test func rerunIsBitIdenticalAndTheExportIsAValidTwoFourCheckpoint() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = try String(contentsOf: try sharedPath("text/tinyshakespeare/input.txt"), encoding: .utf8)
+        let evalFile = dir.appendingPathComponent("eval.txt")
+        try String(text.prefix(20_000)).write(to: evalFile, atomically: true, encoding: .utf8)
+
+        let a = try PruningJob.run(try options(output: dir.appendingPathComponent("a"), evalFile: evalFile))
+        let b = try PruningJob.run(try options(output: dir.appendingPathComponent("b"), evalFile: evalFile))
+        let bytesA = try Data(contentsOf: dir.appendingPathComponent("a/model.safetensors"))
+        let bytesB = try Data(contentsOf: dir.appendingPathComponent("b/model.safetensors"))
+        #expect(bytesA == bytesB, "two runs with the same arguments must write identical weights")
+        #expect(a.perplexity?.perplexity == b.perplexity?.perplexity)
+
+        // The export loads strictly, every pruned matrix is 2:4, and its perplexity is the one the job reported.
+        let exported = try LlamaCheckpoint(directory: dir.appendingPathComponent("a"))
+        for layer in 0..<exported.configuration.numHiddenLayers {
+            let block = try exported.loadBlock(layer)
+            for kind in LinearKind.allCases {
+                let w = block[kind]
+                try SparsityCheck.validateNM(w.data, rows: w.shape[0], cols: w.shape[1], n: 2, m: 4, name: kind.rawValue)
+            }
+        }
+        let windows = try EvaluationWindows(tokens: try reencode(evalFile), seqlen: 128, source: "eval")
+        let again = try Perplexity.evaluate(model: try exported.loadModel(), windows: windows)
+        let reported = try #require(a.perplexity)
+        #expect(abs(again.perplexity - reported.perplexity) <= 1e-9 * reported.perplexity)
+
+        let record = try PruningRecord.decode(Data(contentsOf: dir.appendingPathComponent("a/pruning.json")))
+        #expect(record.summary.method == "sparsegpt" && record.summary.calibrationHash == a.summary.calibrationHash)
+        #expect(record.results["text_perplexity"] == reported.perplexity)
+        #expect(abs(record.summary.sparsity - 0.5) < 0.01)
+    }
+
+    private func reencode(_ file: URL) throws -> [Int] {
+        let tokenizer = try Tokenizer(directory: try sharedPath("models/stories260K"))
+        let text = try EvaluationDataset.text.loadText(from: file)
+        return [tokenizer.bosTokenID!] + tokenizer.encode(text, addSpecialTokens: false)
+    }
+
+    @Test func existingOutputIsRefusedBeforeAnyWork() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let e = #expect(throws: PruningError.self) {
+            try PruningJob.run(try options(output: dir, evalFile: dir))
+        }
+        #expect(e?.description.contains("already exists") == true)
+    }
+
+    @Test func runThatCannotFitSaysSoBeforeStarting() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
+        let e = #expect(throws: PruningError.self) {
+            try PruningJob.run(try options(output: dir, evalFile: dir), availableMemory: 1 << 20)
+        }
+        #expect(e?.description.contains("GiB available") == true)
+        #expect(!FileManager.default.fileExists(atPath: dir.path))
+    }
+}
