@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Regenerates Fixtures/backward/*.safetensors: PyTorch autograd gradients of one Hugging Face decoder
+layer (LlamaDecoderLayer / Qwen2DecoderLayer, float32, eager attention, rotary tables as transformers
+computes them) for the losses Wanda++ differentiates. The Swift tests in
+Tests/LlamaTests/BackwardFixtureTests.swift compare the hand-written block backward against them.
+
+Each file holds, for one small random layer and one input sample x (T, C):
+  meta: the geometry in the safetensors metadata (hidden, intermediate, heads, kv_heads, head_dim,
+        rms_norm_eps, rope_theta, tokens, kind)
+  <module>.weight / <module>.bias        the layer's parameters, module in q_proj ... down_proj,
+                                         input_layernorm.weight, post_attention_layernorm.weight
+  x, y                                   input and dense output (T, C)
+  rope.cos, rope.sin                     the first half of transformers' (T, head_dim) tables
+  rgs.grad.<module>.weight|bias, rgs.grad.x    gradients of ||y||_2 (the RGS regional loss)
+  proj.r, proj.grad.<...>, proj.grad.x         gradients of <R, y> for a random R
+  ro.<module>.weight                     a 2:4-pruned copy of each of the seven weights (magnitude)
+  ro.y                                   the pruned layer's output
+  ro.grad.<...>, ro.grad.x               gradients, at the pruned weights, of sum((y_dense - y_pruned)^2)
+
+Usage: /work/venv/bin/python scripts/make_backward_fixtures.py [--out Fixtures/backward]
+"""
+import argparse
+import copy
+import os
+
+import torch
+from safetensors.torch import save_file
+from transformers import LlamaConfig, Qwen2Config
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RotaryEmbedding
+
+MODULES = [
+    ("q_proj", "self_attn"), ("k_proj", "self_attn"), ("v_proj", "self_attn"), ("o_proj", "self_attn"),
+    ("gate_proj", "mlp"), ("up_proj", "mlp"), ("down_proj", "mlp"),
+]
+
+# (file name, kind, config overrides, tokens). Sizes stay tiny so each file is ~100-200 KB.
+CASES = [
+    ("llama-gqa", "llama", dict(hidden_size=32, intermediate_size=40, num_attention_heads=4,
+                                num_key_value_heads=2, rope_theta=10000.0, rms_norm_eps=1e-5), 16),
+    ("llama-mha", "llama", dict(hidden_size=24, intermediate_size=36, num_attention_heads=3,
+                                num_key_value_heads=3, rope_theta=500000.0, rms_norm_eps=1e-6), 12),
+    # attention_bias gives q, k, v AND o biases in LLaMA; mlp_bias the three MLP biases.
+    ("llama-bias", "llama", dict(hidden_size=16, intermediate_size=24, num_attention_heads=2,
+                                 num_key_value_heads=1, head_dim=12, attention_bias=True, mlp_bias=True,
+                                 rope_theta=10000.0, rms_norm_eps=1e-5), 10),
+    # Qwen2: q, k, v biases, no o bias.
+    ("qwen2-bias", "qwen2", dict(hidden_size=32, intermediate_size=44, num_attention_heads=4,
+                                 num_key_value_heads=2, rope_theta=1000000.0, rms_norm_eps=1e-6), 14),
+]
+
+
+def build(kind, overrides):
+    common = dict(max_position_embeddings=64, vocab_size=8, num_hidden_layers=1)
+    if kind == "llama":
+        cfg = LlamaConfig(**common, **overrides)
+        layer_cls, rope_cls = LlamaDecoderLayer, LlamaRotaryEmbedding
+    else:
+        cfg = Qwen2Config(**common, use_sliding_window=False, **overrides)
+        layer_cls, rope_cls = Qwen2DecoderLayer, Qwen2RotaryEmbedding
+    cfg._attn_implementation = "eager"
+    return cfg, layer_cls(cfg, layer_idx=0), rope_cls(cfg)
+
+
+def randomize(layer, gen):
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith("layernorm.weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                gain = 2.5 if ("q_proj" in name or "k_proj" in name) else 1.0
+                p.copy_(gain / p.shape[1] ** 0.5 * torch.randn(p.shape, generator=gen))
+
+
+def prune_2_4(w):
+    """Keeps the 2 largest |w| of every 4 consecutive inputs in each row (last partial group: keep 2)."""
+    out = w.clone()
+    rows, cols = w.shape
+    for start in range(0, cols, 4):
+        block = w[:, start:start + 4].abs()
+        width = block.shape[1]
+        if width <= 2:
+            continue
+        drop = torch.topk(block, width - 2, dim=1, largest=False).indices + start
+        out.scatter_(1, drop, 0.0)
+    return out
+
+
+def grads(layer, x, loss_fn, prefix, out):
+    layer.zero_grad(set_to_none=True)
+    xg = x.clone().requires_grad_(True)
+    y = layer(xg[None], attention_mask=MASK, position_embeddings=POS_EMB)[0]
+    loss_fn(y).backward()
+    for name, parent in MODULES:
+        mod = getattr(getattr(layer, parent), name)
+        out[f"{prefix}.grad.{name}.weight"] = mod.weight.grad.detach().clone()
+        if mod.bias is not None:
+            out[f"{prefix}.grad.{name}.bias"] = mod.bias.grad.detach().clone()
+    out[f"{prefix}.grad.x"] = xg.grad.detach().clone()
+    return y.detach()
+
+
+def main():
+    global MASK, POS_EMB
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "Fixtures", "backward"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+    for i, (fname, kind, overrides, T) in enumerate(CASES):
+        gen = torch.Generator().manual_seed(1000 + i)
+        cfg, layer, rope = build(kind, overrides)
+        layer.eval()
+        randomize(layer, gen)
+        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        C = cfg.hidden_size
+        x = torch.randn(T, C, generator=gen)
+        pos = torch.arange(T)[None]
+        cos, sin = rope(x[None], pos)
+        POS_EMB = (cos, sin)
+        # The additive causal mask transformers builds for eager attention: finfo.min above the diagonal.
+        MASK = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)[None, None]
+
+        out = {"x": x, "rope.cos": cos[0, :, : hd // 2].contiguous(), "rope.sin": sin[0, :, : hd // 2].contiguous()}
+        for name, p in layer.named_parameters():
+            key = name.split(".", 1)[1] if name.startswith(("self_attn.", "mlp.")) else name
+            out[key] = p.detach().clone()
+
+        y = grads(layer, x, lambda y: y.norm(), "rgs", out)
+        out["y"] = y
+        r = torch.randn(T, C, generator=gen)
+        out["proj.r"] = r
+        grads(layer, x, lambda y: (r * y).sum(), "proj", out)
+
+        pruned = copy.deepcopy(layer)
+        with torch.no_grad():
+            for name, parent in MODULES:
+                mod = getattr(getattr(pruned, parent), name)
+                mod.weight.copy_(prune_2_4(mod.weight))
+                out[f"ro.{name}.weight"] = mod.weight.detach().clone()
+        out["ro.y"] = grads(pruned, x, lambda yp: ((y - yp) ** 2).sum(), "ro", out)
+
+        meta = dict(kind=kind, hidden=str(C), intermediate=str(cfg.intermediate_size),
+                    heads=str(cfg.num_attention_heads), kv_heads=str(cfg.num_key_value_heads), head_dim=str(hd),
+                    rms_norm_eps=repr(cfg.rms_norm_eps), rope_theta=repr(overrides["rope_theta"]), tokens=str(T),
+                    transformers=__import__("transformers").__version__, torch=torch.__version__)
+        path = os.path.join(args.out, f"{fname}.safetensors")
+        save_file({k: v.contiguous().float() for k, v in out.items()}, path, metadata=meta)
+        print(f"{path}: {len(out)} tensors, {os.path.getsize(path)} bytes")
+
+
+if __name__ == "__main__":
+    main()
