@@ -25,8 +25,10 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from transformers import LlamaConfig, Qwen2Config
+from transformers import LlamaConfig, MistralConfig, Qwen2Config
+from transformers.masking_utils import causal_mask_function, sliding_window_causal_mask_function
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+from transformers.models.mistral.modeling_mistral import MistralDecoderLayer, MistralRotaryEmbedding
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RotaryEmbedding
 
 MODULES = [
@@ -34,10 +36,11 @@ MODULES = [
     ("gate_proj", "mlp"), ("up_proj", "mlp"), ("down_proj", "mlp"),
 ]
 
-# (file name, kind, config overrides, tokens). Sizes stay tiny so each file is ~100-200 KB.
+# (file name, kind, config overrides, tokens). Sizes stay tiny so each file is ~100-200 KB; llama-gqa and
+# mistral-window are longer than the kernels' 64-row attention blocks.
 CASES = [
     ("llama-gqa", "llama", dict(hidden_size=32, intermediate_size=40, num_attention_heads=4,
-                                num_key_value_heads=2, rope_theta=10000.0, rms_norm_eps=1e-5), 16),
+                                num_key_value_heads=2, rope_theta=10000.0, rms_norm_eps=1e-5), 80),
     ("llama-mha", "llama", dict(hidden_size=24, intermediate_size=36, num_attention_heads=3,
                                 num_key_value_heads=3, rope_theta=500000.0, rms_norm_eps=1e-6), 12),
     # attention_bias gives q, k, v AND o biases in LLaMA; mlp_bias the three MLP biases.
@@ -47,6 +50,10 @@ CASES = [
     # Qwen2: q, k, v biases, no o bias.
     ("qwen2-bias", "qwen2", dict(hidden_size=32, intermediate_size=44, num_attention_heads=4,
                                  num_key_value_heads=2, rope_theta=1000000.0, rms_norm_eps=1e-6), 14),
+    # Sliding-window attention: query i sees keys i - 20 < j <= i.
+    ("mistral-window", "mistral", dict(hidden_size=16, intermediate_size=24, num_attention_heads=4,
+                                       num_key_value_heads=1, head_dim=8, sliding_window=20,
+                                       rope_theta=10000.0, rms_norm_eps=1e-5), 72),
 ]
 
 
@@ -55,6 +62,9 @@ def build(kind, overrides):
     if kind == "llama":
         cfg = LlamaConfig(**common, **overrides)
         layer_cls, rope_cls = LlamaDecoderLayer, LlamaRotaryEmbedding
+    elif kind == "mistral":
+        cfg = MistralConfig(**common, **overrides)
+        layer_cls, rope_cls = MistralDecoderLayer, MistralRotaryEmbedding
     else:
         cfg = Qwen2Config(**common, use_sliding_window=False, **overrides)
         layer_cls, rope_cls = Qwen2DecoderLayer, Qwen2RotaryEmbedding
@@ -120,8 +130,12 @@ def main():
         pos = torch.arange(T)[None]
         cos, sin = rope(x[None], pos)
         POS_EMB = (cos, sin)
-        # The additive causal mask transformers builds for eager attention: finfo.min above the diagonal.
-        MASK = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)[None, None]
+        # The additive mask transformers builds for eager attention: 0 where its mask function allows the
+        # key, finfo.min elsewhere.
+        window = overrides.get("sliding_window")
+        allow = sliding_window_causal_mask_function(window) if window else causal_mask_function
+        keep = torch.tensor([[bool(allow(0, 0, torch.tensor(i), torch.tensor(j))) for j in range(T)] for i in range(T)])
+        MASK = torch.where(keep, 0.0, torch.finfo(torch.float32).min)[None, None]
 
         out = {"x": x, "rope.cos": cos[0, :, : hd // 2].contiguous(), "rope.sin": sin[0, :, : hd // 2].contiguous()}
         for name, p in layer.named_parameters():
@@ -145,6 +159,7 @@ def main():
         meta = dict(kind=kind, hidden=str(C), intermediate=str(cfg.intermediate_size),
                     heads=str(cfg.num_attention_heads), kv_heads=str(cfg.num_key_value_heads), head_dim=str(hd),
                     rms_norm_eps=repr(cfg.rms_norm_eps), rope_theta=repr(overrides["rope_theta"]), tokens=str(T),
+                    sliding_window=str(window or 0),
                     transformers=__import__("transformers").__version__, torch=torch.__version__)
         path = os.path.join(args.out, f"{fname}.safetensors")
         save_file({k: v.contiguous().float() for k, v in out.items()}, path, metadata=meta)

@@ -93,6 +93,9 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
              bias: Array(repeating: false, count: 7)),
         Case(name: "MQA with every bias", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 1, rmsNormEps: 1e-5),
              bias: Array(repeating: true, count: 7)),
+        Case(name: "GQA, sliding window 3", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 2, rmsNormEps: 1e-5,
+                                                           attentionWindow: 3),
+             bias: [true, true, true, false, false, false, false]),
     ]
 
     static func losses(_ p: BlockParameters, _ g: BlockGeometry, x: Tensor, rope: RopeTable) -> [(String, BlockLoss, BlockParameters)] {

@@ -4,8 +4,9 @@ import Tensor
 import Testing
 
 /// The fixtures of scripts/make_backward_fixtures.py: PyTorch autograd through transformers'
-/// LlamaDecoderLayer / Qwen2DecoderLayer in float32.
-private let fixtureNames = ["llama-gqa", "llama-mha", "llama-bias", "qwen2-bias"]
+/// LlamaDecoderLayer / Qwen2DecoderLayer / MistralDecoderLayer in float32. llama-gqa (80 tokens) and
+/// mistral-window (72 tokens, window 20) span several of the attention kernels' 64-row blocks.
+private let fixtureNames = ["llama-gqa", "llama-mha", "llama-bias", "qwen2-bias", "mistral-window"]
 
 private struct LoadedFixture {
     let file: FixtureFile
@@ -18,7 +19,8 @@ private struct LoadedFixture {
         file = try FixtureFile(packageRoot().appendingPathComponent("Fixtures/backward/\(name).safetensors"))
         geometry = BlockGeometry(hidden: try file.int("hidden"), intermediate: try file.int("intermediate"),
                                  heads: try file.int("heads"), kvHeads: try file.int("kv_heads"),
-                                 headDim: try file.int("head_dim"), rmsNormEps: Float(try file.double("rms_norm_eps")))
+                                 headDim: try file.int("head_dim"), rmsNormEps: Float(try file.double("rms_norm_eps")),
+                                 attentionWindow: try file.int("sliding_window") > 0 ? try file.int("sliding_window") : nil)
         parameters = try Self.parameters(file, prefix: "")
         rope = RopeTable(headDim: geometry.headDim, positions: try file.int("tokens"), theta: try file.double("rope_theta"))
         x = try file.tensor("x")

@@ -77,8 +77,10 @@ struct NaiveBlock {
         for h in 0..<g.heads {
             let kvh = h / (g.heads / g.kvHeads)
             for i in 0..<T {
-                var s = [Double](repeating: 0, count: i + 1)
-                for j in 0...i {
+                // Keys i − window < j ≤ i.
+                let lo = g.attentionWindow.map { max(0, i - $0 + 1) } ?? 0
+                var s = [Double](repeating: -.infinity, count: i + 1)
+                for j in lo...i {
                     var dot = 0.0
                     for d in 0..<hd { dot += q[i * qw + h * hd + d] * k[j * kw + kvh * hd + d] }
                     s[j] = dot * scale
@@ -88,7 +90,7 @@ struct NaiveBlock {
                 let z = e.reduce(0, +)
                 for d in 0..<hd {
                     var acc = 0.0
-                    for j in 0...i { acc += e[j] / z * v[j * kw + kvh * hd + d] }
+                    for j in lo...i { acc += e[j] / z * v[j * kw + kvh * hd + d] }
                     attn[i * qw + h * hd + d] = acc
                 }
             }

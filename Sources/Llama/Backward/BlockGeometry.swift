@@ -31,14 +31,19 @@ public struct BlockGeometry: Sendable, Equatable {
     public var kvHeads: Int
     public var headDim: Int
     public var rmsNormEps: Float
+    /// Sliding-window attention: query i sees keys i − window < j ≤ i; nil for full causal attention
+    /// (Mistral and some Qwen2 layers set it).
+    public var attentionWindow: Int?
 
-    public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float) {
+    public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float,
+                attentionWindow: Int? = nil) {
         self.hidden = hidden
         self.intermediate = intermediate
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim ?? (heads > 0 ? hidden / heads : 0)
         self.rmsNormEps = rmsNormEps
+        self.attentionWindow = attentionWindow
     }
 
     /// nh · hd, the width of q and of the attention output.
@@ -67,6 +72,9 @@ public struct BlockGeometry: Sendable, Equatable {
         }
         if headDim % 2 != 0 {
             throw BlockBackwardError.invalidGeometry("head size \(headDim) is odd; rotate-half RoPE needs it even")
+        }
+        if let w = attentionWindow, w <= 0 {
+            throw BlockBackwardError.invalidGeometry("attention window \(w) is not positive")
         }
         if !(rmsNormEps >= 0) {
             throw BlockBackwardError.invalidGeometry("RMSNorm epsilon \(rmsNormEps) is negative or NaN")

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Tensor
 
@@ -134,91 +135,187 @@ public enum BlockKernels {
 
     // MARK: Causal grouped-query attention
 
-    /// out_h = softmax(q_h k_gᵀ / √hd + causal mask) · v_g for every query head h, g = h / (nh / nkv).
+    /// Query rows per block: each block of rows is multiplied only against the keys it can see, so the
+    /// masked half of QKᵀ is never computed; 64 rows keep the GEMMs efficient.
+    public static let attentionRowBlock = 64
+
+    /// Per-worker scratch of the attention kernels, allocated once by the caller (the tape):
+    /// for each worker two (rowBlock, T) score buffers and (T, nkv·hd) partial dk, dv sums.
+    public final class AttentionScratch {
+        public let workers: Int, capacity: Int, kvWidth: Int
+        let scores, dscores, dk, dv: UnsafeMutablePointer<Float>
+        var scoreStride: Int { attentionRowBlock * capacity }
+        var kvStride: Int { capacity * kvWidth }
+
+        public init(capacity: Int, kvWidth: Int, workers: Int = workerCount) {
+            self.workers = max(1, workers)
+            self.capacity = capacity
+            self.kvWidth = kvWidth
+            let s = self.workers * attentionRowBlock * capacity, k = self.workers * capacity * kvWidth
+            scores = .allocate(capacity: s); scores.initialize(repeating: 0, count: s)
+            dscores = .allocate(capacity: s); dscores.initialize(repeating: 0, count: s)
+            dk = .allocate(capacity: k); dk.initialize(repeating: 0, count: k)
+            dv = .allocate(capacity: k); dv.initialize(repeating: 0, count: k)
+        }
+
+        deinit {
+            scores.deallocate(); dscores.deallocate(); dk.deallocate(); dv.deallocate()
+        }
+
+        public var bytes: Int { (2 * workers * scoreStride + 2 * workers * kvStride) * MemoryLayout<Float>.stride }
+    }
+
+    /// Runs `body(worker, heads)` over the query heads split into one contiguous range per worker,
+    /// BLAS single-threaded inside (the heads already occupy the cores).
+    static func overHeads(_ heads: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
+        let n = min(workers, heads)
+        if n <= 1 { body(0, 0..<heads); return }
+        let saved = BLAS.threads
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(saved) }
+        let chunk = (heads + n - 1) / n
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: n) { w in
+                let lo = w * chunk, hi = min(heads, lo + chunk)
+                if lo < hi { body(w, lo..<hi) }
+            }
+        }
+    }
+
+    /// The keys query row i may see: i − window < j ≤ i (all j ≤ i without a window).
+    @inline(__always) static func firstKey(_ i: Int, _ window: Int?) -> Int {
+        guard let window else { return 0 }
+        return max(0, i - window + 1)
+    }
+
+    /// out_h = softmax(q_h k_gᵀ / √hd + mask) · v_g for every query head h, g = h / (nh / nkv); the mask
+    /// keeps key j for query i when i − window < j ≤ i (window nil: plain causal).
     ///
     /// q: (T, nh·hd) and k, v: (T, nkv·hd), q and k already rotated; out: (T, nh·hd).
     /// Saves lse (nh, T), the log-sum-exp of each softmax row, so the backward can rebuild the
     /// probabilities from q and k instead of keeping (nh, T, T) of them.
-    /// `scratch` holds T·T floats: one head's scores at a time.
     public static func attentionForward(
         _ out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-        T: Int, heads: Int, kvHeads: Int, headDim: Int, scratch: UnsafeMutablePointer<Float>
+        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scratch: AttentionScratch
     ) {
         let qw = heads * headDim, kw = kvHeads * headDim, group = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
-        for h in 0..<heads {
-            let g = h / group
-            let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
-            // S = scale · q_h k_gᵀ (T, T)
-            BLAS.gemm(transB: true, m: T, n: T, k: headDim, alpha: scale, a: qh, lda: qw, b: kg, ldb: kw, c: scratch)
-            let lseh = lse + h * T
-            parallelFor(T, minimumPerThread: rowsPerThread(T)) { i in
-                let row = scratch + i * T
-                var m = -Float.infinity
-                for j in 0...i { m = max(m, row[j]) }
-                var sum: Float = 0
-                for j in 0...i {
-                    let e = Foundation.exp(row[j] - m)
-                    row[j] = e
-                    sum += e
+        let rb = attentionRowBlock
+        overHeads(heads, workers: scratch.workers) { worker, range in
+            let scores = scratch.scores + worker * scratch.scoreStride
+            for h in range {
+                let g = h / group
+                let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + rb), k0 = firstKey(r0, window), width = r1 - k0
+                    // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
+                    BLAS.gemm(transB: true, m: r1 - r0, n: width, k: headDim, alpha: scale,
+                              a: qh + r0 * qw, lda: qw, b: kg + k0 * kw, ldb: kw, c: scores, ldc: width)
+                    for i in r0..<r1 {
+                        let row = scores + (i - r0) * width
+                        let a = firstKey(i, window) - k0, e = i - k0 + 1
+                        var m = -Float.infinity
+                        for j in a..<e { m = max(m, row[j]) }
+                        var sum: Float = 0
+                        for j in a..<e {
+                            let x = Foundation.exp(row[j] - m)
+                            row[j] = x
+                            sum += x
+                        }
+                        let inv = 1 / sum
+                        for j in a..<e { row[j] *= inv }
+                        if a > 0 { row.update(repeating: 0, count: a) }
+                        if e < width { (row + e).update(repeating: 0, count: width - e) }
+                        lse[h * T + i] = m + Foundation.log(sum)
+                    }
+                    // out[r0..<r1] = P · V[k0..<r1]
+                    BLAS.gemm(m: r1 - r0, n: headDim, k: width, a: scores, lda: width,
+                              b: vg + k0 * kw, ldb: kw, c: out + r0 * qw + h * headDim, ldc: qw)
+                    r0 = r1
                 }
-                let inv = 1 / sum
-                for j in 0...i { row[j] *= inv }
-                if i + 1 < T { (row + i + 1).initialize(repeating: 0, count: T - i - 1) }
-                lseh[i] = m + Foundation.log(sum)
             }
-            BLAS.gemm(m: T, n: headDim, k: T, a: scratch, b: vg, ldb: kw, c: out + h * headDim, ldc: qw)
         }
     }
 
     /// Gradients of the attention given dout (T, nh·hd): dq (T, nh·hd), dk, dv (T, nkv·hd), all overwritten.
-    /// Rebuilds each head's probabilities as exp(S − lse) from the saved rotated q, k.
-    /// With D_i = Σ_j P_ij dP_ij = dout_i · out_i:  dS = P ⊙ (dP − D), dq = dS·k/√hd, dk = dSᵀ·q/√hd,
-    /// dv = Pᵀ·dout, summed over the query heads that share a KV head.
-    /// `scratchP`, `scratchDP` hold T·T floats each.
+    /// Rebuilds each head's probabilities as exp(S − lse) from the saved rotated q, k, one block of rows
+    /// at a time. With D_i = Σ_j P_ij dP_ij = dout_i · out_i:  dS = P ⊙ (dP − D), dq = dS·k/√hd,
+    /// dk = dSᵀ·q/√hd, dv = Pᵀ·dout, summed over the query heads that share a KV head (each worker sums
+    /// its heads into its own partial dk, dv; the partials are added at the end, in worker order).
     public static func attentionBackward(
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, out: UnsafePointer<Float>, lse: UnsafePointer<Float>,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-        T: Int, heads: Int, kvHeads: Int, headDim: Int,
-        scratchP: UnsafeMutablePointer<Float>, scratchDP: UnsafeMutablePointer<Float>
+        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scratch: AttentionScratch
     ) {
         let qw = heads * headDim, kw = kvHeads * headDim, group = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
-        dk.initialize(repeating: 0, count: T * kw)
-        dv.initialize(repeating: 0, count: T * kw)
-        for h in 0..<heads {
-            let g = h / group
-            let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
-            let doh = dout + h * headDim, oh = out + h * headDim
-            BLAS.gemm(transB: true, m: T, n: T, k: headDim, alpha: scale, a: qh, lda: qw, b: kg, ldb: kw, c: scratchP)
-            // dP = dout_h · v_gᵀ (T, T)
-            BLAS.gemm(transB: true, m: T, n: T, k: headDim, a: doh, lda: qw, b: vg, ldb: kw, c: scratchDP)
-            let lseh = lse + h * T
-            parallelFor(T, minimumPerThread: rowsPerThread(T)) { i in
-                let p = scratchP + i * T, dp = scratchDP + i * T
-                let l = lseh[i]
-                var d: Float = 0
-                let dor = doh + i * qw, orow = oh + i * qw
-                for c in 0..<headDim { d += dor[c] * orow[c] }
-                for j in 0...i {
-                    let pij = Foundation.exp(p[j] - l)
-                    p[j] = pij
-                    dp[j] = pij * (dp[j] - d)
-                }
-                if i + 1 < T {
-                    (p + i + 1).initialize(repeating: 0, count: T - i - 1)
-                    (dp + i + 1).initialize(repeating: 0, count: T - i - 1)
+        let rb = attentionRowBlock
+        let used = min(scratch.workers, heads)
+        // Every partial that the reduction reads is zeroed, also those of workers left without heads.
+        for w in 0..<used {
+            (scratch.dk + w * scratch.kvStride).update(repeating: 0, count: T * kw)
+            (scratch.dv + w * scratch.kvStride).update(repeating: 0, count: T * kw)
+        }
+        overHeads(heads, workers: scratch.workers) { worker, range in
+            let p = scratch.scores + worker * scratch.scoreStride
+            let dp = scratch.dscores + worker * scratch.scoreStride
+            let dkw = scratch.dk + worker * scratch.kvStride, dvw = scratch.dv + worker * scratch.kvStride
+            for h in range {
+                let g = h / group
+                let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
+                let doh = dout + h * headDim, oh = out + h * headDim
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + rb), rows = r1 - r0, k0 = firstKey(r0, window), width = r1 - k0
+                    BLAS.gemm(transB: true, m: rows, n: width, k: headDim, alpha: scale,
+                              a: qh + r0 * qw, lda: qw, b: kg + k0 * kw, ldb: kw, c: p, ldc: width)
+                    // dP = dout[r0..<r1] · V[k0..<r1]ᵀ
+                    BLAS.gemm(transB: true, m: rows, n: width, k: headDim,
+                              a: doh + r0 * qw, lda: qw, b: vg + k0 * kw, ldb: kw, c: dp, ldc: width)
+                    for i in r0..<r1 {
+                        let pr = p + (i - r0) * width, dpr = dp + (i - r0) * width
+                        let a = firstKey(i, window) - k0, e = i - k0 + 1
+                        let l = lse[h * T + i]
+                        var d: Float = 0
+                        let dor = doh + i * qw, orow = oh + i * qw
+                        for c in 0..<headDim { d += dor[c] * orow[c] }
+                        for j in a..<e {
+                            let pij = Foundation.exp(pr[j] - l)
+                            pr[j] = pij
+                            dpr[j] = pij * (dpr[j] - d)
+                        }
+                        if a > 0 {
+                            pr.update(repeating: 0, count: a)
+                            dpr.update(repeating: 0, count: a)
+                        }
+                        if e < width {
+                            (pr + e).update(repeating: 0, count: width - e)
+                            (dpr + e).update(repeating: 0, count: width - e)
+                        }
+                    }
+                    // dv[k0..<r1] += Pᵀ · dout[r0..<r1]
+                    BLAS.gemm(transA: true, m: width, n: headDim, k: rows, a: p, lda: width,
+                              b: doh + r0 * qw, ldb: qw, beta: 1, c: dvw + k0 * kw + g * headDim, ldc: kw)
+                    // dq[r0..<r1] = scale · dS · K[k0..<r1]
+                    BLAS.gemm(m: rows, n: headDim, k: width, alpha: scale, a: dp, lda: width,
+                              b: kg + k0 * kw, ldb: kw, c: dq + r0 * qw + h * headDim, ldc: qw)
+                    // dk[k0..<r1] += scale · dSᵀ · Q[r0..<r1]
+                    BLAS.gemm(transA: true, m: width, n: headDim, k: rows, alpha: scale, a: dp, lda: width,
+                              b: qh + r0 * qw, ldb: qw, beta: 1, c: dkw + k0 * kw + g * headDim, ldc: kw)
+                    r0 = r1
                 }
             }
-            // dv_g += Pᵀ · dout_h
-            BLAS.gemm(transA: true, m: T, n: headDim, k: T, a: scratchP, b: doh, ldb: qw, beta: 1, c: dv + g * headDim, ldc: kw)
-            // dq_h = scale · dS · k_g
-            BLAS.gemm(m: T, n: headDim, k: T, alpha: scale, a: scratchDP, b: kg, ldb: kw, c: dq + h * headDim, ldc: qw)
-            // dk_g += scale · dSᵀ · q_h
-            BLAS.gemm(transA: true, m: T, n: headDim, k: T, alpha: scale, a: scratchDP, b: qh, ldb: qw,
-                      beta: 1, c: dk + g * headDim, ldc: kw)
+        }
+        // Sum the workers' partials, in worker order (deterministic for a given worker count).
+        let n = T * kw
+        dk.update(from: scratch.dk, count: n)
+        dv.update(from: scratch.dv, count: n)
+        for w in 1..<max(1, used) {
+            let pk = scratch.dk + w * scratch.kvStride, pv = scratch.dv + w * scratch.kvStride
+            for i in 0..<n { dk[i] += pk[i]; dv[i] += pv[i] }
         }
     }
 

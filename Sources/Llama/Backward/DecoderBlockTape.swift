@@ -33,8 +33,9 @@ public enum BlockForwardStop: Int, Comparable, Sendable {
 ///     y    = h + act·W_downᵀ                                  (T, C)
 ///
 /// `backward` is that listing read in reverse. Attention probabilities are not stored: the forward
-/// keeps each softmax row's log-sum-exp (nh, T) and the backward rebuilds one head's (T, T)
-/// probabilities at a time, so memory is fixed by `capacity` and independent of the sample count.
+/// keeps each softmax row's log-sum-exp (nh, T) and the backward rebuilds the probabilities of one
+/// block of 64 query rows of one head at a time (one such block per core), so memory is fixed by
+/// `capacity` and independent of the sample count.
 ///
 /// All buffers are allocated once at init; forward and backward allocate nothing. Not thread-safe:
 /// one tape per concurrent caller.
@@ -50,7 +51,8 @@ public final class DecoderBlockTape {
     // Saved activations of the forward pass.
     private let x, xn1, rstd1, q, k, v, lse, attn, h, xn2, rstd2, gate, up, act, y: UnsafeMutablePointer<Float>
     // Backward work buffers.
-    private let dh, dxn, dact, dup, dattn, dq, dk, dv, scratchP, scratchDP: UnsafeMutablePointer<Float>
+    private let dh, dxn, dact, dup, dattn, dq, dk, dv: UnsafeMutablePointer<Float>
+    private let attentionScratch: BlockKernels.AttentionScratch
     private var allocations: [(UnsafeMutablePointer<Float>, Int)] = []
 
     public init(geometry: BlockGeometry, capacity: Int) throws {
@@ -74,7 +76,7 @@ public final class DecoderBlockTape {
         gate = buffer(T * F); up = buffer(T * F); act = buffer(T * F); y = buffer(T * C)
         dh = buffer(T * C); dxn = buffer(T * C); dact = buffer(T * F); dup = buffer(T * F)
         dattn = buffer(T * qw); dq = buffer(T * qw); dk = buffer(T * kw); dv = buffer(T * kw)
-        scratchP = buffer(T * T); scratchDP = buffer(T * T)
+        attentionScratch = BlockKernels.AttentionScratch(capacity: T, kvWidth: kw)
         allocations = list
     }
 
@@ -86,7 +88,7 @@ public final class DecoderBlockTape {
     }
 
     /// Bytes held by the tape's buffers.
-    public var bytes: Int { allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride }
+    public var bytes: Int { allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride + attentionScratch.bytes }
 
     // MARK: Saved activations (valid after a forward pass that reached them)
 
@@ -142,7 +144,7 @@ public final class DecoderBlockTape {
             }
         }
         BlockKernels.attentionForward(attn, lse: lse, q: q, k: k, v: v, T: T, heads: g.heads, kvHeads: g.kvHeads,
-                                      headDim: g.headDim, scratch: scratchP)
+                                      headDim: g.headDim, window: g.attentionWindow, scratch: attentionScratch)
         completed = .oInput
         if stop == .oInput { return }
 
@@ -220,7 +222,7 @@ public final class DecoderBlockTape {
         }
         BlockKernels.attentionBackward(dq: dq, dk: dk, dv: dv, dout: dattn, out: attn, lse: lse, q: q, k: k, v: v,
                                        T: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
-                                       scratchP: scratchP, scratchDP: scratchDP)
+                                       window: g.attentionWindow, scratch: attentionScratch)
         rope.cos.withUnsafeBufferPointer { c in
             rope.sin.withUnsafeBufferPointer { s in
                 BlockKernels.ropeBackward(dq, T: T, heads: g.heads, headDim: g.headDim, cos: c.baseAddress!, sin: s.baseAddress!)
