@@ -127,6 +127,8 @@ public final class DecoderBlockTape {
         let g = geometry, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         tokens = T
         completed = nil
+        let savedThreads = enterBLASPolicy(T)
+        defer { leaveBLASPolicy(savedThreads) }
         x.update(from: input, count: T * C)
         p.inputNorm.data.withUnsafeBufferPointer { w in
             BlockKernels.rmsnormForward(xn1, rstd: rstd1, x, weight: w.baseAddress!, T: T, C: C, eps: g.rmsNormEps)
@@ -187,6 +189,8 @@ public final class DecoderBlockTape {
     ) {
         precondition(completed == .output, "tape backward needs a complete forward pass first")
         let g = geometry, T = tokens, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
+        let savedThreads = enterBLASPolicy(T)
+        defer { leaveBLASPolicy(savedThreads) }
 
         // y = h + act·W_downᵀ
         withWeight(p, .down) { w, _ in
@@ -306,6 +310,25 @@ public final class DecoderBlockTape {
     }
 
     // MARK: Helpers
+
+    /// Below this many multiply-adds per projection GEMM, the tape runs BLAS single-threaded: such GEMMs
+    /// take well under a millisecond, and OpenBLAS's worker threads, spinning between the many small
+    /// calls, compete with the kernels' own threads for the cores (measured on stories260K: ~1.7× less
+    /// CPU time per sample).
+    public static let singleThreadedBLASBelow = 1 << 24
+
+    private func enterBLASPolicy(_ T: Int) -> Int? {
+        let g = geometry
+        let work = T * g.hidden * max(g.intermediate, g.qWidth)
+        guard work < Self.singleThreadedBLASBelow else { return nil }
+        let saved = BLAS.threads
+        if saved != 1 { BLAS.setThreads(1) }
+        return saved
+    }
+
+    private func leaveBLASPolicy(_ saved: Int?) {
+        if let saved, saved != 1 { BLAS.setThreads(saved) }
+    }
 
     /// y += x·Wᵀ (+ b).
     private func addLinear(_ y: UnsafeMutablePointer<Float>, _ xin: UnsafePointer<Float>, weight: UnsafePointer<Float>,
