@@ -1,1 +1,0 @@
-// The Evaluation module; see docs/DESIGN.md.
