@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Pruning
+import SafeTensors
 import Tensor
 
 /// The repository root: the nearest folder above this file that holds Package.swift.
@@ -22,70 +23,39 @@ struct WandaFixtureError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// A safetensors file read whole (F32, I64 and U8 tensors): the fixtures and the 1 MB stories260K
-/// checkpoint. Test-side, so these tests depend only on the file format.
+/// A safetensors file (fixtures, the stories260K checkpoint, calibration ids) read through the SafeTensors
+/// module: F32 tensors, I64 ids and numpy-packbits U8 masks.
 struct WandaTensorFile {
-    struct Entry {
-        let dtype: String
-        let shape: [Int]
-        let range: Range<Int>
-    }
-
-    let name: String
-    let body: Data
-    let entries: [String: Entry]
-    let metadata: [String: String]
+    let file: SafeTensorsFile
+    var name: String { file.url.lastPathComponent }
 
     init(_ url: URL) throws {
-        name = url.lastPathComponent
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+        guard FileManager.default.fileExists(atPath: url.path) else {
             throw WandaFixtureError(description: "\(url.path) is missing")
         }
-        guard data.count >= 8 else { throw WandaFixtureError(description: "\(name): shorter than a safetensors header") }
-        let n = data.prefix(8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
-        guard n > 0, 8 + n <= data.count,
-              let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any]
-        else { throw WandaFixtureError(description: "\(name): unreadable safetensors header") }
-        body = data.subdata(in: (8 + n)..<data.count)
-        var entries: [String: Entry] = [:]
-        var metadata: [String: String] = [:]
-        for (key, value) in header {
-            if key == "__metadata__" { metadata = value as? [String: String] ?? [:]; continue }
-            guard let e = value as? [String: Any], let dtype = e["dtype"] as? String, let shape = e["shape"] as? [Int],
-                  let off = e["data_offsets"] as? [Int], off.count == 2, off[0] >= 0, off[0] <= off[1], off[1] <= body.count
-            else { throw WandaFixtureError(description: "\(name): malformed entry \(key)") }
-            entries[key] = Entry(dtype: dtype, shape: shape, range: off[0]..<off[1])
-        }
-        self.entries = entries
-        self.metadata = metadata
+        file = try SafeTensorsFile(url: url)
     }
 
-    private func entry(_ key: String, _ dtype: String, size: Int) throws -> Entry {
-        guard let e = entries[key] else { throw WandaFixtureError(description: "\(name): no tensor \(key)") }
-        guard e.dtype == dtype, e.range.count == size * e.shape.reduce(1, *) else {
-            throw WandaFixtureError(description: "\(name): \(key) is \(e.dtype) \(e.shape), expected \(dtype)")
-        }
-        return e
+    private func info(_ key: String) throws -> TensorInfo {
+        guard let i = file.info(key) else { throw WandaFixtureError(description: "\(name): no tensor \(key)") }
+        return i
     }
 
     func float(_ key: String) throws -> Tensor {
-        let e = try entry(key, "F32", size: 4)
-        var v = [Float](repeating: 0, count: e.shape.reduce(1, *))
-        v.withUnsafeMutableBytes { body.copyBytes(to: $0.bindMemory(to: UInt8.self), from: e.range) }
-        return Tensor(shape: e.shape, data: v)
+        Tensor(shape: try info(key).shape, data: try file.floats(key))
     }
 
     func int64(_ key: String) throws -> (shape: [Int], values: [Int64]) {
-        let e = try entry(key, "I64", size: 8)
-        var v = [Int64](repeating: 0, count: e.shape.reduce(1, *))
-        v.withUnsafeMutableBytes { body.copyBytes(to: $0.bindMemory(to: UInt8.self), from: e.range) }
-        return (e.shape, v)
+        (try info(key).shape, try file.int64s(key))
     }
 
     func bytes(_ key: String) throws -> [UInt8] {
-        let e = try entry(key, "U8", size: 1)
-        return [UInt8](body[e.range])
+        let i = try info(key)
+        guard i.dtype == .U8 else { throw WandaFixtureError(description: "\(name): \(key) is \(i.dtype), expected U8") }
+        return try file.withRawBytes(key) { [UInt8]($0) }
     }
+
+    var metadata: [String: String] { file.metadata }
 }
 
 /// stories260K's geometry and block `layer` read from its checkpoint (config values as config.json states).
