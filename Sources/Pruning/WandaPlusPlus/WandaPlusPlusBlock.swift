@@ -50,12 +50,15 @@ public struct WandaPlusPlusBlock {
     /// Prunes `block` in place to the pattern `select` implements.
     ///
     /// - inputs: X̂ of this block, N samples of T tokens, (N, T, C) row-major.
-    /// - generator: the run's generator for the rounds' draws (advanced by K draws of `roSamples`).
+    /// - generator: the run's generator for the rounds' draws (advanced by K draws of `roSamples`; one
+    ///   generator for the whole run, so blocks get different draws, as in the reference script).
     /// - keepStatistics: return G and ‖X‖ of the final prune in the record.
+    /// - label: names the block in errors and progress ("block 3").
+    /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
     public func prune(
         _ block: inout BlockParameters, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
         rope: RopeTable, generator: inout SeededGenerator, select: MaskSelector,
-        keepStatistics: Bool = false, label: String = "block", progress: ProgressHandler? = nil
+        keepStatistics: Bool = false, label: String = "block", progress: ((String) -> Void)? = nil
     ) throws -> WandaPlusPlusBlockRecord {
         let g = geometry, C = g.hidden
         try options.validate(samples: samples)
@@ -82,8 +85,7 @@ public struct WandaPlusPlusBlock {
             if options.variant.usesGradientScore {
                 let t0 = Date()
                 G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
-                    progress?(ProgressUpdate(stage: "wanda++", completed: done, total: gradientCount, unit: "samples",
-                                             detail: "\(label) regional gradients"))
+                    progress?("regional gradients \(done)/\(gradientCount)")
                 }
                 record.gradientSeconds += Date().timeIntervalSince(t0)
             }
@@ -92,14 +94,14 @@ public struct WandaPlusPlusBlock {
                 let idx = generator.sample(options.roSamples, from: samples)
                 record.roundSamples.append(idx)
                 let t0 = Date()
+                progress?("RO round \(round + 1)/\(options.roRounds) pruning")
                 try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
                                      select: select, label: label, keepNorms: false)
                 let t1 = Date()
                 var losses: [Double] = []
                 for (step, n) in idx.enumerated() {
                     losses.append(work.optimizationStep(&block, dense: dense, input: sample(n), rope: rope, optimizer: optimizer))
-                    progress?(ProgressUpdate(stage: "wanda++", completed: step + 1, total: idx.count, unit: "samples",
-                                             detail: "\(label) round \(round + 1)/\(options.roRounds) RO loss \(losses.last!)"))
+                    progress?("RO round \(round + 1)/\(options.roRounds) step \(step + 1)/\(idx.count), loss \(formatLoss(losses[step]))")
                 }
                 guard losses.allSatisfy({ $0.isFinite }) else {
                     throw WandaPlusPlusError("\(label): regional optimization diverged in round \(round + 1) (loss \(losses.first { !$0.isFinite }!)); lower --ro-lr")
@@ -113,12 +115,12 @@ public struct WandaPlusPlusBlock {
             // Recomputed on the block as the rounds left it (the only G of the RGS-only variant).
             let t0 = Date()
             G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
-                progress?(ProgressUpdate(stage: "wanda++", completed: done, total: gradientCount, unit: "samples",
-                                         detail: "\(label) regional gradients"))
+                progress?("regional gradients \(done)/\(gradientCount)")
             }
             record.gradientSeconds += Date().timeIntervalSince(t0)
         }
         let t0 = Date()
+        progress?("final prune")
         let norms = try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
                                          alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
         record.pruneSeconds += Date().timeIntervalSince(t0)
@@ -316,6 +318,13 @@ private final class Workspace {
         optimizer.finishStep()
         return loss
     }
+}
+
+/// A loss with 6 significant digits, for progress lines.
+private func formatLoss(_ x: Double) -> String {
+    guard x.isFinite, x != 0 else { return "\(x)" }
+    let digits = max(0, 5 - Int(Foundation.log10(abs(x)).rounded(.down)))
+    return String(format: "%.\(min(digits, 12))f", x)
 }
 
 /// The index of the first NaN or infinity in `x` (bad calibration activations).

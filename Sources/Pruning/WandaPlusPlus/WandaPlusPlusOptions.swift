@@ -26,19 +26,15 @@ public struct WandaPlusPlusOptions: Sendable, Equatable {
     public var roLearningRate: Float
     /// G averages over calibration samples 0..<k (`--gradient-samples`); nil: all samples.
     public var gradientSamples: Int?
-    /// Seeds the generator of the rounds' sample draws (one generator for the whole run, advanced
-    /// block after block, as the reference script does).
-    public var seed: UInt64
 
     public init(variant: WandaPlusPlusVariant = .full, alpha: Float = 100, roRounds: Int = 5, roSamples: Int = 32,
-                roLearningRate: Float = 3e-7, gradientSamples: Int? = nil, seed: UInt64 = 0) {
+                roLearningRate: Float = 3e-7, gradientSamples: Int? = nil) {
         self.variant = variant
         self.alpha = alpha
         self.roRounds = roRounds
         self.roSamples = roSamples
         self.roLearningRate = roLearningRate
         self.gradientSamples = gradientSamples
-        self.seed = seed
     }
 
     /// How many samples G averages over, given N calibration samples.
