@@ -5,7 +5,7 @@ import Testing
 
 /// A random block: weights N(0, σ²) with σ = 1/√in (so activations stay O(1) and the softmax is far
 /// from uniform), norm weights around 1, biases N(0, 0.1²) where asked.
-func randomBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: false, count: 7), seed: UInt64) -> BlockParameters {
+func randomBackwardBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: false, count: 7), seed: UInt64) -> BlockParameters {
     var rng = SeededGenerator(seed: seed)
     func tensor(_ shape: [Int], _ sigma: Double, _ mean: Double = 0) -> Tensor {
         Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(mean + sigma * rng.nextGaussian()) })
@@ -21,7 +21,7 @@ func randomBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: false, coun
                            inputNorm: tensor([g.hidden], 0.2, 1), postAttentionNorm: tensor([g.hidden], 0.2, 1))
 }
 
-func randomInput(T: Int, C: Int, seed: UInt64) -> Tensor {
+func randomBackwardInput(T: Int, C: Int, seed: UInt64) -> Tensor {
     var rng = SeededGenerator(seed: seed)
     return Tensor(shape: [T, C], data: (0..<(T * C)).map { _ in Float(rng.nextGaussian()) })
 }
@@ -61,7 +61,7 @@ private func centralDifferences(count: Int, step: Double, _ f: (Int, Double) -> 
 }
 
 /// max|a − b| / max|b|: the error of a gradient tensor relative to its largest reference entry.
-private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
+private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
     var diff = 0.0, scale = 0.0
     for i in 0..<b.count {
         diff = max(diff, abs(Double(a[i]) - b[i]))
@@ -103,7 +103,7 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
         var rng = SeededGenerator(seed: 99)
         let r = (0..<(T * g.hidden)).map { _ in rng.nextGaussian() }
         // The RO loss compares a perturbed ("sparse") copy against the dense block's output.
-        let dense = NaiveBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
+        let dense = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
         var sparse = p
         for m in BlockMatrix.allCases {
             for i in stride(from: 0, to: sparse.weights[m.rawValue].count, by: 2) { sparse.weights[m.rawValue].data[i] = 0 }
@@ -115,8 +115,8 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     func weightAndInputGradientsMatchFloat64FiniteDifferences(_ c: Case) throws {
         let g = c.g, T = 7
         let rope = RopeTable(headDim: g.headDim, positions: T, theta: 10000)
-        let base = randomBlock(g, bias: c.bias, seed: 7)
-        let x = randomInput(T: T, C: g.hidden, seed: 11)
+        let base = randomBackwardBlock(g, bias: c.bias, seed: 7)
+        let x = randomBackwardInput(T: T, C: g.hidden, seed: 11)
         let tape = try DecoderBlockTape(geometry: g, capacity: T)
 
         for (lossName, loss, p) in Self.losses(base, g, x: x, rope: rope) {
@@ -125,7 +125,7 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
             let dx = try tape.backward(Tensor(shape: y.shape, data: loss.gradient(y.data)), parameters: p, rope: rope,
                                        gradients: &grads)
 
-            let naive = NaiveBlock(p, geometry: g, rope: rope)
+            let naive = NaiveBackwardBlock(p, geometry: g, rope: rope)
             let x64 = x.data.map(Double.init)
             for m in BlockMatrix.allCases {
                 let fd = centralDifferences(count: p.weights[m.rawValue].count, step: Self.step) { i, h in
@@ -133,7 +133,7 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
                     n.w[m.rawValue][i] += h
                     return loss.value(n.forward(x64, T: T))
                 }
-                let err = relativeError(grads.weights[m.rawValue].data, fd)
+                let err = gradientError(grads.weights[m.rawValue].data, fd)
                 #expect(err <= Self.tolerance, "\(c.name), \(lossName): d/d\(m) relative error \(err)")
                 if let db = grads.biases[m.rawValue] {
                     let fdb = centralDifferences(count: db.count, step: Self.step) { i, h in
@@ -141,7 +141,7 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
                         n.b[m.rawValue]![i] += h
                         return loss.value(n.forward(x64, T: T))
                     }
-                    let errb = relativeError(db.data, fdb)
+                    let errb = gradientError(db.data, fdb)
                     #expect(errb <= Self.tolerance, "\(c.name), \(lossName): d/d\(m).bias relative error \(errb)")
                 }
             }
@@ -150,7 +150,7 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
                 xp[i] += h
                 return loss.value(naive.forward(xp, T: T))
             }
-            let errx = relativeError(dx.data, fdx)
+            let errx = gradientError(dx.data, fdx)
             #expect(errx <= Self.tolerance, "\(c.name), \(lossName): d/dx relative error \(errx)")
         }
     }
@@ -159,12 +159,12 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     func forwardMatchesFloat64Reference(_ c: Case) throws {
         let g = c.g, T = 9
         let rope = RopeTable(headDim: g.headDim, positions: T, theta: 10000)
-        let p = randomBlock(g, bias: c.bias, seed: 3)
-        let x = randomInput(T: T, C: g.hidden, seed: 4)
+        let p = randomBackwardBlock(g, bias: c.bias, seed: 3)
+        let x = randomBackwardInput(T: T, C: g.hidden, seed: 4)
         let tape = try DecoderBlockTape(geometry: g, capacity: T)
         let y = try tape.forward(x, parameters: p, rope: rope)
-        let ref = NaiveBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
-        #expect(relativeError(y.data, ref) <= 1e-5)
+        let ref = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
+        #expect(gradientError(y.data, ref) <= 1e-5)
     }
 
     /// The tape is reused across samples of different lengths: a shorter sample after a longer one must
@@ -172,8 +172,8 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     @Test func reusedTapeMatchesFreshTapeOnShorterSample() throws {
         let g = Self.cases[0].g
         let rope = RopeTable(headDim: g.headDim, positions: 12, theta: 10000)
-        let p = randomBlock(g, seed: 5)
-        let long = randomInput(T: 12, C: g.hidden, seed: 6), short = randomInput(T: 5, C: g.hidden, seed: 8)
+        let p = randomBackwardBlock(g, seed: 5)
+        let long = randomBackwardInput(T: 12, C: g.hidden, seed: 6), short = randomBackwardInput(T: 5, C: g.hidden, seed: 8)
         let reused = try DecoderBlockTape(geometry: g, capacity: 12)
         var g1 = BlockGradients(like: p), g2 = BlockGradients(like: p)
         let yl = try reused.forward(long, parameters: p, rope: rope)
@@ -191,14 +191,14 @@ private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     @Test func badShapesThrowOneLineErrors() throws {
         let g = Self.cases[0].g
         let rope = RopeTable(headDim: g.headDim, positions: 4, theta: 10000)
-        let p = randomBlock(g, seed: 1)
+        let p = randomBackwardBlock(g, seed: 1)
         let tape = try DecoderBlockTape(geometry: g, capacity: 4)
-        #expect(throws: BlockBackwardError.self) { try tape.forward(randomInput(T: 5, C: g.hidden, seed: 1), parameters: p, rope: rope) }
-        #expect(throws: BlockBackwardError.self) { try tape.forward(randomInput(T: 3, C: g.hidden + 1, seed: 1), parameters: p, rope: rope) }
+        #expect(throws: BlockBackwardError.self) { try tape.forward(randomBackwardInput(T: 5, C: g.hidden, seed: 1), parameters: p, rope: rope) }
+        #expect(throws: BlockBackwardError.self) { try tape.forward(randomBackwardInput(T: 3, C: g.hidden + 1, seed: 1), parameters: p, rope: rope) }
         var bad = p
         bad[.down] = Tensor.zeros([3, 3])
         do {
-            try tape.forward(randomInput(T: 3, C: g.hidden, seed: 1), parameters: bad, rope: rope)
+            try tape.forward(randomBackwardInput(T: 3, C: g.hidden, seed: 1), parameters: bad, rope: rope)
             Issue.record("a wrong down_proj shape was accepted")
         } catch {
             #expect("\(error)".contains("down_proj"))

@@ -9,14 +9,14 @@ import Testing
 private let fixtureNames = ["llama-gqa", "llama-mha", "llama-bias", "qwen2-bias", "mistral-window"]
 
 private struct LoadedFixture {
-    let file: FixtureFile
+    let file: BackwardFixtureFile
     let geometry: BlockGeometry
     let parameters: BlockParameters
     let rope: RopeTable
     let x: Tensor
 
     init(_ name: String) throws {
-        file = try FixtureFile(packageRoot().appendingPathComponent("Fixtures/backward/\(name).safetensors"))
+        file = try BackwardFixtureFile(backwardPackageRoot().appendingPathComponent("Fixtures/backward/\(name).safetensors"))
         geometry = BlockGeometry(hidden: try file.int("hidden"), intermediate: try file.int("intermediate"),
                                  heads: try file.int("heads"), kvHeads: try file.int("kv_heads"),
                                  headDim: try file.int("head_dim"), rmsNormEps: Float(try file.double("rms_norm_eps")),
@@ -27,7 +27,7 @@ private struct LoadedFixture {
     }
 
     /// The layer's parameters; `prefix` "ro." swaps in the 2:4-pruned weights (biases and norms stay).
-    static func parameters(_ f: FixtureFile, prefix: String) throws -> BlockParameters {
+    static func parameters(_ f: BackwardFixtureFile, prefix: String) throws -> BlockParameters {
         BlockParameters(
             weights: try BlockMatrix.allCases.map { try f.tensor("\(prefix)\($0).weight") },
             biases: try BlockMatrix.allCases.map { try f.optionalTensor("\($0).bias") },

@@ -4,7 +4,7 @@ import Tensor
 
 /// An independent float64 forward of a LLaMA decoder block, written as plainly as possible (loops, no
 /// BLAS, no saved state), used only as the reference for finite differences and forward checks.
-struct NaiveBlock {
+struct NaiveBackwardBlock {
     let g: BlockGeometry
     /// The seven weights (out·in, row-major), their optional biases, the two norm weights, in float64.
     var w: [[Double]]
