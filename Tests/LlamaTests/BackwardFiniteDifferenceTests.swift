@@ -188,6 +188,16 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
         for m in BlockMatrix.allCases { #expect(g1[m] == g2[m], "\(m)") }
     }
 
+    /// The up-front estimate the pruning driver's memory check uses equals what a tape allocates.
+    @Test func tapeSizeEstimateMatchesAllocation() throws {
+        for c in Self.cases {
+            for T in [1, 7, 130] {
+                let tape = try DecoderBlockTape(geometry: c.g, capacity: T)
+                #expect(DecoderBlockTape.bytes(geometry: c.g, capacity: T) == tape.bytes, "\(c.name), T \(T)")
+            }
+        }
+    }
+
     @Test func badShapesThrowOneLineErrors() throws {
         let g = Self.cases[0].g
         let rope = RopeTable(headDim: g.headDim, positions: 4, theta: 10000)

@@ -87,6 +87,15 @@ public final class DecoderBlockTape {
         }
     }
 
+    /// Bytes a tape of this geometry and capacity allocates (for memory estimates before building one).
+    public static func bytes(geometry g: BlockGeometry, capacity T: Int, workers: Int = workerCount) -> Int {
+        let C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
+        // Saved activations 5C + 2qw + 2kw + 3F + 2 + nh per token, backward buffers 2C + 2qw + 2kw + 2F.
+        let tape = T * (7 * C + 4 * qw + 4 * kw + 5 * F + 2 + g.heads)
+        let scratch = max(1, workers) * (2 * BlockKernels.attentionRowBlock * T + 2 * T * kw)
+        return (tape + scratch) * MemoryLayout<Float>.stride
+    }
+
     /// Bytes held by the tape's buffers.
     public var bytes: Int { allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride + attentionScratch.bytes }
 
