@@ -17,7 +17,7 @@ public struct PerplexityResult: Sendable, Equatable {
     public var nll: Double
     public var predictedTokens: Int
     public var seqlen: Int
-    /// Tokens of the encoded text (BOS included), windows taken, tokens dropped at the end.
+    /// Tokens of the encoded text (BOS included), windows evaluated, tokens dropped at the end.
     public var tokens: Int
     public var windows: Int
     public var droppedTokens: Int
@@ -66,13 +66,14 @@ public enum Perplexity {
         max(1, min(64, logitBudgetBytes / max(1, seqlen * vocabularySize * 4)))
     }
 
-    /// Perplexity of `model` over `windows`, batched; reports progress in tokens.
+    /// Perplexity of `model` over `windows` (only the first `maxWindows` when given, for benchmarks),
+    /// batched; reports progress in tokens.
     public static func evaluate(
         model: CausalLanguageModel, windows: EvaluationWindows, batchSize: Int? = nil,
-        progress: ProgressHandler? = nil
+        maxWindows: Int? = nil, progress: ProgressHandler? = nil
     ) throws -> PerplexityResult {
         let start = Date()
-        let n = windows.count, seqlen = windows.seqlen
+        let n = min(windows.count, maxWindows ?? .max), seqlen = windows.seqlen
         guard n > 0 else { throw PerplexityError.noWindows(tokens: windows.tokens.count, seqlen: seqlen) }
         let batch = batchSize ?? Self.batchSize(seqlen: seqlen, vocabularySize: model.vocabularySize)
         var nll = 0.0

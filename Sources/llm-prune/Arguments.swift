@@ -11,8 +11,11 @@ struct OptionSpec {
     var name: String
     var valueName: String?
     var help: String
+    /// The value used when the option is absent.
     var defaultValue: String? = nil
     var required = false
+    /// How `--help` describes a default that depends on the model (the option is then absent → nil).
+    var computedDefault: String? = nil
 }
 
 /// A subcommand: its options and help text. The generated `--help` lists every option with its default.
@@ -40,7 +43,7 @@ struct CommandSpec {
         let width = min(34, (labels.map(\.count).max() ?? 0) + 2)
         for (o, label) in zip(all, labels) {
             var text = o.help
-            if let d = o.defaultValue { text += " (default: \(d))" }
+            if let d = o.defaultValue ?? o.computedDefault { text += " (default: \(d))" }
             if o.required { text += " (required)" }
             let pad = label.count < width ? String(repeating: " ", count: width - label.count) : "\n" + String(repeating: " ", count: width)
             s += label + pad + text + "\n"

@@ -1,0 +1,141 @@
+import Foundation
+import Tensor
+
+/// Causal grouped-query scaled dot-product attention, per sequence b and query head h:
+///
+///     S = (Q_h K_gᵀ) / sqrt(HD),   S[i, j] = −∞ unless i − window < j ≤ i,
+///     P = softmax(S) row-wise (float32),   O_h = P V_g,
+///
+/// where g = h / (NH / NKV) is the KV head that query head h shares (GQA; NKV = NH is plain multi-head
+/// attention) and `window` is nil for full causal attention.
+///
+/// Layouts are the projections' outputs, so no transpose is ever copied: q and out are (B, T, NH, HD),
+/// k and v are (B, T, NKV, HD). Each (b, h) pair is an independent task; the pairs are spread over the cores
+/// with BLAS single-threaded inside. Query rows go in blocks of `rowBlock`, each multiplied only against the
+/// keys it can see, so the causal half of QKᵀ and PV is never computed.
+///
+/// The forward pass keeps, when asked, the log-sum-exp of every query row, L[b, h, i] = log Σⱼ exp(S[i, j]):
+/// with q and k it recomputes P exactly (P = exp(S − L)) without storing (B, NH, T, T) probabilities —
+/// see `probabilities(...)`.
+public enum Attention {
+    /// Query rows per block: big enough for BLAS to run at full speed, small enough that the wasted
+    /// upper triangle of each diagonal block stays a few percent at long T.
+    public static let rowBlock = 64
+
+    /// Pointer form. out: (B, T, NH, HD); logSumExp: (B, NH, T) or nil; q: (B, T, NH, HD); k, v: (B, T, NKV, HD).
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?
+    ) {
+        precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
+        let tasks = b * nh
+        if tasks == 0 || t == 0 { return }
+        let scale = 1 / Float(hd).squareRoot()
+        let group = nh / nkv
+        let ldq = nh * hd, ldk = nkv * hd
+        let block = min(rowBlock, t)
+
+        // One (b, h) pair: every query row block against the keys it may see.
+        func head(_ task: Int, scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>) {
+            let bi = task / nh, h = task % nh, g = h / group
+            let qh = q + bi * t * ldq + h * hd
+            let kh = k + bi * t * ldk + g * hd
+            let vh = v + bi * t * ldk + g * hd
+            let oh = out + bi * t * ldq + h * hd
+            let lse = logSumExp.map { $0 + task * t }
+            var r0 = 0
+            while r0 < t {
+                let r1 = min(t, r0 + block)
+                let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
+                let width = r1 - k0
+                // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
+                BLAS.gemm(transB: true, m: r1 - r0, n: width, k: hd, alpha: scale,
+                          a: qh + r0 * ldq, lda: ldq, b: kh + k0 * ldk, ldb: ldk,
+                          c: scores, ldc: width)
+                // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
+                // output instead of the (rows, width) probabilities, which saves a pass over the scores.
+                for i in r0..<r1 {
+                    let row = scores + (i - r0) * width
+                    let lo = window.map { max(0, i - $0 + 1) } ?? 0
+                    let a = lo - k0, e = i - k0 + 1
+                    if a > 0 { row.update(repeating: 0, count: a) }
+                    if e < width { (row + e).update(repeating: 0, count: width - e) }
+                    let m = VectorMath.maximum(row + a, count: e - a)
+                    let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
+                    inverseSums[i - r0] = 1 / sum
+                    lse?[i] = m + Foundation.log(sum)
+                }
+                // O[r0..<r1] = diag(1/Σ) · exp(S − max) · V[k0..<r1]
+                BLAS.gemm(m: r1 - r0, n: hd, k: width, a: scores, lda: width,
+                          b: vh + k0 * ldk, ldb: ldk, c: oh + r0 * ldq, ldc: ldq)
+                for i in r0..<r1 { VectorMath.scale(oh + i * ldq, count: hd, by: inverseSums[i - r0]) }
+                r0 = r1
+            }
+        }
+
+        // Per worker: the scores of one row block (block, T) and its row sums' inverses (block).
+        let scratchCount = block * t + block
+        func run(_ range: Range<Int>) {
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+            defer { scratch.deallocate() }
+            for task in range { head(task, scores: scratch, inverseSums: scratch + block * t) }
+        }
+        if tasks >= workerCount && workerCount > 1 {
+            let saved = BLAS.threads
+            BLAS.setThreads(1)
+            defer { BLAS.setThreads(saved) }
+            parallelChunks(tasks) { run($0) }
+        } else {
+            run(0..<tasks)
+        }
+    }
+
+    /// Recomputes the attention probabilities of one (b, h) pair from the forward cache:
+    /// p (T, T) = exp(scale · Q_h K_gᵀ − L[b, h, :]) on the visible entries, 0 elsewhere.
+    public static func probabilities(
+        into p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+        logSumExp: UnsafePointer<Float>, sequence bi: Int, head h: Int,
+        length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?
+    ) {
+        let scale = 1 / Float(hd).squareRoot()
+        let g = h / (nh / nkv)
+        let ldq = nh * hd, ldk = nkv * hd
+        BLAS.gemm(transB: true, m: t, n: t, k: hd, alpha: scale,
+                  a: q + bi * t * ldq + h * hd, lda: ldq, b: k + bi * t * ldk + g * hd, ldb: ldk, c: p, ldc: t)
+        let lse = logSumExp + (bi * nh + h) * t
+        for i in 0..<t {
+            let row = p + i * t
+            let lo = window.map { max(0, i - $0 + 1) } ?? 0
+            if lo > 0 { row.update(repeating: 0, count: lo) }
+            _ = VectorMath.expShifted(row + lo, count: i + 1 - lo, shift: lse[i])
+            if i + 1 < t { (row + i + 1).update(repeating: 0, count: t - i - 1) }
+        }
+    }
+
+    /// Tensor form. q: (B, T, NH·HD), k, v: (B, T, NKV·HD) → (out (B, T, NH·HD), logSumExp (B, NH, T)).
+    public static func forward(
+        q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil
+    ) -> (out: Tensor, logSumExp: Tensor) {
+        precondition(q.rank == 3 && k.shape == v.shape && k.rank == 3 && q.shape[0...1] == k.shape[0...1],
+                     "Attention: q \(q.shape), k \(k.shape), v \(v.shape)")
+        let b = q.shape[0], t = q.shape[1], hd = q.shape[2] / nh
+        precondition(q.shape[2] == nh * hd && k.shape[2] == nkv * hd, "Attention: widths \(q.shape[2]), \(k.shape[2])")
+        var out = Tensor.uninitialized(q.shape)
+        var lse = Tensor.uninitialized([b, nh, t])
+        q.data.withUnsafeBufferPointer { qp in
+            k.data.withUnsafeBufferPointer { kp in
+                v.data.withUnsafeBufferPointer { vp in
+                    out.data.withUnsafeMutableBufferPointer { op in
+                        lse.data.withUnsafeMutableBufferPointer { lp in
+                            forward(out: op.baseAddress!, logSumExp: lp.baseAddress!, q: qp.baseAddress!,
+                                    k: kp.baseAddress!, v: vp.baseAddress!, batch: b, length: t,
+                                    heads: nh, kvHeads: nkv, headDim: hd, window: window)
+                        }
+                    }
+                }
+            }
+        }
+        return (out, lse)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import Tensor
+
+/// Next-token cross-entropy from logits: for a row of V logits z and a target y,
+///
+///     loss = −log softmax(z)[y] = logsumexp(z) − z[y]   (logsumexp accumulated in double).
+///
+/// The forward pass needs nothing kept beyond the logits; backward is softmax(z) − onehot(y).
+public enum CrossEntropy {
+    /// Pointer form. logits: (N, V); targets: N ids in 0..<V; losses: (N).
+    public static func forward(
+        losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int>,
+        rows n: Int, vocab v: Int
+    ) {
+        parallelChunks(n, minimumPerThread: max(1, 65_536 / max(v, 1))) { rows in
+            for r in rows {
+                losses[r] = Float(logSumExp(logits + r * v, count: v) - Double(logits[r * v + targets[r]]))
+            }
+        }
+    }
+
+    /// log Σ exp(z[i]) over one row, shifted by its maximum and summed in double.
+    public static func logSumExp(_ z: UnsafePointer<Float>, count v: Int) -> Double {
+        let m = VectorMath.maximum(z, count: v)
+        var sum: Double = 0
+        var i = 0
+        let s = VectorMath.V8(repeating: m)
+        while i + 8 <= v {
+            let e = VectorMath.exp(UnsafeRawPointer(z + i).loadUnaligned(as: VectorMath.V8.self) - s)
+            sum += Double(e.sum())
+            i += 8
+        }
+        while i < v { sum += Double(VectorMath.exp(z[i] - m)); i += 1 }
+        return Double(m) + Foundation.log(sum)
+    }
+
+    /// logits: (..., V) with N rows, targets: N ids → losses (N). Targets must lie in 0..<V.
+    public static func forward(logits: Tensor, targets: [Int]) -> Tensor {
+        let v = logits.shape.last ?? 0
+        let n = v == 0 ? 0 : logits.count / v
+        precondition(targets.count == n, "CrossEntropy: \(targets.count) targets for \(n) rows")
+        precondition(targets.allSatisfy { $0 >= 0 && $0 < v }, "CrossEntropy: target outside 0..<\(v)")
+        var losses = Tensor.uninitialized([n])
+        logits.data.withUnsafeBufferPointer { lp in
+            targets.withUnsafeBufferPointer { tp in
+                losses.data.withUnsafeMutableBufferPointer { op in
+                    forward(losses: op.baseAddress!, logits: lp.baseAddress!, targets: tp.baseAddress!, rows: n, vocab: v)
+                }
+            }
+        }
+        return losses
+    }
+}

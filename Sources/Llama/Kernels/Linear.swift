@@ -1,0 +1,44 @@
+import Tensor
+
+/// A dense layer as checkpoints store it: out = inp · Wᵀ + bias, with W of shape (out, in).
+/// The product goes through one BLAS sgemm with W transposed in place (no copy of the weight).
+public enum Linear {
+    /// Pointer form. inp: (N, in), weight: (out, in), bias: (out) or nil, out: (N, out); out must not alias inp.
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        rows n: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        if let bias {
+            for r in 0..<n { (out + r * outFeatures).update(from: bias, count: outFeatures) }
+        }
+        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
+                  a: inp, b: weight, beta: bias == nil ? 0 : 1, c: out)
+    }
+
+    /// x: (..., in), weight: (out, in), bias: (out) → (..., out).
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        let inFeatures = x.shape.last ?? 0
+        precondition(weight.rank == 2 && weight.shape[1] == inFeatures, "Linear: input \(x.shape), weight \(weight.shape)")
+        let outFeatures = weight.shape[0]
+        precondition(bias == nil || bias!.count == outFeatures, "Linear: bias \(bias!.shape) for \(outFeatures) outputs")
+        let n = inFeatures == 0 ? 0 : x.count / inFeatures
+        var out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outFeatures])
+        x.data.withUnsafeBufferPointer { xp in
+            weight.data.withUnsafeBufferPointer { wp in
+                out.data.withUnsafeMutableBufferPointer { op in
+                    if let bias {
+                        bias.data.withUnsafeBufferPointer { bp in
+                            forward(out: op.baseAddress!, inp: xp.baseAddress!, weight: wp.baseAddress!,
+                                    bias: bp.baseAddress!, rows: n, inFeatures: inFeatures, outFeatures: outFeatures)
+                        }
+                    } else {
+                        forward(out: op.baseAddress!, inp: xp.baseAddress!, weight: wp.baseAddress!,
+                                bias: nil, rows: n, inFeatures: inFeatures, outFeatures: outFeatures)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Tensor
+
+/// Rotary position embeddings in the rotate-half layout that Hugging Face LLaMA checkpoints assume:
+/// a head vector x of width HD is split into halves (x₁, x₂) = (x[0..<HD/2], x[HD/2..<HD]) and, at position p,
+///
+///     out₁ = x₁ · cos(p·θᵢ) − x₂ · sin(p·θᵢ),   out₂ = x₂ · cos(p·θᵢ) + x₁ · sin(p·θᵢ),   i = 0..<HD/2
+///
+/// with inverse frequencies θᵢ = theta^(−2i/HD), rescaled by the configuration's RoPE scaling exactly as
+/// transformers' `ROPE_INIT_FUNCTIONS` do (in float32). (llama2.c's interleaved pairs are a different
+/// layout and wrong on HF checkpoints.) The rotation is orthogonal: its backward is the rotation by −p·θᵢ.
+public struct RoPE: Sendable {
+    public let headDim: Int
+    /// How many positions the tables cover (0..<positions).
+    public let positions: Int
+    /// θᵢ, i = 0..<HD/2, after scaling.
+    public let inverseFrequencies: [Float]
+    /// cos(p·θᵢ) and sin(p·θᵢ), each (positions, HD/2).
+    public let cosTable: [Float]
+    public let sinTable: [Float]
+
+    /// Tables for the configuration's head width, theta and scaling, covering `positions` positions.
+    public init(configuration: LlamaConfiguration, positions: Int) {
+        self.init(headDim: configuration.headDim, theta: configuration.ropeTheta,
+                  scaling: configuration.ropeScaling, positions: positions)
+    }
+
+    public init(headDim: Int, theta: Double, scaling: LlamaConfiguration.RopeScaling?, positions: Int) {
+        precondition(headDim > 0 && headDim % 2 == 0 && positions >= 0, "RoPE: head_dim \(headDim), positions \(positions)")
+        self.headDim = headDim
+        self.positions = positions
+        let half = headDim / 2
+        // transformers: 1 / (base ** (arange(0, dim, 2).float() / dim)), all in float32.
+        let base = Float(theta)
+        var inv = (0..<half).map { i -> Float in 1 / Foundation.pow(base, Float(2 * i) / Float(headDim)) }
+        switch scaling {
+        case nil:
+            break
+        case let .linear(factor)?:
+            inv = inv.map { $0 / Float(factor) }
+        case let .llama3(factor, low, high, original)?:
+            let f = Float(factor), lowF = Float(low), highF = Float(high), old = Float(original)
+            let lowFreqWavelen = old / lowF
+            let highFreqWavelen = old / highF
+            inv = inv.map { freq in
+                let wavelen = 2 * Float.pi / freq
+                if wavelen < highFreqWavelen { return freq }
+                if wavelen > lowFreqWavelen { return freq / f }
+                let smooth = (old / wavelen - lowF) / (highF - lowF)
+                return (1 - smooth) * freq / f + smooth * freq
+            }
+        }
+        inverseFrequencies = inv
+        var c = [Float](repeating: 0, count: positions * half)
+        var s = [Float](repeating: 0, count: positions * half)
+        for p in 0..<positions {
+            for i in 0..<half {
+                // The angle is rounded to float32 as torch computes it (position_ids.float() * inv_freq);
+                // cos and sin of that float are then taken accurately.
+                let angle = Double(Float(p) * inv[i])
+                c[p * half + i] = Float(Foundation.cos(angle))
+                s[p * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        cosTable = c
+        sinTable = s
+    }
+
+    /// Rotates x in place. x: (B, T, H, HD) — the (B·T, H·HD) output of a q or k projection — at positions
+    /// 0..<T of every sequence. `sign` −1 rotates by −p·θ (the backward / inverse rotation).
+    public func apply(
+        _ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, heads h: Int, sign: Float = 1
+    ) {
+        precondition(t <= positions, "RoPE: sequence length \(t) exceeds the table's \(positions) positions")
+        let half = headDim / 2
+        let hd = headDim
+        cosTable.withUnsafeBufferPointer { cp in
+            sinTable.withUnsafeBufferPointer { sp in
+                let cosBase = cp.baseAddress!, sinBase = sp.baseAddress!
+                parallelChunks(b * t, minimumPerThread: max(1, 8192 / max(h * hd, 1))) { rows in
+                    for row in rows {
+                        let p = row % t
+                        let cr = cosBase + p * half, sr = sinBase + p * half
+                        for head in 0..<h {
+                            let v = x + (row * h + head) * hd
+                            for i in 0..<half {
+                                let x1 = v[i], x2 = v[i + half]
+                                let cs = cr[i], sn = sign * sr[i]
+                                v[i] = x1 * cs - x2 * sn
+                                v[i + half] = x2 * cs + x1 * sn
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tensor form: x (B, T, H·HD) → rotated copy.
+    public func apply(_ x: Tensor, heads: Int, sign: Float = 1) -> Tensor {
+        precondition(x.rank == 3 && x.shape[2] == heads * headDim, "RoPE: input \(x.shape) for \(heads) heads of \(headDim)")
+        var out = x
+        out.data.withUnsafeMutableBufferPointer { p in
+            apply(p.baseAddress!, batch: x.shape[0], length: x.shape[1], heads: heads, sign: sign)
+        }
+        return out
+    }
+}

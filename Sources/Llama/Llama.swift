@@ -1,1 +1,0 @@
-// The Llama module; see docs/DESIGN.md.

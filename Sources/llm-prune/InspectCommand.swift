@@ -1,0 +1,65 @@
+import Foundation
+import Tensor
+import SafeTensors
+import Llama
+
+enum InspectCommand {
+    static let spec = CommandSpec(
+        name: "inspect",
+        abstract: "Architecture, parameter count, dtypes and memory needs of a checkpoint.",
+        discussion: "Reads only config.json and the safetensors headers: no weights are loaded.",
+        options: [
+            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder.", required: true),
+            OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples assumed for the pruning memory estimate.", defaultValue: "128"),
+            OptionSpec(name: "seqlen", valueName: "n", help: "Calibration length assumed for the pruning memory estimate.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
+        ],
+        examples: ["llm-prune inspect --model ../shared/models/stories260K"])
+
+    static func run(_ a: ParsedArguments) throws {
+        let url = URL(fileURLWithPath: try a.requiredString("model"))
+        let checkpoint = try LlamaCheckpoint(directory: url)
+        let tensors = try SafeTensorsCheckpoint(directory: url)
+        let c = checkpoint.configuration
+        let nsamples = try a.int("nsamples", range: 1...1_000_000)!
+        let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
+        let parameters = tensors.tensorNames.reduce(0) { $0 + (tensors.info($1)?.elementCount ?? 0) }
+        let prunable = (0..<c.numHiddenLayers).reduce(0) { sum, _ in
+            sum + LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) }
+        }
+        let estimate = MemoryEstimate(configuration: c, nsamples: nsamples, seqlen: seqlen)
+        if a.flag("json") {
+            print(jsonLine([
+                "model_type": c.modelType.rawValue, "hidden_size": c.hiddenSize, "layers": c.numHiddenLayers,
+                "attention_heads": c.numAttentionHeads, "kv_heads": c.numKeyValueHeads, "head_dim": c.headDim,
+                "intermediate_size": c.intermediateSize, "vocab_size": c.vocabSize,
+                "tie_word_embeddings": c.tieWordEmbeddings, "parameters": parameters, "prunable_parameters": prunable,
+                "dtypes": tensors.dtypeSummary, "shards": tensors.shardFiles.count,
+                "eval_memory_bytes": estimate.evaluation, "prune_memory_bytes": estimate.pruning,
+            ]))
+            return
+        }
+        print("""
+        model        \(url.path)
+        architecture \(c.modelType.rawValue): \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads (\(c.numKeyValueHeads) KV, head_dim \(c.headDim)), FFN \(c.intermediateSize), vocab \(c.vocabSize)
+        head         \(c.tieWordEmbeddings ? "tied to the embeddings" : "separate lm_head"), context \(c.maxPositionEmbeddings)
+        parameters   \(parameters) (\(prunable) in the seven linear layers of the blocks)
+        dtypes       \(tensors.dtypeSummary) in \(tensors.shardFiles.count) file(s)
+        memory       eval: \(formatBytes(estimate.evaluation)) (float32 weights + activations of one window)
+                     prune: \(formatBytes(estimate.pruning)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
+        """)
+    }
+}
+
+/// Resident-memory estimates the CLI prints; computed from the configuration alone.
+struct MemoryEstimate {
+    var evaluation: Int
+    var pruning: Int
+    init(configuration c: LlamaConfiguration, nsamples: Int, seqlen: Int) {
+        let block = LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) } + 2 * c.hiddenSize
+        let embed = c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
+        let window = min(2048, c.maxPositionEmbeddings)
+        evaluation = 4 * (block * c.numHiddenLayers + embed + window * (c.vocabSize + 4 * c.hiddenSize + 2 * c.intermediateSize))
+        pruning = 4 * (2 * block + 2 * nsamples * seqlen * c.hiddenSize + c.intermediateSize * c.intermediateSize)
+    }
+}
