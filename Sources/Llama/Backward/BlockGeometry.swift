@@ -118,27 +118,10 @@ public struct RopeTable: Sendable, Equatable {
         self.sin = sin
     }
 
-    /// The default (unscaled) RoPE of Hugging Face's `LlamaRotaryEmbedding`:
-    /// inv_freq_i = θ^(−2i/hd), angle = p · inv_freq_i, both rounded to float32 as transformers does,
-    /// then cos/sin of that float32 angle.
+    /// The model's unscaled RoPE (`RoPE(headDim:theta:scaling:positions:)`, transformers' default rotary
+    /// embedding) for `positions` positions.
     public init(headDim: Int, positions: Int, theta: Double) {
-        let half = headDim / 2
-        var c = [Float](repeating: 0, count: positions * half)
-        var s = [Float](repeating: 0, count: positions * half)
-        for i in 0..<half {
-            // transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), in float32.
-            let exponent = Float(2 * i) / Float(headDim)
-            let invFreq = Float(1.0) / Float(Foundation.pow(theta, Double(exponent)))
-            for p in 0..<positions {
-                let angle = Float(p) * invFreq
-                c[p * half + i] = Float(Foundation.cos(Double(angle)))
-                s[p * half + i] = Float(Foundation.sin(Double(angle)))
-            }
-        }
-        self.positions = positions
-        self.halfDim = half
-        self.cos = c
-        self.sin = s
+        self.init(RoPE(headDim: headDim, theta: theta, scaling: nil, positions: positions))
     }
 }
 

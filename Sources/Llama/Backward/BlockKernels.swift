@@ -216,16 +216,9 @@ public enum BlockKernels {
                     for i in r0..<r1 {
                         let row = scores + (i - r0) * width
                         let a = firstKey(i, window) - k0, e = i - k0 + 1
-                        var m = -Float.infinity
-                        for j in a..<e { m = max(m, row[j]) }
-                        var sum: Float = 0
-                        for j in a..<e {
-                            let x = Foundation.exp(row[j] - m)
-                            row[j] = x
-                            sum += x
-                        }
-                        let inv = 1 / sum
-                        for j in a..<e { row[j] *= inv }
+                        let m = VectorMath.maximum(row + a, count: e - a)
+                        let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
+                        VectorMath.scale(row + a, count: e - a, by: 1 / sum)
                         if a > 0 { row.update(repeating: 0, count: a) }
                         if e < width { (row + e).update(repeating: 0, count: width - e) }
                         lse[h * T + i] = m + Foundation.log(sum)
@@ -282,11 +275,8 @@ public enum BlockKernels {
                         var d: Float = 0
                         let dor = doh + i * qw, orow = oh + i * qw
                         for c in 0..<headDim { d += dor[c] * orow[c] }
-                        for j in a..<e {
-                            let pij = Foundation.exp(pr[j] - l)
-                            pr[j] = pij
-                            dpr[j] = pij * (dpr[j] - d)
-                        }
+                        _ = VectorMath.expShifted(pr + a, count: e - a, shift: l)
+                        for j in a..<e { dpr[j] = pr[j] * (dpr[j] - d) }
                         if a > 0 {
                             pr.update(repeating: 0, count: a)
                             dpr.update(repeating: 0, count: a)
@@ -321,16 +311,11 @@ public enum BlockKernels {
 
     // MARK: SwiGLU
 
-    /// act = silu(g) ⊙ u, silu(g) = g·σ(g).  g, u, act: n elements.
+    /// act = silu(g) ⊙ u, silu(g) = g·σ(g).  g, u, act: n elements. (The model's own kernel.)
     public static func swigluForward(
         _ act: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count n: Int
     ) {
-        parallelChunks(n, minimumPerThread: minimumElementsPerThread) { r in
-            for i in r {
-                let g = gate[i]
-                act[i] = g / (1 + Foundation.exp(-g)) * up[i]
-            }
-        }
+        SwiGLU.forward(out: act, gate: gate, up: up, count: n)
     }
 
     /// dgate = dact ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), dup = dact ⊙ silu(g); both overwritten.
@@ -339,12 +324,24 @@ public enum BlockKernels {
         dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, _ dact: UnsafePointer<Float>,
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count n: Int
     ) {
+        typealias V8 = VectorMath.V8
         parallelChunks(n, minimumPerThread: minimumElementsPerThread) { r in
-            for i in r {
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let g = UnsafeRawPointer(gate + i).loadUnaligned(as: V8.self)
+                let u = UnsafeRawPointer(up + i).loadUnaligned(as: V8.self)
+                let d = UnsafeRawPointer(dact + i).loadUnaligned(as: V8.self)
+                let s = 1 / (1 + VectorMath.exp(-g))
+                UnsafeMutableRawPointer(dup + i).storeBytes(of: d * g * s, as: V8.self)
+                UnsafeMutableRawPointer(dgate + i).storeBytes(of: d * u * s * (1 + g * (1 - s)), as: V8.self)
+                i += 8
+            }
+            while i < r.upperBound {
                 let g = gate[i], d = dact[i]
-                let s = 1 / (1 + Foundation.exp(-g))
+                let s = 1 / (1 + VectorMath.exp(-g))
                 dup[i] = d * g * s
                 dgate[i] = d * up[i] * s * (1 + g * (1 - s))
+                i += 1
             }
         }
     }
