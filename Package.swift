@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "Tokenizers"),
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
-        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Llama", "Datasets"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
         .executableTarget(
             name: "llm-prune",

@@ -2,6 +2,7 @@ import Foundation
 import Tensor
 import SafeTensors
 import Llama
+import Pruning
 
 enum InspectCommand {
     static let spec = CommandSpec(
@@ -12,6 +13,7 @@ enum InspectCommand {
             OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder.", required: true),
             OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples assumed for the pruning memory estimate.", defaultValue: "128"),
             OptionSpec(name: "seqlen", valueName: "n", help: "Calibration length assumed for the pruning memory estimate.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "method", valueName: "name", help: "Method assumed for the pruning memory estimate.", defaultValue: "sparsegpt"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
         ],
         examples: ["llm-prune inspect --model ../shared/models/stories260K"])
@@ -27,7 +29,15 @@ enum InspectCommand {
         let prunable = (0..<c.numHiddenLayers).reduce(0) { sum, _ in
             sum + LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) }
         }
-        let estimate = MemoryEstimate(configuration: c, nsamples: nsamples, seqlen: seqlen)
+        let methodName = try a.requiredString("method")
+        guard PruneCommand.methodNames.contains(methodName) else {
+            throw UsageError("option '--method' must be one of \(PruneCommand.methodNames.joined(separator: ", ")), got '\(methodName)'")
+        }
+        let (method, _) = try PruneCommand.makeMethod(methodName, a)
+        let estimate = MemoryEstimate.estimate(configuration: c, method: method, sampleCount: nsamples, sequenceLength: seqlen)
+        // Evaluation holds the whole model in float32 plus one window's activations and logits.
+        let window = min(2048, c.maxPositionEmbeddings)
+        let evaluationBytes = 4 * (parameters + window * (c.vocabSize + 6 * c.hiddenSize + 3 * c.intermediateSize))
         if a.flag("json") {
             print(jsonLine([
                 "model_type": c.modelType.rawValue, "hidden_size": c.hiddenSize, "layers": c.numHiddenLayers,
@@ -35,7 +45,7 @@ enum InspectCommand {
                 "intermediate_size": c.intermediateSize, "vocab_size": c.vocabSize,
                 "tie_word_embeddings": c.tieWordEmbeddings, "parameters": parameters, "prunable_parameters": prunable,
                 "dtypes": tensors.dtypeSummary, "shards": tensors.shardFiles.count,
-                "eval_memory_bytes": estimate.evaluation, "prune_memory_bytes": estimate.pruning,
+                "eval_memory_bytes": evaluationBytes, "prune_memory_bytes": estimate.totalBytes, "prune_method": methodName,
             ]))
             return
         }
@@ -45,21 +55,10 @@ enum InspectCommand {
         head         \(c.tieWordEmbeddings ? "tied to the embeddings" : "separate lm_head"), context \(c.maxPositionEmbeddings)
         parameters   \(parameters) (\(prunable) in the seven linear layers of the blocks)
         dtypes       \(tensors.dtypeSummary) in \(tensors.shardFiles.count) file(s)
-        memory       eval: \(formatBytes(estimate.evaluation)) (float32 weights + activations of one window)
-                     prune: \(formatBytes(estimate.pruning)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
+        memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
+                     prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
+                     \(estimate.description)
         """)
     }
 }
 
-/// Resident-memory estimates the CLI prints; computed from the configuration alone.
-struct MemoryEstimate {
-    var evaluation: Int
-    var pruning: Int
-    init(configuration c: LlamaConfiguration, nsamples: Int, seqlen: Int) {
-        let block = LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) } + 2 * c.hiddenSize
-        let embed = c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
-        let window = min(2048, c.maxPositionEmbeddings)
-        evaluation = 4 * (block * c.numHiddenLayers + embed + window * (c.vocabSize + 4 * c.hiddenSize + 2 * c.intermediateSize))
-        pruning = 4 * (2 * block + 2 * nsamples * seqlen * c.hiddenSize + c.intermediateSize * c.intermediateSize)
-    }
-}

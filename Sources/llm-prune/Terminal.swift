@@ -9,7 +9,8 @@ func printError(_ s: String) {
 /// Shows library progress on stderr: rate and ETA, redrawn in place on a terminal and at most every few
 /// seconds (one line each) when stderr is a file or a pipe, so CI logs stay short.
 final class ProgressPrinter {
-    private let start = Date()
+    private var start = Date()
+    private var stage = ""
     private var lastPrint = Date.distantPast
     private let interactive = isatty(2) != 0
     private let quiet: Bool
@@ -21,6 +22,12 @@ final class ProgressPrinter {
     func handle(_ u: ProgressUpdate) {
         if quiet { return }
         let now = Date()
+        if u.stage != stage {
+            // Rate and ETA are per stage (prune, then eval): restart the clock when the stage changes.
+            stage = u.stage
+            start = now
+            lastPrint = .distantPast
+        }
         let finished = u.completed >= u.total
         let minInterval = interactive ? 0.2 : 5.0
         if !finished && now.timeIntervalSince(lastPrint) < minInterval { return }

@@ -1,0 +1,188 @@
+import Dispatch
+import Llama
+import Tensor
+
+/// Everything a pruning method sees while it prunes one decoder block, and the operations it needs:
+/// forward passes of the block over the calibration inputs with a capture hook, statistics collection,
+/// and per-layer compression.
+///
+/// The driver calls `PruningMethod.pruneBlock(context)` once per block l = 0..<L. On entry `weights` holds
+/// the dense block l as loaded from the checkpoint and `inputs` holds X̂ₗ, the outputs of the already
+/// pruned blocks 0..<l on the calibration samples (nsamples, seqlen, hidden). On return `weights` must hold
+/// the pruned block (same shapes; only the seven linear matrices may change); the driver then checks the
+/// pattern, records per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) and hands the block to the
+/// export sink.
+///
+/// A method that needs the whole block (Wanda++: a dense copy as the target, gradients of a regional
+/// loss, regional optimization, stage-by-stage pruning) overrides `pruneBlock` and uses the pieces below:
+/// `DecoderBlockWeights` is a value, so `let dense = context.weights` is the dense copy; `inputs(samples:)`
+/// gives the block inputs of chosen samples as (B, T, C) tensors for its own forward/backward passes;
+/// `collectStatistics(_:samples:)` gathers ‖X‖ or XᵀX through the block as it currently stands;
+/// `prune(_:scores:)` applies a score-based mask to one linear; `generator` is the run's seeded generator
+/// (one for the whole run, so draws differ between blocks); `report(_:)` sends a progress line.
+public final class BlockPruningContext {
+    public let configuration: LlamaConfiguration
+    /// The block's index l and the model's block count L.
+    public let layer: Int
+    public let layerCount: Int
+    /// The block being pruned; methods modify its seven linear weights in place.
+    public var weights: DecoderBlockWeights
+    public let pattern: SparsityPattern
+    /// RoPE tables for positions 0..<sequenceLength.
+    public let rope: RoPE
+    public let sampleCount: Int
+    public let sequenceLength: Int
+    /// How many samples one forward call processes (bounds the forward's temporaries).
+    public let samplesPerForward: Int
+    /// The run's seeded generator (`PruningOptions.seed`), shared by all blocks in order.
+    public var generator: SeededGenerator
+    /// X̂ₗ: the block's calibration inputs, (sampleCount, sequenceLength, hidden) row-major. Read-only:
+    /// valid only during `pruneBlock`.
+    public let inputs: UnsafeBufferPointer<Float>
+    /// Seconds spent in `compress` per linear (filled by `compress(_:with:statistics:)`; a method that
+    /// prunes by itself may fill it too, for the run record).
+    public var layerSeconds: [LinearKind: Double] = [:]
+
+    private let progress: (String) -> Void
+
+    init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
+         pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
+         generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>, progress: @escaping (String) -> Void) {
+        self.configuration = configuration
+        self.layer = layer
+        self.layerCount = layerCount
+        self.weights = weights
+        self.pattern = pattern
+        self.rope = rope
+        self.sampleCount = sampleCount
+        self.sequenceLength = sequenceLength
+        self.samplesPerForward = samplesPerForward
+        self.generator = generator
+        self.inputs = inputs
+        self.progress = progress
+    }
+
+    /// Sends a progress detail for this block, e.g. "down" or "RO round 2/5"; the driver prefixes
+    /// "block l+1/L".
+    public func report(_ detail: String) { progress(detail) }
+
+    /// The checkpoint name of one of this block's linear weights.
+    public func weightName(_ kind: LinearKind) -> String { LlamaTensorNames.weight(kind, layer: layer) }
+
+    /// The inputs of the given samples stacked as (samples.count, T, C) (a copy).
+    public func inputs(samples: [Int]) -> Tensor {
+        let stride = sequenceLength * configuration.hiddenSize
+        var x = Tensor(shape: [samples.count, sequenceLength, configuration.hiddenSize])
+        x.data.withUnsafeMutableBufferPointer { xp in
+            for (i, s) in samples.enumerated() {
+                precondition(s >= 0 && s < sampleCount, "sample \(s) outside 0..<\(sampleCount)")
+                (xp.baseAddress! + i * stride).update(from: inputs.baseAddress! + s * stride, count: stride)
+            }
+        }
+        return x
+    }
+
+    /// Runs `weights` (default: the block as it currently stands) over `samples` (default all), in
+    /// chunks of `samplesPerForward`, passing each linear's input to `capture` and each chunk's output
+    /// (B, T, C) with the chunk's sample indices to `output`.
+    public func forward(samples: [Int]? = nil, weights: DecoderBlockWeights? = nil,
+                        capture: DecoderBlock.Capture? = nil, output: (([Int], Tensor) throws -> Void)? = nil) rethrows {
+        let all = samples ?? Array(0..<sampleCount)
+        let w = weights ?? self.weights
+        var start = 0
+        while start < all.count {
+            let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
+            let y = DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
+                                         rope: rope, capture: capture)
+            try output?(chunk, y)
+            start += chunk.count
+        }
+    }
+
+    /// Statistics of every linear's input over `samples` (default all) through the block as it stands, in
+    /// one forward pass. Linears that read the same tensor share one `InputStatistics`: q, k and v; gate
+    /// and up.
+    public func collectStatistics(_ kind: InputStatistics.Kind, samples: [Int]? = nil) -> [LinearKind: InputStatistics] {
+        let c = configuration
+        let attention = InputStatistics(inFeatures: c.hiddenSize, kind: kind)
+        let output = InputStatistics(inFeatures: c.numAttentionHeads * c.headDim, kind: kind)
+        let mlp = InputStatistics(inFeatures: c.hiddenSize, kind: kind)
+        let down = InputStatistics(inFeatures: c.intermediateSize, kind: kind)
+        let byKind: [LinearKind: InputStatistics] = [.q: attention, .k: attention, .v: attention, .o: output,
+                                                     .gate: mlp, .up: mlp, .down: down]
+        forward(samples: samples, capture: { linear, x in
+            // One call per distinct input (see DecoderBlock.Capture).
+            guard linear == .q || linear == .o || linear == .gate || linear == .down, let stats = byKind[linear] else { return }
+            x.data.withUnsafeBufferPointer { stats.calibrate($0, rows: x.shape[0]) }
+        })
+        return byKind
+    }
+
+    /// Calls `body` with the row-major (out, in) buffer of one linear weight, mutated in place.
+    public func withWeight<R>(_ kind: LinearKind, _ body: (LayerWeight) throws -> R) rethrows -> R {
+        let path = Self.keyPath(kind)
+        let shape = weights[keyPath: path].shape
+        let name = weightName(kind)
+        return try weights[keyPath: path].data.withUnsafeMutableBufferPointer { buffer in
+            try body(LayerWeight(name: name, values: buffer, outFeatures: shape[0], inFeatures: shape[1]))
+        }
+    }
+
+    /// Prunes one linear with `method.compress` and records its time.
+    public func compress(_ kind: LinearKind, with method: PruningMethod, statistics: InputStatistics?) throws {
+        report(kind.modulePath)
+        let start = DispatchTimeClock.now()
+        try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern) }
+        layerSeconds[kind, default: 0] += DispatchTimeClock.seconds(since: start)
+    }
+
+    /// Zeroes the entries of one linear that `pattern` selects from `scores` (out · in, row-major; per
+    /// row for unstructured ratios, per m-group for N:M): for methods with their own score.
+    public func prune(_ kind: LinearKind, scores: [Float]) throws {
+        try withWeight(kind) { w in
+            guard scores.count == w.values.count else {
+                throw PruningError("\(w.name): \(scores.count) scores for \(w.values.count) weights")
+            }
+            if let i = scores.withUnsafeBufferPointer({ Selection.firstNaN($0) }) {
+                throw PruningError("\(w.name): NaN score at row \(i / w.inFeatures), column \(i % w.inFeatures)")
+            }
+            let mask = Selection.prunedMask(scores: scores, rows: w.outFeatures, cols: w.inFeatures, pattern: pattern)
+            for i in 0..<mask.count where mask[i] { w.values[i] = 0 }
+        }
+    }
+
+    /// The default block step of every per-layer method: accumulate `method.statistics` for all seven
+    /// linears in one pass of the dense block over all samples (the reference code's semantics: every
+    /// layer's statistics come from the not-yet-pruned block), then compress q, k, v, o, gate, up, down.
+    /// Methods without statistics (magnitude) skip the forward pass.
+    public func defaultPruneBlock(_ method: PruningMethod) throws {
+        var stats: [LinearKind: InputStatistics] = [:]
+        if !method.statistics.isEmpty {
+            report("calibration")
+            stats = collectStatistics(method.statistics)
+        }
+        for kind in LinearKind.allCases {
+            try compress(kind, with: method, statistics: stats[kind])
+            // A shared statistic is freed once its last reader is done (SparseGPT's XᵀX are large).
+            stats[kind] = nil
+        }
+    }
+
+    static func keyPath(_ kind: LinearKind) -> WritableKeyPath<DecoderBlockWeights, Tensor> {
+        switch kind {
+        case .q: return \.q
+        case .k: return \.k
+        case .v: return \.v
+        case .o: return \.o
+        case .gate: return \.gate
+        case .up: return \.up
+        case .down: return \.down
+        }
+    }
+}
+
+/// Monotonic wall-clock timing.
+enum DispatchTimeClock {
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func seconds(since start: UInt64) -> Double { Double(now() &- start) / 1e9 }
+}

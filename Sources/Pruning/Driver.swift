@@ -1,0 +1,221 @@
+import Datasets
+import Llama
+import Tensor
+
+/// The options of a pruning run besides the method.
+public struct PruningOptions: Sendable {
+    public var pattern: SparsityPattern
+    /// Seeds the run's `SeededGenerator` (methods that draw samples, e.g. Wanda++'s RO rounds).
+    public var seed: UInt64
+    /// Calibration samples per forward call; nil: enough for about 2048 tokens (at least 1).
+    public var samplesPerForward: Int?
+
+    public init(pattern: SparsityPattern, seed: UInt64 = 0, samplesPerForward: Int? = nil) {
+        self.pattern = pattern
+        self.seed = seed
+        self.samplesPerForward = samplesPerForward
+    }
+
+    /// `samplesPerForward`, or max(1, 2048 / seqlen) capped at nsamples.
+    public func resolvedSamplesPerForward(sampleCount: Int, sequenceLength: Int) -> Int {
+        max(1, min(sampleCount, samplesPerForward ?? (2048 / max(sequenceLength, 1))))
+    }
+}
+
+/// What pruning did to one linear weight.
+public struct LayerPruningReport: Codable, Sendable, Equatable {
+    /// The checkpoint tensor name.
+    public var name: String
+    public var layer: Int
+    public var kind: LinearKind
+    /// (out, in)
+    public var shape: [Int]
+    /// Entries equal to zero after pruning (`-0.0` included).
+    public var zeros: Int
+    /// zeros / (out · in).
+    public var sparsity: Double
+    /// Seconds in the method's compress step, when the method reports it.
+    public var seconds: Double?
+}
+
+/// One block's reports.
+public struct BlockPruningReport: Codable, Sendable, Equatable {
+    public var layer: Int
+    /// Wall-clock seconds for the block: loading, statistics, pruning, and the next block's inputs.
+    public var seconds: Double
+    public var layers: [LayerPruningReport]
+}
+
+/// The outcome of a pruning run (the library half of `pruning.json`).
+public struct PruningSummary: Codable, Sendable, Equatable {
+    public var method: String
+    public var pattern: String
+    public var seed: UInt64
+    public var sampleCount: Int
+    public var sequenceLength: Int
+    /// `CalibrationSet.source` and `.hash` (nil when the method read no calibration data).
+    public var calibrationSource: String?
+    public var calibrationHash: String?
+    public var blocks: [BlockPruningReport]
+    /// Entries of the pruned linears in all, and how many of them are zero.
+    public var parameters: Int
+    public var zeros: Int
+    /// zeros / parameters.
+    public var sparsity: Double
+    public var seconds: Double
+}
+
+/// The shared block-by-block pipeline (algorithms.md, "Shared pipeline"), for every method.
+public enum BlockwisePruning {
+    /// Prunes every decoder block of `checkpoint` with `method`:
+    ///
+    /// 1. embeds the calibration tokens into X̂₀ (nsamples, seqlen, hidden);
+    /// 2. for each block l: loads its weights (only this block is resident; the checkpoint stays
+    ///    memory-mapped), calls `method.pruneBlock` (by default: statistics of all seven linears from one
+    ///    pass of the dense block, then compress each), checks the result (shapes; N:M groups), records the
+    ///    per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) into the second activation buffer (the two
+    ///    buffers swap every block), and hands the pruned block to `blockSink` (export, or an in-memory
+    ///    model for evaluation).
+    ///
+    /// Methods with `needsCalibrationInputs == false` (magnitude) skip steps that touch activations, and
+    /// `calibration` may then be nil. Progress goes to `progress` once per layer step:
+    /// stage "prune", completed = blocks finished, total = L, unit "blocks", detail
+    /// "block l+1/L <step>, <elapsed> s".
+    public static func run(checkpoint: LlamaCheckpoint, calibration: CalibrationSet?, method: PruningMethod,
+                           options: PruningOptions, progress: ProgressHandler? = nil,
+                           blockSink: (DecoderBlockWeights) throws -> Void) throws -> PruningSummary {
+        let c = checkpoint.configuration
+        let runStart = DispatchTimeClock.now()
+        let blockCount = c.numHiddenLayers
+        let usesInputs = method.needsCalibrationInputs
+        var nsamples = 0, seqlen = 0
+        if usesInputs {
+            guard let calibration else {
+                throw PruningError("\(method.name) needs calibration data, but none was given")
+            }
+            nsamples = calibration.nsamples
+            seqlen = calibration.seqlen
+            try checkCalibration(calibration, configuration: c)
+        } else if let calibration {
+            nsamples = calibration.nsamples
+            seqlen = calibration.seqlen
+        }
+        let perForward = options.resolvedSamplesPerForward(sampleCount: max(nsamples, 1), sequenceLength: seqlen)
+        let stride = seqlen * c.hiddenSize
+        let activationCount = usesInputs ? nsamples * stride : 0
+        var current = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(activationCount, 1))
+        var next = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(activationCount, 1))
+        defer { current.deallocate(); next.deallocate() }
+        let rope = RoPE(configuration: c, positions: max(seqlen, 1))
+        if usesInputs, let calibration {
+            progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
+            try embed(calibration, checkpoint: checkpoint, into: current)
+        }
+
+        var generator = SeededGenerator(seed: options.seed)
+        var blocks: [BlockPruningReport] = []
+        var parameters = 0, zeros = 0
+        for l in 0..<blockCount {
+            let blockStart = DispatchTimeClock.now()
+            func report(_ detail: String) {
+                let elapsed = DispatchTimeClock.seconds(since: runStart)
+                progress?(ProgressUpdate(stage: "prune", completed: l, total: blockCount, unit: "blocks",
+                                         detail: "block \(l + 1)/\(blockCount) \(detail), \(formatSeconds(elapsed)) s"))
+            }
+            report("loading")
+            let weights = try checkpoint.loadBlock(l)
+            let context = BlockPruningContext(
+                configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
+                rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
+                generator: generator, inputs: UnsafeBufferPointer(current), progress: report)
+            try method.pruneBlock(context)
+            generator = context.generator
+            let pruned = context.weights
+            do {
+                try pruned.validate(configuration: c)
+            } catch {
+                throw PruningError("\(method.name) left block \(l) malformed: \(error)")
+            }
+            guard pruned.layer == l else { throw PruningError("\(method.name) returned block \(pruned.layer) for block \(l)") }
+
+            var layers: [LayerPruningReport] = []
+            for kind in LinearKind.allCases {
+                let w = pruned[kind]
+                let name = LlamaTensorNames.weight(kind, layer: l)
+                if case .nm(let n, let m) = options.pattern {
+                    try SparsityCheck.validateNM(w.data, rows: w.shape[0], cols: w.shape[1], n: n, m: m, name: name)
+                }
+                let z = SparsityCheck.zeroCount(w.data)
+                layers.append(LayerPruningReport(name: name, layer: l, kind: kind, shape: w.shape, zeros: z,
+                                                 sparsity: w.count == 0 ? 0 : Double(z) / Double(w.count),
+                                                 seconds: context.layerSeconds[kind]))
+                parameters += w.count
+                zeros += z
+            }
+            if usesInputs && l + 1 < blockCount {
+                report("next inputs")
+                let out = next
+                context.forward(weights: pruned, output: { samples, y in
+                    y.data.withUnsafeBufferPointer { yp in
+                        for (i, s) in samples.enumerated() {
+                            (out.baseAddress! + s * stride).update(from: yp.baseAddress! + i * stride, count: stride)
+                        }
+                    }
+                })
+                swap(&current, &next)
+            }
+            report("saving")
+            try blockSink(pruned)
+            blocks.append(BlockPruningReport(layer: l, seconds: DispatchTimeClock.seconds(since: blockStart), layers: layers))
+            progress?(ProgressUpdate(stage: "prune", completed: l + 1, total: blockCount, unit: "blocks",
+                                     detail: "block \(l + 1)/\(blockCount) done, \(formatSeconds(DispatchTimeClock.seconds(since: runStart))) s"))
+        }
+        return PruningSummary(
+            method: method.name, pattern: options.pattern.description, seed: options.seed,
+            sampleCount: nsamples, sequenceLength: seqlen,
+            calibrationSource: usesInputs ? calibration?.source : nil, calibrationHash: usesInputs ? calibration?.hash : nil,
+            blocks: blocks, parameters: parameters, zeros: zeros,
+            sparsity: parameters == 0 ? 0 : Double(zeros) / Double(parameters),
+            seconds: DispatchTimeClock.seconds(since: runStart))
+    }
+
+    /// Checks the calibration samples against the model: a rectangle of ids in 0..<vocab, no longer than
+    /// the model's context.
+    static func checkCalibration(_ calibration: CalibrationSet, configuration c: LlamaConfiguration) throws {
+        guard calibration.nsamples > 0, calibration.seqlen > 0 else {
+            throw PruningError("calibration set \(calibration.source) is empty")
+        }
+        for (i, row) in calibration.samples.enumerated() {
+            guard row.count == calibration.seqlen else {
+                throw PruningError("calibration sample \(i) has \(row.count) tokens, sample 0 has \(calibration.seqlen)")
+            }
+            if let bad = row.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
+                throw PruningError("calibration sample \(i) holds token id \(bad), outside the vocabulary 0..<\(c.vocabSize)")
+            }
+        }
+        guard calibration.seqlen <= c.maxPositionEmbeddings else {
+            throw PruningError("calibration seqlen \(calibration.seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+    }
+
+    /// X̂₀: the embedding rows of the calibration tokens, (nsamples, seqlen, hidden).
+    static func embed(_ calibration: CalibrationSet, checkpoint: LlamaCheckpoint,
+                      into out: UnsafeMutableBufferPointer<Float>) throws {
+        let table = try checkpoint.loadEmbeddings()           // (V, C)
+        let c = checkpoint.configuration.hiddenSize
+        table.data.withUnsafeBufferPointer { tp in
+            var r = 0
+            for row in calibration.samples {
+                for id in row {
+                    (out.baseAddress! + r * c).update(from: tp.baseAddress! + id * c, count: c)
+                    r += 1
+                }
+            }
+        }
+    }
+
+    static func formatSeconds(_ s: Double) -> String {
+        let tenths = (s * 10).rounded()
+        return "\(Int(tenths) / 10).\(Int(tenths) % 10)"
+    }
+}

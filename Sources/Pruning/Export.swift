@@ -1,0 +1,335 @@
+import Dispatch
+import Foundation
+import Llama
+import SafeTensors
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The run record written as `pruning.json` beside the pruned checkpoint.
+public struct PruningRecord: Codable, Sendable, Equatable {
+    /// "llm-prune".
+    public var tool: String
+    public var toolVersion: String
+    /// The full command line, as the user gave it.
+    public var arguments: [String]
+    /// The input checkpoint folder.
+    public var inputModel: String
+    /// ISO 8601, UTC.
+    public var created: String
+    /// Method, pattern, seed, calibration source and hash, per-layer sparsity and per-block times.
+    public var summary: PruningSummary
+    /// Evaluation results when the run evaluated the pruned model, e.g.
+    /// ["wikitext2_perplexity": 130.2, "wikitext2_seqlen": 512].
+    public var results: [String: Double]
+    /// Anything else worth keeping (memory estimate, notes about the input checkpoint).
+    public var notes: [String: String]
+
+    public init(toolVersion: String, arguments: [String], inputModel: String, summary: PruningSummary,
+                results: [String: Double] = [:], notes: [String: String] = [:], created: Date = Date()) {
+        tool = "llm-prune"
+        self.toolVersion = toolVersion
+        self.arguments = arguments
+        self.inputModel = inputModel
+        let f = ISO8601DateFormatter()
+        f.timeZone = TimeZone(identifier: "UTC")
+        self.created = f.string(from: created)
+        self.summary = summary
+        self.results = results
+        self.notes = notes
+    }
+
+    /// Pretty-printed JSON with sorted, snake_case keys.
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.keyEncodingStrategy = .convertToSnakeCase
+        return try e.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> PruningRecord {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return try d.decode(PruningRecord.self, from: data)
+    }
+}
+
+/// Writes a pruned checkpoint in the Hugging Face layout of its input.
+///
+/// Usage: `init` (checks the destination and creates a hidden temporary sibling folder), `stage` each
+/// pruned block as the driver produces it (the `blockSink`), then `finish(record:)`, which writes the
+/// safetensors files in the input's dtype and sharding (every tensor that was not pruned is copied byte
+/// for byte; metadata and tensor order are kept), copies config.json and the tokenizer files, writes
+/// `pruning.json`, and renames the temporary folder to the destination. Until then the destination does
+/// not exist: `discard()`, deinit without `finish`, or SIGINT/SIGTERM (handlers installed by `init`)
+/// remove the temporary folder, so a failed or interrupted run leaves no output folder.
+public final class PrunedCheckpointWriter {
+    /// Files copied from the input folder beside the weights (those present).
+    public static let copiedFileNames: Set<String> = [
+        "config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json",
+        "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja",
+    ]
+
+    public let input: URL
+    public let output: URL
+    /// The hidden sibling folder everything is written to before the final rename.
+    public let temporary: URL
+    public let checkpoint: SafeTensorsCheckpoint
+    private let staging: URL
+    /// Pruned tensor name → staging file.
+    private var stagedFile: [String: SafeTensorsFile] = [:]
+    private var finished = false
+
+    /// Checks that `output` does not exist and its parent folder does, opens the input's safetensors and
+    /// creates the temporary folder.
+    public init(input: URL, output: URL) throws {
+        let fm = FileManager.default
+        self.input = input.standardizedFileURL
+        self.output = output.standardizedFileURL
+        guard !fm.fileExists(atPath: self.output.path) else {
+            throw PruningError("output folder \(self.output.path) already exists; choose another --output or remove it")
+        }
+        let parent = self.output.deletingLastPathComponent()
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
+            throw PruningError("the parent folder of --output \(self.output.path) does not exist")
+        }
+        guard self.input.path != self.output.path else {
+            throw PruningError("--output must differ from the input model folder")
+        }
+        do {
+            checkpoint = try SafeTensorsCheckpoint(directory: self.input)
+        } catch {
+            throw PruningError("cannot open the input checkpoint: \(error)")
+        }
+        temporary = parent.appendingPathComponent(".\(self.output.lastPathComponent).partial-\(getpid())")
+        staging = temporary.appendingPathComponent(".staging")
+        try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
+        do {
+            try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
+            try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+        } catch {
+            throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
+        }
+        TemporaryFolders.register(temporary.path)
+    }
+
+    deinit { if !finished { discard() } }
+
+    /// Removes the temporary folder (nothing of the run remains).
+    public func discard() {
+        try? FileManager.default.removeItem(at: temporary)
+        TemporaryFolders.unregister(temporary.path)
+        finished = true
+    }
+
+    /// Saves the seven pruned linears of one block, in the input's dtype, to a staging file.
+    public func stage(_ block: DecoderBlockWeights) throws {
+        guard !finished else { throw PruningError("the pruned checkpoint was already written or discarded") }
+        var entries: [TensorEntry] = []
+        for kind in LinearKind.allCases {
+            let name = LlamaTensorNames.weight(kind, layer: block.layer)
+            guard let info = checkpoint.info(name) else {
+                throw PruningError("the input checkpoint has no tensor \(name)")
+            }
+            let w = block[kind]
+            guard info.shape == w.shape else {
+                throw PruningError("\(name): pruned shape \(w.shape) differs from the input's \(info.shape)")
+            }
+            guard info.dtype.isFloatingPoint else {
+                throw PruningError("\(name): the input stores it as \(info.dtype.rawValue), not a floating-point dtype")
+            }
+            entries.append(TensorEntry(name: name, dtype: info.dtype, shape: w.shape, data: .floats(w.data)))
+        }
+        let url = staging.appendingPathComponent("block-\(block.layer).safetensors")
+        do {
+            try SafeTensorsWriter.write(entries, to: url)
+            let file = try SafeTensorsFile(url: url)
+            for e in entries { stagedFile[e.spec.name] = file }
+        } catch let e as PruningError {
+            throw e
+        } catch {
+            throw PruningError("cannot save block \(block.layer): \(error)")
+        }
+    }
+
+    /// The input's tensors with the staged (pruned) ones in their place, as float32: to evaluate the
+    /// pruned model (`LlamaCheckpoint(configuration:source:)`) before or without writing it.
+    public var prunedWeights: WeightSource { StagedWeights(base: checkpoint, staged: stagedFile) }
+
+    /// Writes the checkpoint, the copied files and `pruning.json`, then renames the temporary folder to
+    /// `output`. Returns the list of files written.
+    @discardableResult
+    public func finish(record: PruningRecord) throws -> [String] {
+        guard !finished else { throw PruningError("the pruned checkpoint was already written or discarded") }
+        do {
+            let files = try writeAll(record: record)
+            let fm = FileManager.default
+            guard !fm.fileExists(atPath: output.path) else {
+                throw PruningError("output folder \(output.path) appeared while pruning; the result was not moved there")
+            }
+            guard rename(temporary.path, output.path) == 0 else {
+                throw PruningError("cannot rename \(temporary.path) to \(output.path): \(String(cString: strerror(errno)))")
+            }
+            TemporaryFolders.unregister(temporary.path)
+            finished = true
+            return files
+        } catch {
+            discard()
+            throw error
+        }
+    }
+
+    private func writeAll(record: PruningRecord) throws -> [String] {
+        let fm = FileManager.default
+        var written: [String] = []
+        // Tensors, shard by shard in the input's order; pruned ones from staging, the rest copied raw.
+        let source = checkpoint
+        func data(_ spec: TensorSpec) throws -> TensorData {
+            let file: SafeTensorsFile? = stagedFile[spec.name]
+            if let file {
+                return try file.withRawBytes(spec.name) { .bytes(Array($0)) }
+            }
+            return try source.withRawBytes(spec.name) { .bytes(Array($0)) }
+        }
+        var specsByFile: [[TensorSpec]] = Array(repeating: [], count: source.shardFiles.count)
+        var shardOf: [String: String] = [:]
+        var allSpecs: [TensorSpec] = []
+        for name in source.tensorNames {
+            guard let info = source.info(name), let shard = source.shardFile(of: name),
+                  let i = source.shardFiles.firstIndex(of: shard) else {
+                throw PruningError("the input checkpoint lost track of tensor \(name)")
+            }
+            let spec = TensorSpec(name: name, dtype: info.dtype, shape: info.shape)
+            specsByFile[i].append(spec)
+            shardOf[name] = shard
+            allSpecs.append(spec)
+        }
+        do {
+            if source.usedIndex {
+                written += try SafeTensorsWriter.writeSharded(allSpecs, shardOf: shardOf, metadata: source.metadata,
+                                                              to: temporary, data: data)
+                written.append(SafeTensorsCheckpoint.indexFileName)
+            } else {
+                for (i, name) in source.shardFiles.enumerated() {
+                    try SafeTensorsWriter.write(specsByFile[i], metadata: source.files[i].metadata,
+                                                to: temporary.appendingPathComponent(name), data: data)
+                    written.append(name)
+                }
+            }
+        } catch {
+            throw PruningError("cannot write the pruned checkpoint: \(error)")
+        }
+        stagedFile = [:]
+        try? fm.removeItem(at: staging)
+
+        // config.json and tokenizer files.
+        let listing = (try? fm.contentsOfDirectory(atPath: input.path)) ?? []
+        for name in listing.sorted() where Self.copiedFileNames.contains(name) || name.hasPrefix("tokenizer") {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: input.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { continue }
+            do {
+                try fm.copyItem(at: input.appendingPathComponent(name), to: temporary.appendingPathComponent(name))
+            } catch {
+                throw PruningError("cannot copy \(name) from the input model: \(error.localizedDescription)")
+            }
+            written.append(name)
+        }
+        do {
+            try record.jsonData().write(to: temporary.appendingPathComponent("pruning.json"))
+        } catch {
+            throw PruningError("cannot write pruning.json: \(error.localizedDescription)")
+        }
+        written.append("pruning.json")
+        return written
+    }
+}
+
+/// The input checkpoint with some tensors replaced by staged ones.
+struct StagedWeights: WeightSource {
+    let base: SafeTensorsCheckpoint
+    let staged: [String: SafeTensorsFile]
+    var tensorNames: [String] { base.tensorNames }
+    func shape(of name: String) throws -> [Int] { try base.shape(of: name) }
+    func floats(_ name: String) throws -> [Float] {
+        if let f = staged[name] { return try f.floats(name) }
+        return try base.floats(name)
+    }
+}
+
+/// The temporary folders to remove when the process is interrupted (SIGINT, SIGTERM).
+///
+/// The signal handler only writes the signal number to a pipe (the one async-signal-safe step); a watcher
+/// thread reads it, removes every registered folder, restores the default action and sends the signal
+/// again, so the process still ends the usual way (status 130 for Ctrl-C in a shell). Dispatch signal
+/// sources cannot do this on Linux: they need the signal blocked in every thread, and an ignored signal
+/// is discarded before they see it.
+enum TemporaryFolders {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var folders: Set<String> = []
+    nonisolated(unsafe) private static var installed = false
+
+    static func register(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        folders.insert(path)
+        if !installed {
+            installed = true
+            installHandlers()
+        }
+    }
+
+    static func unregister(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        folders.remove(path)
+    }
+
+    /// Removes every registered folder now (for a caller's own signal handling).
+    static func removeAll() {
+        lock.lock()
+        let paths = folders
+        folders = []
+        lock.unlock()
+        for path in paths {
+            // A writer may still be adding files; retry a few times.
+            for _ in 0..<5 where FileManager.default.fileExists(atPath: path) {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+    }
+
+    private static func installHandlers() {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }
+        signalPipeWrite = fds[1]
+        let readFD = fds[0]
+        let watcher = Thread {
+            var sig: Int32 = 0
+            while true {
+                let n = withUnsafeMutableBytes(of: &sig) { read(readFD, $0.baseAddress, 4) }
+                if n == 4 { break }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+            }
+            removeAll()
+            signal(sig, SIG_DFL)
+            kill(getpid(), sig)   // process-directed: this thread may block signals
+        }
+        watcher.name = "llm-prune signal cleanup"
+        watcher.start()
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { received in
+                var s = received
+                _ = withUnsafeBytes(of: &s) { write(signalPipeWrite, $0.baseAddress, 4) }
+            }
+        }
+    }
+}
+
+/// The write end of the signal pipe, read by the C signal handler (which cannot capture context).
+nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
+
+extension PrunedCheckpointWriter {
+    /// Removes the temporary folders of every unfinished writer: for a command line that installs its own
+    /// SIGINT/SIGTERM handling in place of the one `init` installs.
+    public static func removeTemporaryFolders() { TemporaryFolders.removeAll() }
+}

@@ -1,0 +1,134 @@
+import Tensor
+
+/// Statistics of one linear layer's input over the calibration tokens: the "calibrate" half of a method.
+///
+/// The linears that read the same tensor (q, k, v; gate, up) share one instance, so each Gram matrix is
+/// computed once per distinct input. Sums are kept in float64 like the project's PyTorch reference; the
+/// Gram matrix is formed in float32 with BLAS over batches of up to `flushRows` tokens and added into the
+/// float64 sum, which keeps the per-token cost at float32 BLAS speed.
+public final class InputStatistics {
+    /// Which statistics to accumulate.
+    public struct Kind: OptionSet, Sendable, Hashable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// Σₜ x_tj² per input feature j (Wanda's ‖X_j‖², the Hessian's diagonal).
+        public static let columnSquares = Kind(rawValue: 1)
+        /// XᵀX (in, in) (SparseGPT's Hessian); implies `columnSquares`.
+        public static let gram = Kind(rawValue: 2)
+    }
+
+    /// Tokens folded into one float32 Gram batch before it is added to the float64 sum.
+    public static let flushRows = 4096
+
+    public let inFeatures: Int
+    public let kind: Kind
+    /// Tokens seen so far.
+    public private(set) var tokenCount = 0
+    /// Σₜ x_tj², float64, (in,).
+    public private(set) var columnSquares: [Double]
+    /// Σₜ x_t x_tᵀ, float64 (in, in) row-major; only the lower triangle is kept up to date.
+    private var gramLower: [Double]
+    /// The float32 Gram batch not yet added to `gramLower` (lower triangle) and its token count.
+    private var pending: [Float]
+    private var pendingRows = 0
+
+    public init(inFeatures: Int, kind: Kind) {
+        var kind = kind
+        if kind.contains(.gram) { kind.insert(.columnSquares) }
+        self.inFeatures = inFeatures
+        self.kind = kind
+        columnSquares = [Double](repeating: 0, count: kind.contains(.columnSquares) ? inFeatures : 0)
+        gramLower = [Double](repeating: 0, count: kind.contains(.gram) ? inFeatures * inFeatures : 0)
+        pending = [Float](repeating: 0, count: kind.contains(.gram) ? inFeatures * inFeatures : 0)
+    }
+
+    /// Bytes this instance holds for a layer input of `inFeatures` features.
+    public static func bytes(inFeatures: Int, kind: Kind) -> Int {
+        var b = kind.isEmpty ? 0 : 8 * inFeatures
+        if kind.contains(.gram) { b += 12 * inFeatures * inFeatures }
+        return b
+    }
+
+    /// Adds a chunk of inputs `x` (rows, inFeatures), row-major float32.
+    public func calibrate(_ x: UnsafeBufferPointer<Float>, rows: Int) {
+        precondition(x.count >= rows * inFeatures, "calibrate: \(x.count) values for (\(rows), \(inFeatures))")
+        if rows == 0 { return }
+        tokenCount += rows
+        let c = inFeatures
+        if kind.contains(.columnSquares) {
+            // Columns split across the cores; each thread walks all rows of its column range.
+            columnSquares.withUnsafeMutableBufferPointer { acc in
+                parallelChunks(c, minimumPerThread: max(1, 32_768 / rows)) { cols in
+                    for r in 0..<rows {
+                        let row = x.baseAddress! + r * c
+                        for j in cols { let v = Double(row[j]); acc[j] += v * v }
+                    }
+                }
+            }
+        }
+        if kind.contains(.gram) {
+            var start = 0
+            while start < rows {
+                let take = min(rows - start, Self.flushRows - pendingRows)
+                pending.withUnsafeMutableBufferPointer { p in
+                    BLAS.syrkTransposed(n: c, k: take, a: x.baseAddress! + start * c,
+                                        beta: pendingRows == 0 ? 0 : 1, c: p.baseAddress!, triangle: .lower)
+                }
+                pendingRows += take
+                start += take
+                if pendingRows == Self.flushRows { flush() }
+            }
+        }
+    }
+
+    /// Adds the float32 batch into the float64 sum.
+    private func flush() {
+        if pendingRows == 0 { return }
+        let c = inFeatures
+        gramLower.withUnsafeMutableBufferPointer { g in
+            pending.withUnsafeBufferPointer { p in
+                parallelChunks(c, minimumPerThread: max(1, 65_536 / max(c, 1))) { rows in
+                    for i in rows { for j in 0...i { g[i * c + j] += Double(p[i * c + j]) } }
+                }
+            }
+        }
+        pendingRows = 0
+    }
+
+    /// ‖X_j‖₂ = sqrt(Σₜ x_tj²) per input feature, rounded to float32 after the float64 square root.
+    public var columnNorms: [Float] { columnSquares.map { Float($0.squareRoot()) } }
+
+    /// Whether every accumulated statistic is finite (a NaN or infinity in the activations shows here).
+    public var isFinite: Bool {
+        if !columnSquares.allSatisfy({ $0.isFinite }) { return false }
+        if kind.contains(.gram) {
+            flush()
+            return gramLower.allSatisfy { $0.isFinite }
+        }
+        return true
+    }
+
+    /// SparseGPT's Hessian H = 2/n · XᵀX (n = token count) in float32, (in, in) row-major with both
+    /// triangles filled. The diagonal comes from the float64 column sums, so H_jj is exactly 0 only when
+    /// feature j was 0 on every token.
+    public func hessian() -> [Float] {
+        precondition(kind.contains(.gram), "hessian() needs .gram statistics")
+        flush()
+        let c = inFeatures
+        let scale = 2.0 / Double(max(tokenCount, 1))
+        var h = [Float](repeating: 0, count: c * c)
+        h.withUnsafeMutableBufferPointer { hp in
+            gramLower.withUnsafeBufferPointer { g in
+                for i in 0..<c {
+                    for j in 0..<i {
+                        let v = Float(g[i * c + j] * scale)
+                        hp[i * c + j] = v
+                        hp[j * c + i] = v
+                    }
+                    hp[i * c + i] = Float(columnSquares[i] * scale)
+                }
+            }
+        }
+        return h
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Llama
+
+/// The resident memory a pruning run needs, by part, in bytes (float32 everywhere).
+///
+/// Peak = block + activations + method extra + max(embedding table, statistics + max(forward, compression)):
+/// the embedding table is only resident before block 0; statistics live from the calibration pass until
+/// the last layer of the block is compressed, overlapping either a forward chunk or one layer's
+/// compression scratch. The checkpoint itself stays memory-mapped and is not counted.
+public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// One decoder block in float32 (the seven linears, norms, biases).
+    public var blockBytes: Int
+    /// The two activation buffers, 2 × nsamples × seqlen × hidden floats (0 when the method reads none).
+    public var activationBytes: Int
+    /// The (V, C) embedding table while X̂₀ is built.
+    public var embeddingBytes: Int
+    /// Input statistics of one block's four distinct linear inputs (`InputStatistics.bytes`).
+    public var statisticsBytes: Int
+    /// The temporaries of one forward call over `samplesPerForward` samples.
+    public var forwardBytes: Int
+    /// The largest per-layer compression scratch (`PruningMethod.compressionScratchBytes`).
+    public var compressionBytes: Int
+    /// `PruningMethod.extraBlockBytes` (e.g. Wanda++'s dense copy and gradients).
+    public var methodExtraBytes: Int
+
+    public var totalBytes: Int {
+        blockBytes + activationBytes + methodExtraBytes
+            + max(embeddingBytes, statisticsBytes + max(forwardBytes, compressionBytes))
+    }
+
+    /// Estimates a run of `method` on a model of `configuration` with nsamples × seqlen calibration tokens.
+    public static func estimate(configuration c: LlamaConfiguration, method: PruningMethod, sampleCount: Int,
+                                sequenceLength: Int, samplesPerForward: Int? = nil) -> MemoryEstimate {
+        let f = MemoryLayout<Float>.size
+        let qDim = c.numAttentionHeads * c.headDim, kvDim = c.numKeyValueHeads * c.headDim
+        var blockParams = 2 * c.hiddenSize
+        var largestCompression = 0
+        for kind in LinearKind.allCases {
+            let s = kind.shape(c)
+            blockParams += s[0] * s[1] + (kind.hasBias(c) ? s[0] : 0)
+            largestCompression = max(largestCompression, method.compressionScratchBytes(outFeatures: s[0], inFeatures: s[1]))
+        }
+        let uses = method.needsCalibrationInputs
+        let tokensPerForward = PruningOptions(pattern: .unstructured(0), samplesPerForward: samplesPerForward)
+            .resolvedSamplesPerForward(sampleCount: max(sampleCount, 1), sequenceLength: sequenceLength) * sequenceLength
+        // Input copy, normed input, q, k, v, attention, residual, normed residual, gate, up, activation,
+        // output; plus one T × T score row block per worker inside attention.
+        let forwardFloats = tokensPerForward * (5 * c.hiddenSize + 2 * qDim + 2 * kvDim + 3 * c.intermediateSize)
+            + 2 * sequenceLength * sequenceLength
+        let stats = InputStatistics.bytes(inFeatures: c.hiddenSize, kind: method.statistics) * 2
+            + InputStatistics.bytes(inFeatures: qDim, kind: method.statistics)
+            + InputStatistics.bytes(inFeatures: c.intermediateSize, kind: method.statistics)
+        return MemoryEstimate(
+            blockBytes: blockParams * f,
+            activationBytes: uses ? 2 * sampleCount * sequenceLength * c.hiddenSize * f : 0,
+            embeddingBytes: uses ? c.vocabSize * c.hiddenSize * f : 0,
+            statisticsBytes: stats,
+            forwardBytes: uses ? forwardFloats * f : 0,
+            compressionBytes: largestCompression,
+            methodExtraBytes: method.extraBlockBytes(configuration: c, sampleCount: sampleCount, sequenceLength: sequenceLength))
+    }
+
+    /// "2.31 GiB (block 0.10, activations 2.00, statistics 0.15, forward 0.05, compression 0.01 GiB)".
+    public var description: String { "\(Self.gib(totalBytes)) GiB (\(breakdown))" }
+
+    /// The parts: "block 0.10, activations 2.00, ..., compression 0.01 GiB".
+    public var breakdown: String {
+        var parts = ["block \(Self.gib(blockBytes))", "activations \(Self.gib(activationBytes))"]
+        if methodExtraBytes > 0 { parts.append("method \(Self.gib(methodExtraBytes))") }
+        if embeddingBytes > 0 { parts.append("embeddings \(Self.gib(embeddingBytes))") }
+        if statisticsBytes > 0 { parts.append("statistics \(Self.gib(statisticsBytes))") }
+        if forwardBytes > 0 { parts.append("forward \(Self.gib(forwardBytes))") }
+        parts.append("compression \(Self.gib(compressionBytes))")
+        return parts.joined(separator: ", ") + " GiB"
+    }
+
+    /// Throws when `availableBytes` is known and smaller than the estimate:
+    /// "pruning needs 30.20 GiB, 23.10 GiB available (block ..., ...); lower --nsamples or --seqlen".
+    public func check(availableBytes: Int?) throws {
+        guard let availableBytes, totalBytes > availableBytes else { return }
+        throw PruningError("pruning needs \(Self.gib(totalBytes)) GiB, \(Self.gib(availableBytes)) GiB available (\(breakdown)); lower --nsamples or --seqlen")
+    }
+
+    /// MemAvailable from /proc/meminfo (Linux), nil where it cannot be read.
+    public static func availableBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = Int(fields[1]) { return kib * 1024 }
+        }
+        return nil
+    }
+
+    static func gib(_ bytes: Int) -> String {
+        let hundredths = (Double(bytes) / Double(1 << 30) * 100).rounded()
+        let whole = Int(hundredths) / 100, frac = Int(hundredths) % 100
+        return "\(whole).\(frac < 10 ? "0" : "")\(frac)"
+    }
+}

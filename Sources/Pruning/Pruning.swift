@@ -1,1 +1,0 @@
-// The Pruning module; see docs/DESIGN.md.

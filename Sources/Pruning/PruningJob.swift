@@ -1,0 +1,160 @@
+import Foundation
+import Tensor
+import Tokenizers
+import Llama
+import Datasets
+import Evaluation
+
+/// Where calibration text comes from and how it is read (`--calibration-format`).
+public enum CalibrationFormat: String, CaseIterable, Sendable {
+    /// C4-style shards: `.json` or `.json.gz`, one JSON object per line with a `text` field (C4 protocol).
+    case c4
+    /// JSON lines with a chosen field (C4 protocol).
+    case jsonl
+    /// A plain text file, tokenized whole with one BOS, random windows of the stream (SparseGPT protocol).
+    case text
+    /// A safetensors file holding an integer `input_ids` tensor (nsamples, seqlen), used as is.
+    case tokens
+
+    /// Reads the source. `field` is the JSON field for `jsonl`.
+    public func source(_ url: URL, field: String = "text") throws -> CalibrationSource {
+        switch self {
+        case .c4: return try .c4Shard(url)
+        case .jsonl: return try .jsonLines(url, field: field)
+        case .text: return try .plainText(url)
+        case .tokens: return try .tokensFile(url)
+        }
+    }
+}
+
+/// Everything one `llm-prune prune` run needs, already validated by the caller's parser.
+public struct PruningJobOptions {
+    public var model: URL
+    public var method: PruningMethod
+    public var pattern: SparsityPattern
+    public var calibrationFile: URL?
+    public var calibrationFormat: CalibrationFormat
+    public var calibrationField: String
+    public var nsamples: Int
+    /// nil: min(2048, max_position_embeddings).
+    public var seqlen: Int?
+    public var seed: UInt64
+    public var output: URL?
+    /// Evaluate the pruned model on this dataset and file.
+    public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// The command line, for the run record.
+    public var arguments: [String]
+    public var toolVersion: String
+    /// Extra settings to record (e.g. Wanda++'s α and RO settings).
+    public var settings: [String: String]
+
+    public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
+                calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
+                seqlen: Int? = nil, seed: UInt64 = 0, output: URL? = nil,
+                evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil,
+                arguments: [String] = [], toolVersion: String, settings: [String: String] = [:]) {
+        self.model = model; self.method = method; self.pattern = pattern
+        self.calibrationFile = calibrationFile; self.calibrationFormat = calibrationFormat
+        self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
+        self.seed = seed; self.output = output; self.evaluation = evaluation
+        self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
+    }
+}
+
+/// What a run produced: the driver's summary, the evaluation (if any), where it was written.
+public struct PruningJobResult {
+    public var summary: PruningSummary
+    public var perplexity: PerplexityResult?
+    public var output: URL?
+    public var memoryEstimate: MemoryEstimate
+    public var seconds: Double
+}
+
+/// One pruning run end to end: calibration → block-by-block pruning → optional evaluation → export.
+/// The output folder appears only when everything succeeded (see `PrunedCheckpointWriter`).
+public enum PruningJob {
+    public static func run(_ o: PruningJobOptions, availableMemory: Int? = PruningJob.availableMemoryBytes(),
+                           progress: ProgressHandler? = nil) throws -> PruningJobResult {
+        let start = Date()
+        let checkpoint = try LlamaCheckpoint(directory: o.model)
+        let c = checkpoint.configuration
+        let tokenizer = try Tokenizer(directory: o.model)
+        let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+        if seqlen > c.maxPositionEmbeddings {
+            throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+
+        // Refuse a run that cannot fit before any work is done.
+        let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
+        if let available = availableMemory, estimate.totalBytes > available {
+            throw PruningError("this run needs about \(formatGiB(estimate.totalBytes)) of memory but \(formatGiB(available)) is available; lower --nsamples or --seqlen")
+        }
+
+        var calibration: CalibrationSet? = nil
+        if o.method.needsCalibrationInputs {
+            guard let file = o.calibrationFile else {
+                throw PruningError("\(o.method.name) needs calibration data: give --calibration-file")
+            }
+            let source = try o.calibrationFormat.source(file, field: o.calibrationField)
+            if case .tokens(let m) = source {
+                calibration = try Calibration.takeRows(of: m, nsamples: o.nsamples, seqlen: seqlen, vocabularySize: c.vocabSize)
+            } else {
+                calibration = try Calibration.sample(
+                    source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
+                    encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+            }
+        }
+
+        let writer = try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
+        var keptBlocks: [DecoderBlockWeights] = []
+        let summary = try BlockwisePruning.run(
+            checkpoint: checkpoint, calibration: calibration, method: o.method,
+            options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
+        ) { block in
+            try writer?.stage(block)
+            if o.evaluation != nil { keptBlocks.append(block) }
+        }
+
+        var perplexity: PerplexityResult? = nil
+        if let e = o.evaluation {
+            let model = try LlamaModel(
+                configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
+                finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
+            keptBlocks = []
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            let windows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+            perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+        }
+
+        if let writer {
+            var results: [String: Double] = [:]
+            if let p = perplexity, let e = o.evaluation {
+                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
+                results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
+                results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
+            }
+            var notes = o.settings
+            notes["memory_estimate_bytes"] = String(estimate.totalBytes)
+            let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
+                                       inputModel: o.model.path, summary: summary, results: results, notes: notes)
+            try writer.finish(record: record)
+        }
+        return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
+                                memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// MemAvailable from /proc/meminfo (Linux), nil where it cannot be read.
+    public static func availableMemoryBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
+        }
+        return nil
+    }
+
+    private static func formatGiB(_ b: Int) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }
+}

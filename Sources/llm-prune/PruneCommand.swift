@@ -1,0 +1,120 @@
+import Foundation
+import Tensor
+import Llama
+import Datasets
+import Evaluation
+import Pruning
+
+enum PruneCommand {
+    static let methodNames = BaselineMethods.names
+
+    static let spec = CommandSpec(
+        name: "prune",
+        abstract: "Prune a checkpoint block by block and write a pruned checkpoint plus a report.",
+        discussion: """
+        Methods: magnitude (|W|, one threshold per layer), wanda (|W|·‖X‖ per output row), sparsegpt (OBS
+        updates with the calibration Hessian). Sparsity: a ratio such as 0.5 (unstructured, per output row), or
+        N:M such as 2:4 or 4:8 (N kept of every M consecutive input weights). Only the seven linear layers of each
+        decoder block are pruned; embeddings, norms and lm_head are kept. The next block is calibrated on the
+        outputs of the already pruned blocks. With --output the result is written to a temporary folder and
+        renamed at the end: an interrupted or failed run leaves no output folder. Progress per block on stderr.
+        """,
+        options: [
+            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder to prune.", required: true),
+            OptionSpec(name: "method", valueName: "name", help: "Pruning method: \(methodNames.joined(separator: ", ")).", required: true),
+            OptionSpec(name: "sparsity", valueName: "spec", help: "A ratio in [0, 1) such as 0.5, or N:M such as 2:4 or 4:8.", required: true),
+            OptionSpec(name: "calibration-file", valueName: "path", help: "Calibration data (not needed by magnitude)."),
+            OptionSpec(name: "calibration-format", valueName: "fmt", help: "c4 (.json/.json.gz lines with \"text\"), jsonl (see --calibration-field), text (plain text, random windows of the token stream), tokens (safetensors with int input_ids (nsamples, seqlen)).", defaultValue: "text"),
+            OptionSpec(name: "calibration-field", valueName: "name", help: "The JSON field that holds the text, for --calibration-format jsonl.", defaultValue: "text"),
+            OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples.", defaultValue: "128"),
+            OptionSpec(name: "seqlen", valueName: "n", help: "Calibration sample length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "seed", valueName: "n", help: "Seed of every random draw (calibration windows, Wanda++ rounds).", defaultValue: "0"),
+            OptionSpec(name: "percdamp", valueName: "x", help: "SparseGPT: Hessian damping as a fraction of its mean diagonal.", defaultValue: "0.01"),
+            OptionSpec(name: "blocksize", valueName: "n", help: "SparseGPT: columns per block of lazy updates.", defaultValue: "128"),
+            OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet."),
+            OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
+            OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
+            OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
+            OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+        ],
+        examples: [
+            "llm-prune prune --model ../shared/models/stories260K --method wanda --sparsity 2:4 \\\n      --calibration-file ../shared/text/wikitext-2/wiki.valid.tokens --nsamples 128 --seqlen 512 \\\n      --eval-file ../shared/text/wikitext-2-raw/wiki.test.raw --output out/stories-wanda-2of4",
+            "llm-prune prune --model ../shared/models/stories260K --method sparsegpt --sparsity 0.5 \\\n      --calibration-file ../shared/calibration/stories260K-wikitext2valid-128x512-seed0.safetensors --calibration-format tokens --json",
+        ])
+
+    static func makeMethod(_ name: String, _ a: ParsedArguments) throws -> (PruningMethod, [String: String]) {
+        guard methodNames.contains(name) else {
+            throw UsageError("option '--method' must be one of \(methodNames.joined(separator: ", ")), got '\(name)'")
+        }
+        // Commands without these options (inspect) get the defaults: the estimate does not depend on them.
+        let percdamp = try a.double("percdamp") ?? 0.01
+        let blocksize = try a.int("blocksize", range: 1...1_000_000) ?? 128
+        var settings: [String: String] = [:]
+        if name == "sparsegpt" { settings = ["percdamp": String(percdamp), "blocksize": String(blocksize)] }
+        return (try BaselineMethods.make(name, sparseGPTBlockSize: blocksize, percentDamping: percdamp), settings)
+    }
+
+    static func run(_ a: ParsedArguments) throws {
+        let pattern: SparsityPattern
+        do { pattern = try SparsityPattern(parsing: try a.requiredString("sparsity")) } catch {
+            throw UsageError("option '--sparsity': \(error)")
+        }
+        let (method, settings) = try makeMethod(try a.requiredString("method"), a)
+        let format = CalibrationFormat(rawValue: try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!)!
+        var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil
+        if let file = a.string("eval-file") {
+            let ds = EvaluationDataset(rawValue: try a.choice("eval-dataset", EvaluationDataset.allCases.map(\.rawValue))!)!
+            evaluation = (ds, URL(fileURLWithPath: file), try a.int("eval-seqlen", range: 2...1_000_000))
+        }
+        let options = PruningJobOptions(
+            model: URL(fileURLWithPath: try a.requiredString("model")), method: method, pattern: pattern,
+            calibrationFile: a.string("calibration-file").map { URL(fileURLWithPath: $0) },
+            calibrationFormat: format, calibrationField: a.string("calibration-field")!,
+            nsamples: try a.int("nsamples", range: 1...1_000_000)!, seqlen: try a.int("seqlen", range: 2...1_000_000),
+            seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
+            evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
+        let progress = ProgressPrinter(quiet: a.flag("quiet"))
+        let r = try PruningJob.run(options, progress: progress.handle)
+        report(r, method: method.name, pattern: pattern, json: a.flag("json"))
+    }
+
+    static func report(_ r: PruningJobResult, method: String, pattern: SparsityPattern, json: Bool) {
+        let s = r.summary
+        // Achieved sparsity per layer type, over all blocks.
+        var zeros: [LinearKind: Int] = [:], counts: [LinearKind: Int] = [:]
+        for b in s.blocks { for l in b.layers {
+            zeros[l.kind, default: 0] += l.zeros
+            counts[l.kind, default: 0] += l.shape.reduce(1, *)
+        } }
+        var perKind: [String: Double] = [:]
+        for k in LinearKind.allCases where counts[k, default: 0] > 0 {
+            perKind[k.rawValue] = Double(zeros[k]!) / Double(counts[k]!)
+        }
+        if json {
+            var o: [String: Any] = [
+                "method": method, "sparsity": pattern.description, "achieved_sparsity": s.sparsity,
+                "achieved_sparsity_by_layer_type": perKind, "seconds": r.seconds,
+                "prune_seconds": s.seconds, "peak_memory_bytes": peakResidentBytes(),
+                "memory_estimate_bytes": r.memoryEstimate.totalBytes, "nsamples": s.sampleCount, "seqlen": s.sequenceLength,
+                "seed": s.seed, "block_seconds": s.blocks.map(\.seconds),
+            ]
+            if let h = s.calibrationHash { o["calibration_hash"] = h }
+            if let p = r.perplexity {
+                o["perplexity"] = p.perplexity; o["eval_seqlen"] = p.seqlen; o["eval_tokens"] = p.tokens; o["eval_windows"] = p.windows
+            }
+            if let out = r.output { o["output"] = out.path }
+            print(jsonLine(o))
+            return
+        }
+        print("method \(method), sparsity \(pattern.description): achieved \(String(format: "%.4f", s.sparsity)) over \(s.parameters) prunable weights in \(String(format: "%.1f", s.seconds)) s")
+        for k in LinearKind.allCases where perKind[k.rawValue] != nil {
+            print("  \(k.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(format: "%.4f", perKind[k.rawValue]!))")
+        }
+        if let p = r.perplexity {
+            print(String(format: "perplexity %.4f (seqlen %d, %d tokens, %d windows)", p.perplexity, p.seqlen, p.tokens, p.windows))
+        }
+        if let out = r.output { print("wrote \(out.path)") }
+        print("peak memory \(formatBytes(peakResidentBytes())), estimate \(formatBytes(r.memoryEstimate.totalBytes))")
+    }
+}

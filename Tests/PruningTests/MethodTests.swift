@@ -1,0 +1,129 @@
+import Pruning
+import Tensor
+import Testing
+
+private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
+    var g = SeededGenerator(seed: seed)
+    return (0..<n).map { _ in Float(g.nextGaussian()) }
+}
+
+@Suite struct InputStatisticsTests {
+    /// Column sums of squares and H = 2/n XᵀX against float64 sums, over more tokens than one float32
+    /// Gram batch (`flushRows`), fed in uneven chunks.
+    @Test func hessianAndNormsMatchFloat64Sums() {
+        let cols = 9, tokens = InputStatistics.flushRows + 1_237
+        var x = gaussians(tokens * cols, seed: 3)
+        for t in 0..<tokens { x[t * cols + 4] = 0 }          // a dead feature
+        let stats = InputStatistics(inFeatures: cols, kind: .gram)
+        x.withUnsafeBufferPointer { xp in
+            var start = 0
+            for chunk in [3000, 1, 2000, tokens] where start < tokens {
+                let n = min(chunk, tokens - start)
+                stats.calibrate(UnsafeBufferPointer(rebasing: xp[(start * cols)..<((start + n) * cols)]), rows: n)
+                start += n
+            }
+        }
+        #expect(stats.tokenCount == tokens)
+        let h = stats.hessian()
+        for i in 0..<cols { for j in 0..<cols {
+            var s = 0.0
+            for t in 0..<tokens { s += Double(x[t * cols + i]) * Double(x[t * cols + j]) }
+            let ref = 2 * s / Double(tokens)
+            // float32 batches of 4096 tokens: relative error ~ sqrt(4096) · 2⁻²⁴ of the scale (~2).
+            #expect(abs(Double(h[i * cols + j]) - ref) <= 2e-5, "H[\(i), \(j)]")
+            #expect(h[i * cols + j] == h[j * cols + i])
+        } }
+        #expect(h[4 * cols + 4] == 0)
+        let norms = stats.columnNorms
+        for j in 0..<cols {
+            var s = 0.0
+            for t in 0..<tokens { s += Double(x[t * cols + j]) * Double(x[t * cols + j]) }
+            #expect(norms[j] == Float(s.squareRoot()))
+        }
+    }
+}
+
+@Suite struct MethodErrorTests {
+    private func run(_ method: PruningMethod, _ w: inout [Float], rows: Int, cols: Int, _ pattern: SparsityPattern,
+                     stats: InputStatistics?) throws {
+        try w.withUnsafeMutableBufferPointer {
+            try method.compress(LayerWeight(name: "blk.q", values: $0, outFeatures: rows, inFeatures: cols),
+                                statistics: stats, pattern: pattern)
+        }
+    }
+
+    @Test func nanWeightIsAOneLineError() {
+        var w: [Float] = [1, .nan, 3, 4]
+        #expect(throws: PruningError("blk.q: NaN score at row 0, column 1 (NaN in the weight or the calibration activations)")) {
+            try run(MagnitudePruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: nil)
+        }
+        let stats = InputStatistics(inFeatures: 2, kind: .gram)
+        let x: [Float] = [1, 2, 3, 4.5]
+        x.withUnsafeBufferPointer { stats.calibrate($0, rows: 2) }
+        #expect(throws: PruningError("blk.q: NaN weight at row 0, column 1")) {
+            try run(SparseGPTPruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: stats)
+        }
+    }
+
+    @Test func nanActivationsAndMissingStatisticsAreErrors() {
+        var w: [Float] = [1, 2, 3, 4]
+        #expect(throws: PruningError("blk.q: no calibration statistics were collected")) {
+            try run(WandaPruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: nil)
+        }
+        let empty = InputStatistics(inFeatures: 2, kind: .columnSquares)
+        #expect(throws: PruningError("blk.q: no calibration tokens reached this layer")) {
+            try run(WandaPruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: empty)
+        }
+        let bad = InputStatistics(inFeatures: 2, kind: .gram)
+        let x: [Float] = [1, .nan]
+        x.withUnsafeBufferPointer { bad.calibrate($0, rows: 1) }
+        #expect(throws: PruningError("blk.q: the calibration activations contain NaN or infinity")) {
+            try run(SparseGPTPruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: bad)
+        }
+        let wide = InputStatistics(inFeatures: 3, kind: .columnSquares)
+        #expect(throws: PruningError("blk.q: statistics of 3 input features for a weight of 2")) {
+            try run(WandaPruning(), &w, rows: 2, cols: 2, .unstructured(0.5), stats: wide)
+        }
+    }
+
+    @Test func sparseGPTBlockSizeMustBeAMultipleOfM() {
+        var w = [Float](repeating: 1, count: 16)
+        let stats = InputStatistics(inFeatures: 8, kind: .gram)
+        let x = gaussians(80, seed: 1)
+        x.withUnsafeBufferPointer { stats.calibrate($0, rows: 10) }
+        #expect(throws: PruningError("SparseGPT block size 100 is not a multiple of M = 8 of the 4:8 pattern")) {
+            try run(SparseGPTPruning(blockSize: 100), &w, rows: 2, cols: 8, .nm(n: 4, m: 8), stats: stats)
+        }
+    }
+
+    /// A zero ratio prunes nothing and SparseGPT then leaves the weight exactly as it was.
+    @Test func zeroSparsityIsTheIdentity() throws {
+        let rows = 5, cols = 12
+        let w0 = gaussians(rows * cols, seed: 4)
+        let stats = InputStatistics(inFeatures: cols, kind: .gram)
+        let x = gaussians(30 * cols, seed: 5)
+        x.withUnsafeBufferPointer { stats.calibrate($0, rows: 30) }
+        for method in [MagnitudePruning() as PruningMethod, WandaPruning(), SparseGPTPruning(blockSize: 4)] {
+            var w = w0
+            try run(method, &w, rows: rows, cols: cols, .unstructured(0), stats: stats)
+            #expect(w == w0, "\(method.name)")
+        }
+    }
+}
+
+@Suite struct BaselineMethodsTests {
+    @Test func namesAndErrors() throws {
+        for name in BaselineMethods.names { #expect(try BaselineMethods.make(name).name == name) }
+        let s = try #require(try BaselineMethods.make("sparsegpt", sparseGPTBlockSize: 64, percentDamping: 0.1) as? SparseGPTPruning)
+        #expect(s.blockSize == 64 && s.percentDamping == 0.1)
+        #expect(throws: PruningError("unknown pruning method 'obs'; expected one of magnitude, wanda, sparsegpt")) {
+            _ = try BaselineMethods.make("obs")
+        }
+        #expect(throws: PruningError("invalid SparseGPT block size 0: it must be positive")) {
+            _ = try BaselineMethods.make("sparsegpt", sparseGPTBlockSize: 0)
+        }
+        #expect(throws: PruningError("invalid SparseGPT damping -1.0: it must be a non-negative number")) {
+            _ = try BaselineMethods.make("sparsegpt", percentDamping: -1)
+        }
+    }
+}
