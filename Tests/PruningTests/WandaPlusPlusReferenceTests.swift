@@ -13,7 +13,11 @@ import Testing
     ]
 
     static func reference(_ method: String) throws -> WandaTensorFile {
-        try WandaTensorFile(wandaPackageRoot().appendingPathComponent("Fixtures/reference/stories260K-\(method)-2of4.safetensors"))
+        let url = wandaPackageRoot().appendingPathComponent("Fixtures/reference/stories260K-\(method)-2of4.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw WandaFixtureError(description: "\(url.path) is missing; scripts/reference_prune.py --method \(method) --sparsity 2:4 --out-dir Fixtures/reference makes it")
+        }
+        return try WandaTensorFile(url)
     }
 
     /// Block 0 of stories260K pruned by `variant` directly (no driver), with its statistics kept.
