@@ -49,6 +49,9 @@ public protocol PruningMethod {
     /// one pass of the dense block over all calibration samples, then compresses the seven linears in the
     /// order q, k, v, o, gate, up, down.
     func pruneBlock(_ context: BlockPruningContext) throws
+    /// Notes about the finished run for `pruning.json` (e.g. Wanda++'s RO losses per block and round as
+    /// JSON strings); read once after the driver returns. Default: none.
+    var runNotes: [String: String] { get }
 }
 
 extension PruningMethod {
@@ -62,6 +65,8 @@ extension PruningMethod {
     public func extraBlockBytes(configuration: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int { 0 }
 
     public func pruneBlock(_ context: BlockPruningContext) throws { try context.defaultPruneBlock(self) }
+
+    public var runNotes: [String: String] { [:] }
 }
 
 /// Zeroes the entries of `weight` the mask selects, after checking the scores for NaN.

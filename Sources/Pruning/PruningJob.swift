@@ -135,6 +135,7 @@ public enum PruningJob {
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
             var notes = o.settings
+            notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)

@@ -6,14 +6,16 @@ import Evaluation
 import Pruning
 
 enum PruneCommand {
-    static let methodNames = BaselineMethods.names
+    static let methodNames = BaselineMethods.names + WandaPlusPlusMethod.names
 
     static let spec = CommandSpec(
         name: "prune",
         abstract: "Prune a checkpoint block by block and write a pruned checkpoint plus a report.",
         discussion: """
         Methods: magnitude (|W|, one threshold per layer), wanda (|W|·‖X‖ per output row), sparsegpt (OBS
-        updates with the calibration Hessian). Sparsity: a ratio such as 0.5 (unstructured, per output row), or
+        updates with the calibration Hessian), wanda++ (regional gradient score (α·G + ‖X‖)·|W| and regional
+        optimization with RMSprop, block by block), wanda++-rgs (gradient score only), wanda++-ro (regional
+        optimization with the Wanda score). Sparsity: a ratio such as 0.5 (unstructured, per output row), or
         N:M such as 2:4 or 4:8 (N kept of every M consecutive input weights). Only the seven linear layers of each
         decoder block are pruned; embeddings, norms and lm_head are kept. The next block is calibrated on the
         outputs of the already pruned blocks. With --output the result is written to a temporary folder and
@@ -31,6 +33,11 @@ enum PruneCommand {
             OptionSpec(name: "seed", valueName: "n", help: "Seed of every random draw (calibration windows, Wanda++ rounds).", defaultValue: "0"),
             OptionSpec(name: "percdamp", valueName: "x", help: "SparseGPT: Hessian damping as a fraction of its mean diagonal.", defaultValue: "0.01"),
             OptionSpec(name: "blocksize", valueName: "n", help: "SparseGPT: columns per block of lazy updates.", defaultValue: "128"),
+            OptionSpec(name: "alpha", valueName: "x", help: "Wanda++: weight α of the regional gradient G in the score.", defaultValue: "100"),
+            OptionSpec(name: "gradient-samples", valueName: "n", help: "Wanda++: G averages over the first n calibration samples.", computedDefault: "all"),
+            OptionSpec(name: "ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", defaultValue: "5"),
+            OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", defaultValue: "32"),
+            OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet."),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
@@ -51,6 +58,14 @@ enum PruneCommand {
         let percdamp = try a.double("percdamp") ?? 0.01
         let blocksize = try a.int("blocksize", range: 1...1_000_000) ?? 128
         var settings: [String: String] = [:]
+        if WandaPlusPlusMethod.names.contains(name) {
+            let options = WandaPlusPlusOptions(
+                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds") ?? 5,
+                roSamples: try a.int("ro-samples", range: 1...Int.max) ?? 32, roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
+                gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
+            let method = try WandaPlusPlusMethod(name: name, options: options)
+            return (method, method.settings)
+        }
         if name == "sparsegpt" { settings = ["percdamp": String(percdamp), "blocksize": String(blocksize)] }
         return (try BaselineMethods.make(name, sparseGPTBlockSize: blocksize, percentDamping: percdamp), settings)
     }

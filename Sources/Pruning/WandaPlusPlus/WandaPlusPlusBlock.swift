@@ -1,0 +1,334 @@
+import Foundation
+import Llama
+import Tensor
+
+/// Chooses the entries of a score matrix (rows, cols, row-major) to prune: sets `pruned[i]` to true for
+/// those and false for the rest. The sparsity pattern and the tie-breaking live in the selector, so
+/// Wanda++ shares them with every other method.
+public typealias MaskSelector = (
+    _ scores: UnsafeBufferPointer<Float>, _ rows: Int, _ cols: Int, _ pruned: UnsafeMutableBufferPointer<Bool>
+) -> Void
+
+/// The pruning stages of a block in the order it consumes its inputs; the matrices of a stage share
+/// one input, and each stage's input depends on the earlier stages.
+public let wandaPlusPlusStages: [[BlockMatrix]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
+
+/// What Wanda++ did to one block (for `pruning.json` and tests).
+public struct WandaPlusPlusBlockRecord: Sendable {
+    /// The calibration sample indices of each round, in draw order.
+    public var roundSamples: [[Int]] = []
+    /// The RO loss Σ(f_dense(X̂ₙ) − f(X̂ₙ))² of each step, before the step, per round.
+    public var roLosses: [[Double]] = []
+    /// G (out, in) per matrix as used by the final prune, when the caller asked to keep statistics.
+    public var gradientScores: [Tensor]?
+    /// ‖X_j‖₂ per matrix of the final prune, when the caller asked to keep statistics.
+    public var columnNorms: [[Float]]?
+    /// Wall-clock seconds spent on gradients, on regional optimization steps, and on stage-by-stage pruning.
+    public var gradientSeconds = 0.0
+    public var optimizationSeconds = 0.0
+    public var pruneSeconds = 0.0
+
+    /// The mean RO loss of each round.
+    public var meanRoundLosses: [Double] { roLosses.map { $0.isEmpty ? .nan : $0.reduce(0, +) / Double($0.count) } }
+}
+
+/// Wanda++ on one decoder block: regional gradient scores, regional optimization and the final
+/// stage-by-stage prune (docs/algorithms.md, "Per block").
+///
+/// Calibration inputs X̂ (N, T, C) are read one sample at a time through a `DecoderBlockTape`; the
+/// gradient, RMSprop and score buffers are allocated once per block.
+public struct WandaPlusPlusBlock {
+    public let geometry: BlockGeometry
+    public let options: WandaPlusPlusOptions
+
+    public init(geometry: BlockGeometry, options: WandaPlusPlusOptions) throws {
+        try geometry.validate()
+        self.geometry = geometry
+        self.options = options
+    }
+
+    /// Prunes `block` in place to the pattern `select` implements.
+    ///
+    /// - inputs: X̂ of this block, N samples of T tokens, (N, T, C) row-major.
+    /// - generator: the run's generator for the rounds' draws (advanced by K draws of `roSamples`; one
+    ///   generator for the whole run, so blocks get different draws, as in the reference script).
+    /// - keepStatistics: return G and ‖X‖ of the final prune in the record.
+    /// - label: names the block in errors and progress ("block 3").
+    /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
+    public func prune(
+        _ block: inout BlockParameters, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
+        rope: RopeTable, generator: inout SeededGenerator, select: MaskSelector,
+        keepStatistics: Bool = false, label: String = "block", progress: ((String) -> Void)? = nil
+    ) throws -> WandaPlusPlusBlockRecord {
+        let g = geometry, C = g.hidden
+        try options.validate(samples: samples)
+        try block.validate(against: g)
+        guard tokens > 0, inputs.count == samples * tokens * C else {
+            throw WandaPlusPlusError("\(label): calibration inputs hold \(inputs.count) values, expected \(samples) × \(tokens) × \(C)")
+        }
+        guard rope.positions >= tokens, rope.halfDim * 2 == g.headDim else {
+            throw WandaPlusPlusError("\(label): RoPE table of \(rope.positions) positions × \(rope.halfDim) for \(tokens) tokens, head size \(g.headDim)")
+        }
+        if let i = firstNonFinite(inputs) {
+            throw WandaPlusPlusError("\(label): calibration input sample \(i / (tokens * C)) holds NaN or infinity")
+        }
+
+        var record = WandaPlusPlusBlockRecord()
+        let work = try Workspace(geometry: g, parameters: block, tokens: tokens)
+        let sample = { (n: Int) in inputs.baseAddress! + n * tokens * C }
+        let gradientCount = options.gradientSampleCount(of: samples)
+        let allSamples = Array(0..<samples)
+
+        var G: [Tensor]? = nil
+        if options.variant.usesRegionalOptimization && options.roRounds > 0 {
+            let dense = block
+            if options.variant.usesGradientScore {
+                let t0 = Date()
+                G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                    progress?("regional gradients \(done)/\(gradientCount)")
+                }
+                record.gradientSeconds += Date().timeIntervalSince(t0)
+            }
+            let optimizer = RMSprop(parameterCounts: block.weights.map(\.count), learningRate: options.roLearningRate)
+            for round in 0..<options.roRounds {
+                let idx = generator.sample(options.roSamples, from: samples)
+                record.roundSamples.append(idx)
+                let t0 = Date()
+                progress?("RO round \(round + 1)/\(options.roRounds) pruning")
+                try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
+                                     select: select, label: label, keepNorms: false)
+                let t1 = Date()
+                var losses: [Double] = []
+                for (step, n) in idx.enumerated() {
+                    losses.append(work.optimizationStep(&block, dense: dense, input: sample(n), rope: rope, optimizer: optimizer))
+                    progress?("RO round \(round + 1)/\(options.roRounds) step \(step + 1)/\(idx.count), loss \(formatLoss(losses[step]))")
+                }
+                guard losses.allSatisfy({ $0.isFinite }) else {
+                    throw WandaPlusPlusError("\(label): regional optimization diverged in round \(round + 1) (loss \(losses.first { !$0.isFinite }!)); lower --ro-lr")
+                }
+                record.roLosses.append(losses)
+                record.pruneSeconds += t1.timeIntervalSince(t0)
+                record.optimizationSeconds += Date().timeIntervalSince(t1)
+            }
+        }
+        if options.variant.usesGradientScore {
+            // Recomputed on the block as the rounds left it (the only G of the RGS-only variant).
+            let t0 = Date()
+            G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                progress?("regional gradients \(done)/\(gradientCount)")
+            }
+            record.gradientSeconds += Date().timeIntervalSince(t0)
+        }
+        let t0 = Date()
+        progress?("final prune")
+        let norms = try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
+                                         alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
+        record.pruneSeconds += Date().timeIntervalSince(t0)
+        if keepStatistics {
+            record.gradientScores = G
+            record.columnNorms = norms
+        }
+        return record
+    }
+
+    /// G alone, for the first `samples` inputs: RMS over samples of ∂‖f(X̂ₙ)‖₂/∂W per matrix.
+    public func regionalGradients(
+        _ block: BlockParameters, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int, rope: RopeTable
+    ) throws -> [Tensor] {
+        try block.validate(against: geometry)
+        guard samples > 0, tokens > 0, inputs.count >= samples * tokens * geometry.hidden else {
+            throw WandaPlusPlusError("regional gradients: \(inputs.count) input values for \(samples) × \(tokens) × \(geometry.hidden)")
+        }
+        let work = try Workspace(geometry: geometry, parameters: block, tokens: tokens)
+        let C = geometry.hidden
+        return work.regionalGradients(block, samples: samples, sample: { inputs.baseAddress! + $0 * tokens * C },
+                                      rope: rope, progress: { _ in })
+    }
+}
+
+/// Buffers of one block's Wanda++ pass, allocated once.
+private final class Workspace {
+    let g: BlockGeometry
+    let tokens: Int
+    let tape: DecoderBlockTape
+    var grads: BlockGradients
+    /// dL/dy (T, C), and the dense block's output (T, C) for the RO loss.
+    var dy: [Float]
+    var target: [Float]
+    /// Score and mask of the largest matrix.
+    var scores: [Float]
+    var mask: [Bool]
+    /// Σ x_j² of the current stage's input, float64.
+    var columnSquares: [Double]
+
+    init(geometry: BlockGeometry, parameters: BlockParameters, tokens: Int) throws {
+        g = geometry
+        self.tokens = tokens
+        tape = try DecoderBlockTape(geometry: geometry, capacity: tokens)
+        grads = BlockGradients(like: parameters)
+        dy = [Float](repeating: 0, count: tokens * geometry.hidden)
+        target = dy
+        let largest = parameters.weights.map(\.count).max() ?? 0
+        scores = [Float](repeating: 0, count: largest)
+        mask = [Bool](repeating: false, count: largest)
+        columnSquares = [Double](repeating: 0, count: max(geometry.hidden, geometry.intermediate, geometry.qWidth))
+    }
+
+    /// G_ij = sqrt((1/N) Σₙ (∂‖f(X̂ₙ)‖₂/∂W_ij)²) for samples 0..<N; squares summed in float32
+    /// (N ≤ a few hundred terms of one sign: relative rounding below N·2⁻²⁴).
+    func regionalGradients(_ p: BlockParameters, samples: Int, sample: (Int) -> UnsafePointer<Float>,
+                           rope: RopeTable, progress: (Int) -> Void) -> [Tensor] {
+        var acc = p.weights.map { Tensor.zeros($0.shape) }
+        let n = tokens * g.hidden
+        for s in 0..<samples {
+            tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope)
+            // d‖y‖₂/dy = y / ‖y‖₂ (‖y‖ summed in float64).
+            let y = tape.output
+            var ss = 0.0
+            for i in 0..<n { ss += Double(y[i]) * Double(y[i]) }
+            let inv = ss > 0 ? Float(1 / ss.squareRoot()) : 0
+            for i in 0..<n { dy[i] = y[i] * inv }
+            dy.withUnsafeBufferPointer { d in
+                tape.backward(outputGradient: d.baseAddress!, parameters: p, rope: rope, gradients: &grads)
+            }
+            for m in 0..<7 {
+                grads.weights[m].data.withUnsafeBufferPointer { gr in
+                    acc[m].data.withUnsafeMutableBufferPointer { a in
+                        let gp = gr.baseAddress!, ap = a.baseAddress!
+                        parallelChunks(a.count, minimumPerThread: 1 << 16) { r in
+                            for i in r { ap[i] += gp[i] * gp[i] }
+                        }
+                    }
+                }
+            }
+            progress(s + 1)
+        }
+        let scale = 1 / Float(samples)
+        for m in 0..<7 {
+            acc[m].data.withUnsafeMutableBufferPointer { a in
+                let ap = a.baseAddress!
+                parallelChunks(a.count, minimumPerThread: 1 << 16) { r in
+                    for i in r { ap[i] = (ap[i] * scale).squareRoot() }
+                }
+            }
+        }
+        return acc
+    }
+
+    /// Prunes the seven matrices stage by stage ({q,k,v} → o → {gate,up} → down). Each stage's
+    /// ‖X_j‖₂ (plain L2 norm over all tokens of `samples`) is collected through the block as pruned in the
+    /// earlier stages; score S = (α·G + ‖X_j‖₂)·|W| with G, or |W|·‖X_j‖₂ (Wanda) without.
+    /// Returns the norms of each matrix when `keepNorms`.
+    @discardableResult
+    func stagedPrune(_ p: inout BlockParameters, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
+                     rope: RopeTable, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
+                     keepNorms: Bool) throws -> [[Float]]? {
+        var kept: [[Float]] = Array(repeating: [], count: 7)
+        let stops: [BlockForwardStop] = [.attentionInput, .oInput, .mlpInput, .downInput]
+        for (stageIndex, stage) in wandaPlusPlusStages.enumerated() {
+            let inFeatures = g.shape(of: stage[0]).in
+            columnSquares.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            for s in samples {
+                tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope, stop: stops[stageIndex])
+                let x = tape.input(of: stage[0])
+                let rows = tokens
+                columnSquares.withUnsafeMutableBufferPointer { acc in
+                    let a = acc.baseAddress!, xp = x.baseAddress!
+                    parallelChunks(inFeatures, minimumPerThread: max(1, 32_768 / rows)) { cols in
+                        for r in 0..<rows {
+                            let row = xp + r * inFeatures
+                            for j in cols { let v = Double(row[j]); a[j] += v * v }
+                        }
+                    }
+                }
+            }
+            // Rounded to float32 after the float64 square root, as the reference does.
+            let norms = (0..<inFeatures).map { Float(columnSquares[$0].squareRoot()) }
+            if let j = norms.firstIndex(where: { !$0.isFinite }) {
+                throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0]) is not finite (NaN or overflow in the pruned block)")
+            }
+            for m in stage {
+                try pruneMatrix(&p.weights[m.rawValue], G: G?[m.rawValue], norms: norms, alpha: alpha, select: select,
+                                name: "\(label) \(m)")
+                if keepNorms { kept[m.rawValue] = norms }
+            }
+        }
+        return keepNorms ? kept : nil
+    }
+
+    private func pruneMatrix(_ w: inout Tensor, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
+                             name: String) throws {
+        let rows = w.shape[0], cols = w.shape[1], n = rows * cols
+        var nanAt: Int? = nil
+        w.data.withUnsafeMutableBufferPointer { wp in
+            scores.withUnsafeMutableBufferPointer { sp in
+                mask.withUnsafeMutableBufferPointer { mp in
+                    norms.withUnsafeBufferPointer { xp in
+                        if let G {
+                            G.data.withUnsafeBufferPointer { gp in
+                                for r in 0..<rows {
+                                    for j in 0..<cols {
+                                        let i = r * cols + j
+                                        sp[i] = (alpha * gp[i] + xp[j]) * abs(wp[i])
+                                    }
+                                }
+                            }
+                        } else {
+                            for r in 0..<rows {
+                                for j in 0..<cols { sp[r * cols + j] = abs(wp[r * cols + j]) * xp[j] }
+                            }
+                        }
+                        nanAt = (0..<n).first { sp[$0].isNaN }
+                        if nanAt != nil { return }
+                        select(UnsafeBufferPointer(rebasing: sp[0..<n]), rows, cols, UnsafeMutableBufferPointer(rebasing: mp[0..<n]))
+                        for i in 0..<n where mp[i] { wp[i] = 0 }
+                    }
+                }
+            }
+        }
+        if let i = nanAt {
+            throw WandaPlusPlusError("\(name): NaN score at row \(i / cols), column \(i % cols) (NaN in the weight or its gradient)")
+        }
+    }
+
+    /// One RMSprop step on Σ(f_dense(x) − f(x))² for one sample; returns the loss before the step.
+    func optimizationStep(_ p: inout BlockParameters, dense: BlockParameters, input: UnsafePointer<Float>,
+                          rope: RopeTable, optimizer: RMSprop) -> Double {
+        let n = tokens * g.hidden
+        tape.forward(input, tokens: tokens, parameters: dense, rope: rope)
+        target.withUnsafeMutableBufferPointer { t in _ = t.update(fromContentsOf: tape.output) }
+        tape.forward(input, tokens: tokens, parameters: p, rope: rope)
+        let y = tape.output
+        var loss = 0.0
+        for i in 0..<n {
+            let d = y[i] - target[i]
+            loss += Double(d) * Double(d)
+            dy[i] = 2 * d
+        }
+        dy.withUnsafeBufferPointer { d in
+            tape.backward(outputGradient: d.baseAddress!, parameters: p, rope: rope, gradients: &grads)
+        }
+        for m in 0..<7 {
+            p.weights[m].data.withUnsafeMutableBufferPointer { w in
+                grads.weights[m].data.withUnsafeBufferPointer { gr in
+                    optimizer.update(m, parameter: w, gradient: gr)
+                }
+            }
+        }
+        optimizer.finishStep()
+        return loss
+    }
+}
+
+/// A loss with 6 significant digits, for progress lines.
+private func formatLoss(_ x: Double) -> String {
+    guard x.isFinite, x != 0 else { return "\(x)" }
+    let digits = max(0, 5 - Int(Foundation.log10(abs(x)).rounded(.down)))
+    return String(format: "%.\(min(digits, 12))f", x)
+}
+
+/// The index of the first NaN or infinity in `x` (bad calibration activations).
+private func firstNonFinite(_ x: UnsafeBufferPointer<Float>) -> Int? {
+    for i in 0..<x.count where !x[i].isFinite { return i }
+    return nil
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Llama
+import Tensor
+
+/// Wanda++ behind the driver's method protocol: `pruneBlock` takes over each decoder block (dense copy,
+/// regional gradients, regional optimization, stage-by-stage pruning; see `WandaPlusPlusBlock`).
+///
+/// A class so the per-block records (RO losses per round, the rounds' draws, timings) stay readable after
+/// the run for `pruning.json`: `records[l]` is block l's.
+public final class WandaPlusPlusMethod: PruningMethod {
+    public let options: WandaPlusPlusOptions
+    /// Blocks whose G and ‖X‖ of the final prune are kept in their record (tests and diagnostics).
+    public var keepStatisticsOfBlocks: Set<Int>
+    /// What Wanda++ did to each block, by block index.
+    public private(set) var records: [Int: WandaPlusPlusBlockRecord] = [:]
+
+    public init(options: WandaPlusPlusOptions = WandaPlusPlusOptions(), keepStatisticsOfBlocks: Set<Int> = []) {
+        self.options = options
+        self.keepStatisticsOfBlocks = keepStatisticsOfBlocks
+    }
+
+    /// The command-line names of the three variants.
+    public static let names = WandaPlusPlusVariant.allCases.map(\.rawValue)
+
+    /// The variant named `name` ("wanda++", "wanda++-rgs", "wanda++-ro") with the other settings of
+    /// `options`; throws a one-line error for an unknown name.
+    public convenience init(name: String, options: WandaPlusPlusOptions = WandaPlusPlusOptions()) throws {
+        guard let variant = WandaPlusPlusVariant(rawValue: name) else {
+            throw PruningError("unknown Wanda++ variant '\(name)'; expected one of \(Self.names.joined(separator: ", "))")
+        }
+        var o = options
+        o.variant = variant
+        self.init(options: o)
+    }
+
+    /// The settings for the run record: variant, α, RO rounds, samples and learning rate, G's sample count.
+    public var settings: [String: String] {
+        var s = ["wanda++.variant": options.variant.rawValue,
+                 "wanda++.gradient_samples": options.gradientSamples.map(String.init) ?? "all"]
+        if options.variant.usesGradientScore { s["wanda++.alpha"] = "\(options.alpha)" }
+        if options.variant.usesRegionalOptimization {
+            s["wanda++.ro_rounds"] = String(options.roRounds)
+            s["wanda++.ro_samples"] = String(options.roSamples)
+            s["wanda++.ro_lr"] = "\(options.roLearningRate)"
+        }
+        return s
+    }
+
+    /// What the run did, for `pruning.json`'s notes, each value a JSON array indexed by block:
+    /// `wanda++.ro_loss_mean` / `wanda++.ro_loss_last` (per round: the mean and the last of the RO losses
+    /// Σ(f_dense − f)², each taken before its step), `wanda++.ro_draws` (per round, the sample indices), and
+    /// `wanda++.seconds` ([gradients, RO steps, stage-by-stage pruning] per block).
+    public var runNotes: [String: String] {
+        let blocks = records.keys.sorted()
+        func json(_ value: Any) -> String {
+            guard JSONSerialization.isValidJSONObject(value),
+                  let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return "null" }
+            return String(decoding: data, as: UTF8.self)
+        }
+        // Non-finite losses never reach a record (a diverged round throws), so every value is valid JSON.
+        var notes = settings
+        if options.variant.usesRegionalOptimization {
+            notes["wanda++.ro_loss_mean"] = json(blocks.map { records[$0]!.meanRoundLosses })
+            notes["wanda++.ro_loss_last"] = json(blocks.map { records[$0]!.roLosses.map { $0.last ?? 0 } })
+            notes["wanda++.ro_draws"] = json(blocks.map { records[$0]!.roundSamples })
+        }
+        notes["wanda++.seconds"] = json(blocks.map { b -> [Double] in
+            let r = records[b]!
+            return [r.gradientSeconds, r.optimizationSeconds, r.pruneSeconds].map { ($0 * 1000).rounded() / 1000 }
+        })
+        return notes
+    }
+
+    /// "wanda++", "wanda++-rgs" or "wanda++-ro".
+    public var name: String { options.variant.rawValue }
+    /// None through the driver's per-layer path: Wanda++ collects its own, stage by stage.
+    public var statistics: InputStatistics.Kind { [] }
+    public var needsCalibrationInputs: Bool { true }
+
+    /// Wanda++ scores need the whole block (gradients through it); it never prunes a lone layer.
+    public func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
+        throw PruningError("\(weight.name): \(name) prunes whole decoder blocks, not single layers")
+    }
+
+    /// Beyond the driver's block: the working copy of the seven matrices, their gradients, G (and its
+    /// accumulator, the same buffers), RMSprop's running averages, the scores and mask of the largest
+    /// matrix, and the one-sample tape (activations, backward buffers, attention scratch).
+    public func extraBlockBytes(configuration c: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int {
+        let shapes = LinearKind.allCases.map { $0.shape(c) }
+        let p = shapes.reduce(0) { $0 + $1[0] * $1[1] }
+        let largest = shapes.map { $0[0] * $0[1] }.max() ?? 0
+        // The working copy and the gradients always; RMSprop's averages with RO; G with RGS. (The dense
+        // target is the driver's own block, shared until the working copy is first written.)
+        let copies = 2 + (options.variant.usesRegionalOptimization ? 1 : 0)
+        let g = options.variant.usesGradientScore ? 1 : 0
+        let tape = DecoderBlockTape.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
+        return 4 * p * (copies + g) + 5 * largest + tape + 8 * sequenceLength * c.hiddenSize
+    }
+
+    public func pruneBlock(_ context: BlockPruningContext) throws {
+        if context.layer == 0 { records = [:] }   // a new run
+        let geometry = BlockGeometry(configuration: context.configuration, layer: context.layer)
+        var block = BlockParameters(context.weights)
+        let pattern = context.pattern
+        let select: MaskSelector = { scores, rows, cols, pruned in
+            Selection.prunedMask(scores: scores, rows: rows, cols: cols, pattern: pattern, into: pruned)
+        }
+        var generator = context.generator
+        let record: WandaPlusPlusBlockRecord
+        do {
+            record = try WandaPlusPlusBlock(geometry: geometry, options: options).prune(
+                &block, inputs: context.inputs, samples: context.sampleCount, tokens: context.sequenceLength,
+                rope: RopeTable(context.rope), generator: &generator, select: select,
+                keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
+                label: "block \(context.layer)", progress: { context.report($0) })
+        } catch let e as WandaPlusPlusError {
+            throw PruningError(e.description)
+        } catch let e as BlockBackwardError {
+            throw PruningError("block \(context.layer): \(e)")
+        }
+        context.generator = generator
+        block.write(into: &context.weights)
+        records[context.layer] = record
+    }
+}

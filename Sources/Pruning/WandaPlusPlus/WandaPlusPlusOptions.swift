@@ -1,0 +1,62 @@
+import Tensor
+
+/// Which parts of Wanda++ run (the paper's ablation).
+public enum WandaPlusPlusVariant: String, CaseIterable, Sendable {
+    /// Regional gradient score and regional optimization.
+    case full = "wanda++"
+    /// Regional gradient score only: G, then one stage-by-stage prune over all samples.
+    case rgsOnly = "wanda++-rgs"
+    /// Regional optimization only: the Wanda score in the rounds and in the final prune.
+    case roOnly = "wanda++-ro"
+
+    public var usesGradientScore: Bool { self != .roOnly }
+    public var usesRegionalOptimization: Bool { self != .rgsOnly }
+}
+
+/// The settings of Wanda++ (see docs/algorithms.md, "Wanda++"); each is a command-line flag.
+public struct WandaPlusPlusOptions: Sendable, Equatable {
+    public var variant: WandaPlusPlusVariant
+    /// α in S = (α·G + ‖X_j‖₂)·|W| (`--alpha`, default 100).
+    public var alpha: Float
+    /// Rounds K of regional optimization per block (`--ro-rounds`, default 5).
+    public var roRounds: Int
+    /// Calibration samples drawn per round (`--ro-samples`, default 32).
+    public var roSamples: Int
+    /// RMSprop learning rate (`--ro-lr`, default 3e-7).
+    public var roLearningRate: Float
+    /// G averages over calibration samples 0..<k (`--gradient-samples`); nil: all samples.
+    public var gradientSamples: Int?
+
+    public init(variant: WandaPlusPlusVariant = .full, alpha: Float = 100, roRounds: Int = 5, roSamples: Int = 32,
+                roLearningRate: Float = 3e-7, gradientSamples: Int? = nil) {
+        self.variant = variant
+        self.alpha = alpha
+        self.roRounds = roRounds
+        self.roSamples = roSamples
+        self.roLearningRate = roLearningRate
+        self.gradientSamples = gradientSamples
+    }
+
+    /// How many samples G averages over, given N calibration samples.
+    public func gradientSampleCount(of samples: Int) -> Int { min(gradientSamples ?? samples, samples) }
+
+    /// Checks the settings against the number of calibration samples; one-line errors naming the flag.
+    public func validate(samples: Int) throws {
+        if !alpha.isFinite || alpha < 0 { throw WandaPlusPlusError("--alpha \(alpha) must be a finite number ≥ 0") }
+        if roRounds < 0 { throw WandaPlusPlusError("--ro-rounds \(roRounds) must be ≥ 0") }
+        if !roLearningRate.isFinite || roLearningRate < 0 {
+            throw WandaPlusPlusError("--ro-lr \(roLearningRate) must be a finite number ≥ 0")
+        }
+        if let g = gradientSamples, g <= 0 { throw WandaPlusPlusError("--gradient-samples \(g) must be positive") }
+        if samples <= 0 { throw WandaPlusPlusError("Wanda++ needs at least one calibration sample") }
+        if variant.usesRegionalOptimization && roRounds > 0 && (roSamples <= 0 || roSamples > samples) {
+            throw WandaPlusPlusError("--ro-samples \(roSamples) must be in 1...\(samples) (the calibration sample count)")
+        }
+    }
+}
+
+/// A Wanda++ failure; `description` is one line naming the problem (and the block or layer).
+public struct WandaPlusPlusError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
