@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 model=$1; seqlen=$2; methods=$3; patterns=$4; shift 4
-bin=.build/release/llm-prune
+bin=${BIN:-.build/release/llm-prune}
 for method in $methods; do
   for pattern in $patterns; do
     cmd="llm-prune prune --model $SHARED/models/$model --method $method --sparsity $pattern --calibration-file $SHARED/text/wikitext-2/wiki.valid.tokens --calibration-format text --nsamples 128 --seqlen $seqlen --eval-dataset wikitext2 --eval-file $SHARED/text/wikitext-2-raw/wiki.test.raw --eval-seqlen $seqlen $* --json"
