@@ -13,7 +13,12 @@ build: setup
 test: setup
 	swift test -c release
 
-# The main job on the embedded default: prune stories260K and evaluate it on WikiText-2.
+# The main job on the embedded default: prune stories260K with Wanda++ at 2:4 (calibrated on 128 x 512 tokens of
+# WikiText-2 validation), evaluate it on WikiText-2 test, and write the pruned checkpoint to out/demo.
 demo: build
-	.build/release/llm-prune eval --model $(SHARED)/models/stories260K --dataset wikitext2 \
-	  --data-file $(SHARED)/text/wikitext-2-raw/wiki.test.raw
+	rm -rf out/demo
+	.build/release/llm-prune prune --model $(SHARED)/models/stories260K --method wanda++ --sparsity 2:4 \
+	  --calibration-file $(SHARED)/text/wikitext-2/wiki.valid.tokens --calibration-format text \
+	  --nsamples 128 --seqlen 512 \
+	  --eval-dataset wikitext2 --eval-file $(SHARED)/text/wikitext-2-raw/wiki.test.raw \
+	  --output out/demo
