@@ -105,13 +105,17 @@ public final class PrunedCheckpointWriter {
         temporary = parent.appendingPathComponent(".\(self.output.lastPathComponent).partial-\(getpid())")
         staging = temporary.appendingPathComponent(".staging")
         try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
+        // Register (and so install the signal handlers) before the folder exists: a Ctrl-C between
+        // mkdir and registration would otherwise leave the folder behind.
+        TemporaryFolders.register(temporary.path)
         do {
             try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
             try fm.createDirectory(at: staging, withIntermediateDirectories: false)
         } catch {
+            try? fm.removeItem(at: temporary)
+            TemporaryFolders.unregister(temporary.path)
             throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
         }
-        TemporaryFolders.register(temporary.path)
     }
 
     deinit { if !finished { discard() } }
