@@ -18,7 +18,7 @@ echo "|---|---|---|---|---|---|"
 for m in $METHODS; do
   ours=$(.build/release/llm-prune prune --model "$MODEL" --method "$m" --sparsity 2:4 \
       --calibration-file "$SHARED/text/wikitext-2/wiki.valid.tokens" --calibration-format text \
-      --nsamples "$NS" --seqlen "$SL" --json --quiet)
+      --nsamples "$NS" --seqlen "$SL" $([[ $m == wanda++* ]] && echo --ro-samples $(( NS < 32 ? NS : 32 ))) --json --quiet)
   theirs=$($PY scripts/bench_reference_prune.py --model "$MODEL" --methods "$m" --layers "$LAYERS" \
       --nsamples "$NS" --seqlen "$SL" --sparsity 2:4 | tail -1)
   $PY - "$m" "$ours" "$theirs" <<'PYEOF'
