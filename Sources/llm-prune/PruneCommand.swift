@@ -36,7 +36,7 @@ enum PruneCommand {
             OptionSpec(name: "alpha", valueName: "x", help: "Wanda++: weight α of the regional gradient G in the score.", defaultValue: "100"),
             OptionSpec(name: "gradient-samples", valueName: "n", help: "Wanda++: G averages over the first n calibration samples.", computedDefault: "all"),
             OptionSpec(name: "ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", defaultValue: "5"),
-            OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", defaultValue: "32"),
+            OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", computedDefault: "min(32, nsamples)"),
             OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet."),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
@@ -61,7 +61,7 @@ enum PruneCommand {
         if WandaPlusPlusMethod.names.contains(name) {
             let options = WandaPlusPlusOptions(
                 alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds") ?? 5,
-                roSamples: try a.int("ro-samples", range: 1...Int.max) ?? 32, roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
+                roSamples: try a.int("ro-samples", range: 1...Int.max) ?? min(32, try a.int("nsamples", range: 1...1_000_000) ?? 128), roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
                 gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
             let method = try WandaPlusPlusMethod(name: name, options: options)
             return (method, method.settings)
