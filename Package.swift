@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
     ],
     targets: [
         .systemLibrary(
@@ -19,8 +19,9 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
-        .target(name: "SafeTensors"),
-        .target(name: "Tokenizers"),
+        .target(name: "JSON"),
+        .target(name: "SafeTensors", dependencies: ["JSON"]),
+        .target(name: "Tokenizers", dependencies: ["JSON"]),
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
         .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
@@ -30,8 +31,9 @@ let package = Package(
             dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),

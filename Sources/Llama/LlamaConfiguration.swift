@@ -197,8 +197,8 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         guard rmsNormEps > 0 else { throw LlamaError.invalidConfiguration("rms_norm_eps \(rmsNormEps) must be positive") }
 
         // RoPE: rope_scaling (older files) wins over rope_parameters (transformers 5), as in transformers.
-        let scalingDict = try c.decodeIfPresent([String: JSONValue].self, forKey: .ropeScaling)
-        let parameterDict = try c.decodeIfPresent([String: JSONValue].self, forKey: .ropeParameters)
+        let scalingDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeScaling)
+        let parameterDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeParameters)
         let rope = scalingDict ?? parameterDict ?? [:]
         if rope.values.contains(where: { if case .object = $0 { return true } else { return false } }) {
             throw LlamaError.unsupportedOption("per-layer-type rope_parameters (one RoPE for all layers is supported)")
@@ -284,9 +284,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case nil:
             break
         case let .linear(factor)?:
-            try c.encode(["rope_type": JSONValue.string("linear"), "factor": .number(factor)], forKey: .ropeScaling)
+            try c.encode(["rope_type": ConfigValue.string("linear"), "factor": .number(factor)], forKey: .ropeScaling)
         case let .llama3(factor, low, high, original)?:
-            try c.encode(["rope_type": JSONValue.string("llama3"), "factor": .number(factor),
+            try c.encode(["rope_type": ConfigValue.string("llama3"), "factor": .number(factor),
                           "low_freq_factor": .number(low), "high_freq_factor": .number(high),
                           "original_max_position_embeddings": .number(Double(original))], forKey: .ropeScaling)
         }
@@ -382,9 +382,10 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     }
 }
 
-/// A JSON value, for the free-form RoPE dictionaries.
-enum JSONValue: Codable, Equatable, Sendable {
-    case number(Double), string(String), bool(Bool), null, array([JSONValue]), object([String: JSONValue])
+/// A value of the free-form RoPE dictionaries of config.json, decoded through Codable (unlike the
+/// strict `JSON` module, config.json goes through JSONDecoder like the rest of the configuration).
+enum ConfigValue: Codable, Equatable, Sendable {
+    case number(Double), string(String), bool(Bool), null, array([ConfigValue]), object([String: ConfigValue])
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
@@ -392,8 +393,8 @@ enum JSONValue: Codable, Equatable, Sendable {
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
         else if let n = try? c.decode(Double.self) { self = .number(n) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        else if let a = try? c.decode([ConfigValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: ConfigValue].self)) }
     }
 
     func encode(to encoder: Encoder) throws {

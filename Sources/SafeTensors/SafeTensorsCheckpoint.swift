@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The tensors of a Hugging Face checkpoint folder: one `model.safetensors`, or shards listed by
 /// `model.safetensors.index.json`.
@@ -129,7 +130,7 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: url.path) else { return .unusable("it cannot be read") }
         let json: JSONValue
         do {
-            json = try JSONParser.parse([UInt8](data))
+            json = try JSONValue.parse([UInt8](data))
         } catch let e as JSONSyntaxError {
             return .unusable("it is not valid JSON (\(e.reason) at byte \(e.offset))")
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -181,7 +182,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
         let json: JSONValue
         do {
-            json = try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLength)]))
+            json = try JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLength)]))
         } catch let e as JSONSyntaxError {
             throw SafeTensorsError(.invalidHeader, file: file,
                                    "header is not valid JSON: \(e.reason) at byte \(e.offset) of the header")

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A token from `tokenizer.json`'s `"added_tokens"`: matched in the input before the model runs.
 public struct AddedToken: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Merge rules keyed by the pair of ids they join: an open-addressing hash table from
 /// `(left << 32) | right` to (rank, id of the merged token).

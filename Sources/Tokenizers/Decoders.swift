@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The last stage of decoding: turns the token strings of some ids back into text. Like
 /// `decode_chain` in `tokenizers`, each decoder maps a list of strings to a list of strings; the

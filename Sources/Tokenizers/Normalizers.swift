@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The first stage: rewrites the text (of each piece between added tokens) before it is split.
 public protocol Normalizer: Sendable {

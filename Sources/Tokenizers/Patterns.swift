@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A pattern that finds non-overlapping matches, leftmost first, as scalar index ranges.
 /// This is the `Pattern` of `tokenizers`: a literal string or an Oniguruma regex.

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Adds special tokens around the ids of one encoded sequence (when `addSpecialTokens` is true).
 public protocol PostProcessor: Sendable {

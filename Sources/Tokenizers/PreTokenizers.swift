@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A piece of normalized text; after pre-tokenization each piece is one word for the model.
 public struct PreToken: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A Hugging Face fast tokenizer read from `tokenizer.json` (and, beside it, `tokenizer_config.json`),
 /// producing exactly the ids of the `tokenizers` library for the supported stage types.

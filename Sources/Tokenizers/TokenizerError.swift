@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A tokenizer that cannot be loaded: a missing or unreadable file, malformed JSON, a stage whose
 /// `"type"` is not supported, or a configuration that contradicts itself. The description is one line

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Testing
 import Tokenizers
 
@@ -27,7 +28,7 @@ import Tokenizers
                 let input = try #require(c.arrayValue?[0].stringValue)
                 let want = try #require(c.arrayValue?[1].stringValue)
                 let got = n.normalize(input)
-                #expect(StageTests.same(got, want), "\(jsonText(config)) on \"\(visible(input))\": got \"\(visible(got))\", expected \"\(visible(want))\"")
+                #expect(StageTests.same(got, want), "\(config.jsonText) on \"\(visible(input))\": got \"\(visible(got))\", expected \"\(visible(want))\"")
             }
         }
     }
@@ -42,7 +43,7 @@ import Tokenizers
                 let want = try #require(c.arrayValue?[1].stringArray)
                 let got = p.preTokenize(input)
                 let ok = got.count == want.count && zip(got, want).allSatisfy { StageTests.same($0, $1) }
-                #expect(ok, "\(jsonText(config)) on \"\(visible(input))\": got \(got.map { visible($0) }), expected \(want.map { visible($0) })")
+                #expect(ok, "\(config.jsonText) on \"\(visible(input))\": got \(got.map { visible($0) }), expected \(want.map { visible($0) })")
             }
         }
     }
@@ -56,7 +57,7 @@ import Tokenizers
                 let tokens = try #require(c.arrayValue?[0].stringArray)
                 let want = try #require(c.arrayValue?[1].stringValue)
                 let got = d.decodeToString(tokens)
-                #expect(StageTests.same(got, want), "\(jsonText(config)) on \(tokens.map { visible($0) }): got \"\(visible(got))\", expected \"\(visible(want))\"")
+                #expect(StageTests.same(got, want), "\(config.jsonText) on \(tokens.map { visible($0) }): got \"\(visible(got))\", expected \"\(visible(want))\"")
             }
         }
     }

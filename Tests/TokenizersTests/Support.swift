@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Testing
 import Tokenizers
 
@@ -115,35 +116,6 @@ extension JSONValue {
     }
 }
 
-/// Serializes a JSONValue back to JSON text (to build tokenizers from stage configs).
-func jsonText(_ v: JSONValue) -> String {
-    switch v {
-    case .null: return "null"
-    case .bool(let b): return b ? "true" : "false"
-    case .number(let d): return d.rounded() == d && abs(d) < 1e15 ? String(Int(d)) : String(d)
-    case .string(let s): return jsonQuote(s)
-    case .array(let a): return "[" + a.map(jsonText).joined(separator: ",") + "]"
-    case .object(let o): return "{" + o.map { jsonQuote($0.0) + ":" + jsonText($0.1) }.joined(separator: ",") + "}"
-    }
-}
-
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        default:
-            if u.value < 0x20 {
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
 
 /// Readable form of a string for failure messages (escapes control and non-ASCII scalars).
 func visible(_ s: String, limit: Int = 160) -> String {

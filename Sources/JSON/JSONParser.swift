@@ -1,109 +1,55 @@
-/// A minimal JSON reader and writer for safetensors headers and shard indexes.
-///
-/// Foundation's `JSONSerialization` loses key order, merges duplicate keys silently and blurs
-/// `1`, `1.0` and `true` into one `NSNumber`; header validation needs all three distinctions, so the
-/// header goes through this small strict parser (RFC 8259 grammar, UTF-8 only).
-enum JSONValue: Equatable {
-    /// Members in document order; duplicates are kept so the caller can report them.
-    case object([(key: String, value: JSONValue)])
-    case array([JSONValue])
-    case string(String)
-    /// The number's literal text, so integers can be checked exactly (no detour through Double).
-    case number(String)
-    case bool(Bool)
-    case null
-
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case let (.object(x), .object(y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        case let (.array(x), .array(y)): return x == y
-        case let (.string(x), .string(y)): return x == y
-        case let (.number(x), .number(y)): return x == y
-        case let (.bool(x), .bool(y)): return x == y
-        case (.null, .null): return true
-        default: return false
-        }
-    }
-
-    /// The value as an `Int` when it is an integer literal (no fraction or exponent) that fits.
-    var intValue: Int? {
-        guard case let .number(text) = self, !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" })
-        else { return nil }
-        return Int(text)
-    }
-
-    /// Compact JSON text, cut to `limit` characters (with "…") so error messages stay one short line.
-    func rendered(limit: Int = 60) -> String {
-        let text = jsonText
-        return text.count <= limit ? text : String(text.prefix(limit)) + "…"
-    }
-
-    /// Compact JSON text of the value.
-    var jsonText: String {
-        switch self {
-        case let .object(members):
-            return "{" + members.map { jsonQuoted($0.key) + ": " + $0.value.jsonText }.joined(separator: ", ") + "}"
-        case let .array(items): return "[" + items.map(\.jsonText).joined(separator: ", ") + "]"
-        case let .string(s): return jsonQuoted(s)
-        case let .number(n): return n
-        case let .bool(b): return b ? "true" : "false"
-        case .null: return "null"
-        }
-    }
-}
-
-/// `s` as a JSON string literal: quotes, backslashes and control characters escaped.
-func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+import Foundation
 
 /// Why a JSON text failed to parse, and the byte offset where it did.
-struct JSONSyntaxError: Error {
-    var reason: String
-    var offset: Int
+public struct JSONSyntaxError: Error, CustomStringConvertible {
+    public var reason: String
+    public var offset: Int
+    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 
-/// Recursive-descent parser over raw bytes. Nesting is bounded so a hostile header of a million `[`
-/// cannot overflow the stack.
+extension JSONValue {
+    /// Parses exactly one JSON value filling `bytes` (UTF-8), whitespace allowed around it.
+    /// Throws `JSONSyntaxError`.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
+        try JSONParser.parse(bytes)
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+        try bytes.withUnsafeBytes { try JSONParser.parse($0) }
+    }
+
+    /// Parses the contents of a JSON file. A leading UTF-8 byte order mark is skipped, as most JSON
+    /// readers do (offsets in errors still count it).
+    public static func parse(_ data: Data) throws -> JSONValue {
+        try data.withUnsafeBytes { raw in
+            let bom = raw.count >= 3 && raw[0] == 0xEF && raw[1] == 0xBB && raw[2] == 0xBF
+            return try JSONParser.parse(raw, from: bom ? 3 : 0)
+        }
+    }
+
+    /// Parses JSON text held in a string.
+    public static func parse(_ text: String) throws -> JSONValue {
+        try parse(Data(text.utf8))
+    }
+}
+
+/// Recursive-descent parser over raw bytes. Nesting is bounded so a hostile file of a million `[` cannot
+/// overflow the stack.
 struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
-    private var pos = 0
+    private var pos: Int
     private var depth = 0
     static let maxDepth = 64
 
-    private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    private init(_ bytes: UnsafeRawBufferPointer, pos: Int) { self.bytes = bytes; self.pos = pos }
 
-    /// Parses one JSON value filling `bytes`, allowing whitespace (including the header's space
-    /// padding) around it.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
-        var p = JSONParser(bytes)
+    static func parse(_ bytes: UnsafeRawBufferPointer, from start: Int = 0) throws -> JSONValue {
+        var p = JSONParser(bytes, pos: start)
         p.skipWhitespace()
         let value = try p.parseValue()
         p.skipWhitespace()
         if p.pos != bytes.count { throw p.fail("unexpected text after the JSON value") }
         return value
-    }
-
-    static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        try bytes.withUnsafeBytes { try parse($0) }
     }
 
     private func fail(_ reason: String) -> JSONSyntaxError { JSONSyntaxError(reason: reason, offset: pos) }
@@ -120,8 +66,9 @@ struct JSONParser {
         }
     }
 
-    private mutating func expect(_ literal: String, _ value: JSONValue) throws -> JSONValue {
-        for byte in literal.utf8 {
+    private mutating func expect(_ literal: StaticString, _ value: JSONValue) throws -> JSONValue {
+        let text = UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        for byte in text {
             guard !atEnd, peek == byte else { throw fail("invalid literal") }
             pos += 1
         }
@@ -231,10 +178,25 @@ struct JSONParser {
         return v
     }
 
+    /// Errors about the whole string (unterminated, not UTF-8) point at its opening quote; errors about
+    /// one character point at that character.
     private mutating func parseString() throws -> String {
         let start = pos
         pos += 1  // "
-        var utf8: [UInt8] = []
+        // Fast path, most strings of a vocabulary: no escapes, so the bytes between the quotes are the string.
+        let contentStart = pos
+        while !atEnd {
+            let c = peek
+            if c == UInt8(ascii: "\"") {
+                guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[contentStart..<pos]), as: UTF8.self)
+                else { pos = start; throw fail("string is not valid UTF-8") }
+                pos += 1
+                return s
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 { break }
+            pos += 1
+        }
+        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[contentStart..<pos]))
         while true {
             guard !atEnd else { pos = start; throw fail("unterminated string") }
             let c = peek
@@ -268,7 +230,7 @@ struct JSONParser {
                     throw fail("unpaired surrogate in \\u escape")
                 }
                 guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
-                utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
+                utf8.append(contentsOf: String(Character(scalar)).utf8)
             default:
                 throw fail("invalid escape")
             }
