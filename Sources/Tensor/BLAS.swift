@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// Thin, checked wrappers over CBLAS. All matrices are row-major float32.
 public enum BLAS {
@@ -21,11 +22,50 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Sets how many threads OpenBLAS itself may use. Kernels that already split work across cores
-    /// call BLAS single-threaded so the two levels of parallelism do not oversubscribe the machine.
+    /// Sets how many threads OpenBLAS itself may use (a process-wide setting). Kernels that split work
+    /// across the cores themselves should use `singleThreaded(_:)` instead of calling this.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// Runs `body` with OpenBLAS single-threaded, for kernels that already occupy every core with their
+    /// own workers (two levels of threads would oversubscribe the machine).
+    ///
+    /// OpenBLAS has one thread count per process, so a plain save/set/restore is wrong as soon as two
+    /// threads do it at once: the second saves the first's 1 and restores it last, leaving the whole process
+    /// single-threaded for good. Scopes are therefore counted: the first one to open saves the count and
+    /// sets 1, the last one to close restores it, whichever threads they run on.
+    ///
+    /// Any other GEMM running in the process while a scope is open also runs single-threaded. OpenBLAS
+    /// results of some shapes differ in the last bits with the thread count, so bit-for-bit reproducibility
+    /// holds for one model pass at a time (as a CLI run does), not for two passes racing in one process.
+    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
+        enterSingleThreaded()
+        defer { leaveSingleThreaded() }
+        return try body()
+    }
+
+    /// Opens a `singleThreaded` scope for code whose scope is not one closure; pair with `leaveSingleThreaded()`.
+    public static func enterSingleThreaded() {
+        scopeLock.lock(); defer { scopeLock.unlock() }
+        if openScopes == 0 {
+            threadsOutsideScopes = threads
+            if threadsOutsideScopes != 1 { setThreads(1) }
+        }
+        openScopes += 1
+    }
+
+    /// Closes a scope opened by `enterSingleThreaded()`.
+    public static func leaveSingleThreaded() {
+        scopeLock.lock(); defer { scopeLock.unlock() }
+        precondition(openScopes > 0, "BLAS.leaveSingleThreaded without a matching enterSingleThreaded")
+        openScopes -= 1
+        if openScopes == 0 && threadsOutsideScopes != 1 { setThreads(threadsOutsideScopes) }
+    }
+
+    private static let scopeLock = NSLock()
+    nonisolated(unsafe) private static var openScopes = 0
+    nonisolated(unsafe) private static var threadsOutsideScopes = 1
 }
 
 extension Tensor {

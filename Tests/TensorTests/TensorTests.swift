@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Tensor
 
@@ -50,6 +51,46 @@ private func randomTensor(_ shape: [Int], _ rng: inout SeededGenerator) -> Tenso
             #expect(abs(Double(y.data[r * 4 + o]) - s) <= 1e-5 * max(1, abs(s)))
         } }
     }
+}
+
+/// OpenBLAS's thread count is process-wide; `BLAS.singleThreaded` scopes opened from many threads at
+/// once, nested or overlapping, must all see 1 and leave the count as it was when the last one closes.
+@Suite(.serialized) struct BLASThreadScopeTests {
+    @Test func overlappingScopesRestoreTheThreadCount() {
+        let before = BLAS.threads
+        BLAS.setThreads(2)
+        defer { BLAS.setThreads(before) }
+        let outside = BLAS.threads  // 2, or 1 where OpenBLAS was built or started for one core
+        let sawOther = AtomicFlag()
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            BLAS.singleThreaded {
+                if BLAS.threads != 1 { sawOther.set() }
+                if i % 3 == 0 { BLAS.singleThreaded { if BLAS.threads != 1 { sawOther.set() } } }
+                usleep(UInt32(50 + (i * 37) % 200))
+            }
+        }
+        #expect(!sawOther.value)
+        #expect(BLAS.threads == outside)
+    }
+
+    @Test func enterAndLeaveNestLikeScopes() {
+        let outside = BLAS.threads
+        BLAS.enterSingleThreaded()
+        BLAS.enterSingleThreaded()
+        #expect(BLAS.threads == 1)
+        BLAS.leaveSingleThreaded()
+        #expect(BLAS.threads == 1)
+        BLAS.leaveSingleThreaded()
+        #expect(BLAS.threads == outside)
+    }
+}
+
+/// A flag that any thread may raise.
+final class AtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+    func set() { lock.lock(); raised = true; lock.unlock() }
+    var value: Bool { lock.lock(); defer { lock.unlock() }; return raised }
 }
 
 @Suite struct RandomTests {

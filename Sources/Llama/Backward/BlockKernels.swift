@@ -170,14 +170,13 @@ public enum BlockKernels {
     static func overHeads(_ heads: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
         let n = min(workers, heads)
         if n <= 1 { body(0, 0..<heads); return }
-        let saved = BLAS.threads
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(saved) }
         let chunk = (heads + n - 1) / n
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: n) { w in
-                let lo = w * chunk, hi = min(heads, lo + chunk)
-                if lo < hi { body(w, lo..<hi) }
+        BLAS.singleThreaded {
+            withoutActuallyEscaping(body) { body in
+                DispatchQueue.concurrentPerform(iterations: n) { w in
+                    let lo = w * chunk, hi = min(heads, lo + chunk)
+                    if lo < hi { body(w, lo..<hi) }
+                }
             }
         }
     }

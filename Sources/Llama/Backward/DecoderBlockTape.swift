@@ -136,8 +136,8 @@ public final class DecoderBlockTape {
         let g = geometry, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         tokens = T
         completed = nil
-        let savedThreads = enterBLASPolicy(T)
-        defer { leaveBLASPolicy(savedThreads) }
+        let singleThreaded = enterBLASPolicy(T)
+        defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
         x.update(from: input, count: T * C)
         p.inputNorm.data.withUnsafeBufferPointer { w in
             BlockKernels.rmsnormForward(xn1, rstd: rstd1, x, weight: w.baseAddress!, T: T, C: C, eps: g.rmsNormEps)
@@ -198,8 +198,8 @@ public final class DecoderBlockTape {
     ) {
         precondition(completed == .output, "tape backward needs a complete forward pass first")
         let g = geometry, T = tokens, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
-        let savedThreads = enterBLASPolicy(T)
-        defer { leaveBLASPolicy(savedThreads) }
+        let singleThreaded = enterBLASPolicy(T)
+        defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
 
         // y = h + act·W_downᵀ
         withWeight(p, .down) { w, _ in
@@ -326,17 +326,13 @@ public final class DecoderBlockTape {
     /// CPU time per sample).
     public static let singleThreadedBLASBelow = 1 << 24
 
-    private func enterBLASPolicy(_ T: Int) -> Int? {
+    /// Opens a single-threaded BLAS scope when the block is small (see above); true when it did.
+    private func enterBLASPolicy(_ T: Int) -> Bool {
         let g = geometry
         let work = T * g.hidden * max(g.intermediate, g.qWidth)
-        guard work < Self.singleThreadedBLASBelow else { return nil }
-        let saved = BLAS.threads
-        if saved != 1 { BLAS.setThreads(1) }
-        return saved
-    }
-
-    private func leaveBLASPolicy(_ saved: Int?) {
-        if let saved, saved != 1 { BLAS.setThreads(saved) }
+        guard work < Self.singleThreadedBLASBelow else { return false }
+        BLAS.enterSingleThreaded()
+        return true
     }
 
     /// y += x·Wᵀ (+ b).

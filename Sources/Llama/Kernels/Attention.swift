@@ -82,10 +82,7 @@ public enum Attention {
             for task in range { head(task, scores: scratch, inverseSums: scratch + block * t) }
         }
         if tasks >= workerCount && workerCount > 1 {
-            let saved = BLAS.threads
-            BLAS.setThreads(1)
-            defer { BLAS.setThreads(saved) }
-            parallelChunks(tasks) { run($0) }
+            BLAS.singleThreaded { parallelChunks(tasks) { run($0) } }
         } else {
             run(0..<tasks)
         }
