@@ -2,8 +2,11 @@ import Dispatch
 import Foundation
 import Tensor
 
-/// The per-op forward/backward pairs of a LLaMA decoder block, in the llm.c style: each forward
-/// saves what its backward needs, each backward reads the saved values and the gradient of its output.
+/// The backward halves of the per-op pairs of a LLaMA decoder block, in the llm.c style. The forward
+/// halves are the model's own kernels (`RMSNorm`, `Linear`, `RoPE`, `Attention`, `SwiGLU`), so the
+/// block being differentiated is exactly the block that evaluation runs; each forward saves what the
+/// backward here reads (rstd, the attention's log-sum-exp) and each backward takes the saved values
+/// and the gradient of its output. RoPE's backward is `RoPE.rotate` with sign −1.
 ///
 /// All buffers are contiguous row-major float32 for ONE sample of T tokens. Backward functions
 /// either overwrite or accumulate into their input gradients as their `accumulate` flag says, so the
@@ -17,21 +20,6 @@ public enum BlockKernels {
     }
 
     // MARK: RMSNorm
-
-    /// y = w ⊙ x · rstd, rstd_t = 1/√(mean_c x_tc² + eps).  x, y: (T, C); rstd: (T); w: (C).
-    public static func rmsnormForward(
-        _ y: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, T: Int, C: Int, eps: Float
-    ) {
-        parallelFor(T, minimumPerThread: rowsPerThread(C)) { t in
-            let xr = x + t * C, yr = y + t * C
-            var ss: Float = 0
-            for c in 0..<C { ss += xr[c] * xr[c] }
-            let r = 1 / (ss / Float(C) + eps).squareRoot()
-            rstd[t] = r
-            for c in 0..<C { yr[c] = weight[c] * (xr[c] * r) }
-        }
-    }
 
     /// dx (+)= ∂/∂x of rmsnorm given dy:
     /// dx_c = r·w_c·dy_c − r³/C · x_c · Σ_k w_k·dy_k·x_k.
@@ -56,18 +44,6 @@ public enum BlockKernels {
 
     // MARK: Linear
 
-    /// y = x · Wᵀ (+ b).  x: (T, in); W: (out, in); b: (out); y: (T, out).
-    public static func linearForward(
-        _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, T: Int, inFeatures: Int, outFeatures: Int
-    ) {
-        if let bias {
-            for t in 0..<T { (y + t * outFeatures).update(from: bias, count: outFeatures) }
-        }
-        BLAS.gemm(transB: true, m: T, n: outFeatures, k: inFeatures,
-                  a: x, b: weight, beta: bias == nil ? 0 : 1, c: y)
-    }
-
     /// The three gradients of y = x·Wᵀ + b given dy (T, out):
     /// dx (+)= dy · W (T, in); dW = dyᵀ · x (out, in), overwritten; db = Σ_t dy_t, overwritten.
     /// Any of dx, dW, db may be nil when the caller does not need it.
@@ -91,53 +67,11 @@ public enum BlockKernels {
         }
     }
 
-    // MARK: Rotary embedding (rotate-half)
-
-    /// In place on x (T, heads · hd): for each head, with x₁ = x[:hd/2], x₂ = x[hd/2:],
-    /// x₁ ← x₁·cos − x₂·sin, x₂ ← x₂·cos + x₁·sin  (Hugging Face's `x·cos + rotate_half(x)·sin`).
-    public static func ropeForward(
-        _ x: UnsafeMutablePointer<Float>, T: Int, heads: Int, headDim: Int,
-        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
-    ) {
-        let half = headDim / 2, width = heads * headDim
-        parallelFor(T, minimumPerThread: rowsPerThread(width)) { t in
-            let c = cos + t * half, s = sin + t * half
-            for h in 0..<heads {
-                let p = x + t * width + h * headDim
-                for i in 0..<half {
-                    let a = p[i], b = p[i + half]
-                    p[i] = a * c[i] - b * s[i]
-                    p[i + half] = b * c[i] + a * s[i]
-                }
-            }
-        }
-    }
-
-    /// In place on dx (T, heads · hd): the transpose of the rotation, i.e. rotation by −angle:
-    /// d₁ ← d₁·cos + d₂·sin, d₂ ← d₂·cos − d₁·sin.
-    public static func ropeBackward(
-        _ dx: UnsafeMutablePointer<Float>, T: Int, heads: Int, headDim: Int,
-        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
-    ) {
-        let half = headDim / 2, width = heads * headDim
-        parallelFor(T, minimumPerThread: rowsPerThread(width)) { t in
-            let c = cos + t * half, s = sin + t * half
-            for h in 0..<heads {
-                let p = dx + t * width + h * headDim
-                for i in 0..<half {
-                    let a = p[i], b = p[i + half]
-                    p[i] = a * c[i] + b * s[i]
-                    p[i + half] = b * c[i] - a * s[i]
-                }
-            }
-        }
-    }
-
     // MARK: Causal grouped-query attention
 
-    /// Query rows per block: each block of rows is multiplied only against the keys it can see, so the
-    /// masked half of QKᵀ is never computed; 64 rows keep the GEMMs efficient.
-    public static let attentionRowBlock = 64
+    /// Query rows per block, as in the forward (`Attention.rowBlock`): each block of rows is multiplied
+    /// only against the keys it can see, so the masked half of QKᵀ is never computed.
+    public static let attentionRowBlock = Attention.rowBlock
 
     /// Per-worker scratch of the attention kernels, allocated once by the caller (the tape):
     /// for each worker two (rowBlock, T) score buffers and (T, nkv·hd) partial dk, dv sums.
@@ -185,50 +119,6 @@ public enum BlockKernels {
     @inline(__always) static func firstKey(_ i: Int, _ window: Int?) -> Int {
         guard let window else { return 0 }
         return max(0, i - window + 1)
-    }
-
-    /// out_h = softmax(q_h k_gᵀ / √hd + mask) · v_g for every query head h, g = h / (nh / nkv); the mask
-    /// keeps key j for query i when i − window < j ≤ i (window nil: plain causal).
-    ///
-    /// q: (T, nh·hd) and k, v: (T, nkv·hd), q and k already rotated; out: (T, nh·hd).
-    /// Saves lse (nh, T), the log-sum-exp of each softmax row, so the backward can rebuild the
-    /// probabilities from q and k instead of keeping (nh, T, T) of them.
-    public static func attentionForward(
-        _ out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
-        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scratch: AttentionScratch
-    ) {
-        let qw = heads * headDim, kw = kvHeads * headDim, group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        let rb = attentionRowBlock
-        overHeads(heads, workers: scratch.workers) { worker, range in
-            let scores = scratch.scores + worker * scratch.scoreStride
-            for h in range {
-                let g = h / group
-                let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
-                var r0 = 0
-                while r0 < T {
-                    let r1 = min(T, r0 + rb), k0 = firstKey(r0, window), width = r1 - k0
-                    // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
-                    BLAS.gemm(transB: true, m: r1 - r0, n: width, k: headDim, alpha: scale,
-                              a: qh + r0 * qw, lda: qw, b: kg + k0 * kw, ldb: kw, c: scores, ldc: width)
-                    for i in r0..<r1 {
-                        let row = scores + (i - r0) * width
-                        let a = firstKey(i, window) - k0, e = i - k0 + 1
-                        let m = VectorMath.maximum(row + a, count: e - a)
-                        let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
-                        VectorMath.scale(row + a, count: e - a, by: 1 / sum)
-                        if a > 0 { row.update(repeating: 0, count: a) }
-                        if e < width { (row + e).update(repeating: 0, count: width - e) }
-                        lse[h * T + i] = m + Foundation.log(sum)
-                    }
-                    // out[r0..<r1] = P · V[k0..<r1]
-                    BLAS.gemm(m: r1 - r0, n: headDim, k: width, a: scores, lda: width,
-                              b: vg + k0 * kw, ldb: kw, c: out + r0 * qw + h * headDim, ldc: qw)
-                    r0 = r1
-                }
-            }
-        }
     }
 
     /// Gradients of the attention given dout (T, nh·hd): dq (T, nh·hd), dk, dv (T, nkv·hd), all overwritten.
@@ -309,13 +199,6 @@ public enum BlockKernels {
     }
 
     // MARK: SwiGLU
-
-    /// act = silu(g) ⊙ u, silu(g) = g·σ(g).  g, u, act: n elements. (The model's own kernel.)
-    public static func swigluForward(
-        _ act: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count n: Int
-    ) {
-        SwiGLU.forward(out: act, gate: gate, up: up, count: n)
-    }
 
     /// dgate = dact ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), dup = dact ⊙ silu(g); both overwritten.
     /// dgate may alias dact (each element is read before it is written).

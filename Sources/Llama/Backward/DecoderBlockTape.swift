@@ -140,22 +140,18 @@ public final class DecoderBlockTape {
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
         x.update(from: input, count: T * C)
         p.inputNorm.data.withUnsafeBufferPointer { w in
-            BlockKernels.rmsnormForward(xn1, rstd: rstd1, x, weight: w.baseAddress!, T: T, C: C, eps: g.rmsNormEps)
+            RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: T, channels: C, eps: g.rmsNormEps)
         }
         completed = .attentionInput
         if stop == .attentionInput { return }
 
-        withWeight(p, .q) { w, b in BlockKernels.linearForward(q, xn1, weight: w, bias: b, T: T, inFeatures: C, outFeatures: qw) }
-        withWeight(p, .k) { w, b in BlockKernels.linearForward(k, xn1, weight: w, bias: b, T: T, inFeatures: C, outFeatures: kw) }
-        withWeight(p, .v) { w, b in BlockKernels.linearForward(v, xn1, weight: w, bias: b, T: T, inFeatures: C, outFeatures: kw) }
-        rope.cos.withUnsafeBufferPointer { c in
-            rope.sin.withUnsafeBufferPointer { s in
-                BlockKernels.ropeForward(q, T: T, heads: g.heads, headDim: g.headDim, cos: c.baseAddress!, sin: s.baseAddress!)
-                BlockKernels.ropeForward(k, T: T, heads: g.kvHeads, headDim: g.headDim, cos: c.baseAddress!, sin: s.baseAddress!)
-            }
-        }
-        BlockKernels.attentionForward(attn, lse: lse, q: q, k: k, v: v, T: T, heads: g.heads, kvHeads: g.kvHeads,
-                                      headDim: g.headDim, window: g.attentionWindow, scratch: attentionScratch)
+        withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: T, inFeatures: C, outFeatures: qw) }
+        withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: T, inFeatures: C, outFeatures: kw) }
+        withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: T, inFeatures: C, outFeatures: kw) }
+        rotate(q, heads: g.heads, T: T, rope: rope, sign: 1)
+        rotate(k, heads: g.kvHeads, T: T, rope: rope, sign: 1)
+        Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: 1, length: T,
+                          heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
         completed = .oInput
         if stop == .oInput { return }
 
@@ -163,14 +159,14 @@ public final class DecoderBlockTape {
         h.update(from: x, count: T * C)
         withWeight(p, .o) { w, b in addLinear(h, attn, weight: w, bias: b, T: T, inFeatures: qw, outFeatures: C) }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
-            BlockKernels.rmsnormForward(xn2, rstd: rstd2, h, weight: w.baseAddress!, T: T, C: C, eps: g.rmsNormEps)
+            RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: T, channels: C, eps: g.rmsNormEps)
         }
         completed = .mlpInput
         if stop == .mlpInput { return }
 
-        withWeight(p, .gate) { w, b in BlockKernels.linearForward(gate, xn2, weight: w, bias: b, T: T, inFeatures: C, outFeatures: F) }
-        withWeight(p, .up) { w, b in BlockKernels.linearForward(up, xn2, weight: w, bias: b, T: T, inFeatures: C, outFeatures: F) }
-        BlockKernels.swigluForward(act, gate: gate, up: up, count: T * F)
+        withWeight(p, .gate) { w, b in Linear.forward(out: gate, inp: xn2, weight: w, bias: b, rows: T, inFeatures: C, outFeatures: F) }
+        withWeight(p, .up) { w, b in Linear.forward(out: up, inp: xn2, weight: w, bias: b, rows: T, inFeatures: C, outFeatures: F) }
+        SwiGLU.forward(out: act, gate: gate, up: up, count: T * F)
         completed = .downInput
         if stop == .downInput { return }
 
@@ -236,12 +232,9 @@ public final class DecoderBlockTape {
         BlockKernels.attentionBackward(dq: dq, dk: dk, dv: dv, dout: dattn, out: attn, lse: lse, q: q, k: k, v: v,
                                        T: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
                                        window: g.attentionWindow, scratch: attentionScratch)
-        rope.cos.withUnsafeBufferPointer { c in
-            rope.sin.withUnsafeBufferPointer { s in
-                BlockKernels.ropeBackward(dq, T: T, heads: g.heads, headDim: g.headDim, cos: c.baseAddress!, sin: s.baseAddress!)
-                BlockKernels.ropeBackward(dk, T: T, heads: g.kvHeads, headDim: g.headDim, cos: c.baseAddress!, sin: s.baseAddress!)
-            }
-        }
+        // RoPE is a rotation: its backward is the rotation by the opposite angle.
+        rotate(dq, heads: g.heads, T: T, rope: rope, sign: -1)
+        rotate(dk, heads: g.kvHeads, T: T, rope: rope, sign: -1)
         // q, k, v = xn1·Wᵀ; dxn1 only matters when the caller wants dL/dx.
         let wantDx = dx != nil
         for (m, d, width) in [(BlockMatrix.q, dq, qw), (.k, dk, kw), (.v, dv, kw)] {
@@ -333,6 +326,16 @@ public final class DecoderBlockTape {
         guard work < Self.singleThreadedBLASBelow else { return false }
         BLAS.enterSingleThreaded()
         return true
+    }
+
+    /// Rotates (T, heads·hd) in place with the tape's RoPE tables; sign −1 is the inverse rotation.
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, T: Int, rope: RopeTable, sign: Float) {
+        rope.cos.withUnsafeBufferPointer { c in
+            rope.sin.withUnsafeBufferPointer { s in
+                RoPE.rotate(x, batch: 1, length: T, heads: heads, headDim: geometry.headDim,
+                            cos: c.baseAddress!, sin: s.baseAddress!, sign: sign)
+            }
+        }
     }
 
     /// y += x·Wᵀ (+ b).

@@ -72,24 +72,32 @@ public struct RoPE: Sendable {
         _ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, heads h: Int, sign: Float = 1
     ) {
         precondition(t <= positions, "RoPE: sequence length \(t) exceeds the table's \(positions) positions")
-        let half = headDim / 2
-        let hd = headDim
         cosTable.withUnsafeBufferPointer { cp in
             sinTable.withUnsafeBufferPointer { sp in
-                let cosBase = cp.baseAddress!, sinBase = sp.baseAddress!
-                parallelChunks(b * t, minimumPerThread: max(1, 8192 / max(h * hd, 1))) { rows in
-                    for row in rows {
-                        let p = row % t
-                        let cr = cosBase + p * half, sr = sinBase + p * half
-                        for head in 0..<h {
-                            let v = x + (row * h + head) * hd
-                            for i in 0..<half {
-                                let x1 = v[i], x2 = v[i + half]
-                                let cs = cr[i], sn = sign * sr[i]
-                                v[i] = x1 * cs - x2 * sn
-                                v[i + half] = x2 * cs + x1 * sn
-                            }
-                        }
+                Self.rotate(x, batch: b, length: t, heads: h, headDim: headDim,
+                            cos: cp.baseAddress!, sin: sp.baseAddress!, sign: sign)
+            }
+        }
+    }
+
+    /// `apply` with the tables given as pointers: cos and sin are (≥ T, HD/2). The decoder-block tape
+    /// rotates with tables it holds itself; its backward is this with `sign` −1.
+    public static func rotate(
+        _ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, heads h: Int, headDim hd: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, sign: Float = 1
+    ) {
+        let half = hd / 2
+        parallelChunks(b * t, minimumPerThread: max(1, 8192 / max(h * hd, 1))) { rows in
+            for row in rows {
+                let p = row % t
+                let cr = cos + p * half, sr = sin + p * half
+                for head in 0..<h {
+                    let v = x + (row * h + head) * hd
+                    for i in 0..<half {
+                        let x1 = v[i], x2 = v[i + half]
+                        let cs = cr[i], sn = sign * sr[i]
+                        v[i] = x1 * cs - x2 * sn
+                        v[i + half] = x2 * cs + x1 * sn
                     }
                 }
             }
