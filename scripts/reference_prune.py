@@ -760,7 +760,8 @@ def write_fixture(path: str, records: list[LayerRecord], result: dict, args) -> 
         "eval_windows": js(result.get("eval_windows")),
         "sparsity_achieved": js(result.get("sparsity_achieved")),
         "per_layer_sparsity": js(result.get("per_layer_sparsity")),
-        "ties": js(result.get("ties")),
+        # json.dumps's default separators, as before: Tests/PruningTests/DriverTests.swift compares this string.
+        "ties": json.dumps(result.get("ties")),
         "per_layer_ties": js(nonzero_ties),
         "ro_draws": js(result.get("ro_draws")),
         "tie_rule": "stable ascending sort of the scores: among equal scores the lower index is pruned first",
