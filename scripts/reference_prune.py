@@ -593,7 +593,7 @@ def prune_model(model, calib: torch.Tensor, args, pattern: Pattern) -> tuple[lis
     for l, block in enumerate(layers):
         t0 = time.time()
         prefix = f"model.layers.{l}"
-        rec0 = (l == 0)
+        rec0 = (l == 0 and args.block0 != "none")
         if method == "magnitude":
             recs = prune_magnitude(block, prefix, pattern)
         elif method == "wanda":
@@ -664,6 +664,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="fixture path (.safetensors)")
     ap.add_argument("--out-dir", default=None,
                     help="write the fixture as DIR/<model folder name>-<method>-<50|2of4|4of8>.safetensors")
+    ap.add_argument("--block0", choices=["all", "stats", "none"], default="all",
+                    help="block-0 extras in the fixture: all (G, xnorm, W), stats (G, xnorm), none (masks only)")
     ap.add_argument("--summary", default=None,
                     help="JSON file to update with this run's results under the key <method>-<pattern>")
     args = ap.parse_args(argv)
@@ -706,7 +708,8 @@ def main(argv=None) -> dict:
         ev = perplexity(model, ids, args.seqlen, args.eval_batch, args.eval_windows)
         result.update({"perplexity": ev["perplexity"], "eval_tokens": ev["tokens"],
                        "eval_windows": ev["windows"], "eval_seconds": time.time() - t0})
-        log(f"{args.method} {pattern}: WikiText-2 perplexity {ev['perplexity']:.4f} at seqlen {args.seqlen} "
+        label = args.method if args.method == "dense" else f"{args.method} {pattern}"
+        log(f"{label}: WikiText-2 perplexity {ev['perplexity']:.4f} at seqlen {args.seqlen} "
             f"({ev['tokens']} tokens, {ev['windows']} windows)")
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if args.out_dir and args.method != "dense":
@@ -741,28 +744,34 @@ def write_fixture(path: str, records: list[LayerRecord], result: dict, args) -> 
     for r in records:
         tensors[r.name] = packbits_kept(r.kept)
         for k, v in r.extras.items():
-            tensors[k] = np.ascontiguousarray(v, dtype=np.float32)
+            if args.block0 == "all" or (args.block0 == "stats" and not k.startswith("W.")):
+                tensors[k] = np.ascontiguousarray(v, dtype=np.float32)
+    def js(v):
+        return json.dumps(v, separators=(",", ":"))
+    nonzero_ties = {k: v for k, v in (result.get("per_layer_ties") or {}).items() if any(v.values())}
     meta = {
         "format": "per pruned weight: U8 packbits(kept.reshape(-1), bitorder=little), 1 = kept (nonzero); "
                   "G.* / xnorm.* / W.*: F32 block-0 statistics and final weights",
         "method": args.method,
         "pattern": result["sparsity"],
-        "perplexity": json.dumps(result.get("perplexity")),
+        "perplexity": js(result.get("perplexity")),
         "seqlen": json.dumps(args.seqlen),
-        "eval_tokens": json.dumps(result.get("eval_tokens")),
-        "eval_windows": json.dumps(result.get("eval_windows")),
-        "sparsity_achieved": json.dumps(result.get("sparsity_achieved")),
-        "per_layer_sparsity": json.dumps(result.get("per_layer_sparsity")),
+        "eval_tokens": js(result.get("eval_tokens")),
+        "eval_windows": js(result.get("eval_windows")),
+        "sparsity_achieved": js(result.get("sparsity_achieved")),
+        "per_layer_sparsity": js(result.get("per_layer_sparsity")),
+        # json.dumps's default separators, as before: Tests/PruningTests/DriverTests.swift compares this string.
         "ties": json.dumps(result.get("ties")),
-        "per_layer_ties": json.dumps(result.get("per_layer_ties")),
-        "ro_draws": json.dumps(result.get("ro_draws")),
+        "per_layer_ties": js(nonzero_ties),
+        "ro_draws": js(result.get("ro_draws")),
         "tie_rule": "stable ascending sort of the scores: among equal scores the lower index is pruned first",
-        "shapes": json.dumps({r.name: list(r.kept.shape) for r in records}),
-        "arguments": json.dumps(vars(args)),
-        "versions": json.dumps({"torch": torch.__version__, "transformers": __import__("transformers").__version__}),
+        "shapes": js({r.name: list(r.kept.shape) for r in records}),
+        "arguments": js(vars(args)),
+        "versions": js({"torch": torch.__version__, "transformers": __import__("transformers").__version__}),
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata=meta)
+    os.chmod(path, 0o644)
     log(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
