@@ -157,7 +157,7 @@ public final class DecoderBlockTape {
 
         // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
         h.update(from: x, count: T * C)
-        withWeight(p, .o) { w, b in addLinear(h, attn, weight: w, bias: b, T: T, inFeatures: qw, outFeatures: C) }
+        withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: T, inFeatures: qw, outFeatures: C, accumulate: true) }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: T, channels: C, eps: g.rmsNormEps)
         }
@@ -171,7 +171,7 @@ public final class DecoderBlockTape {
         if stop == .downInput { return }
 
         y.update(from: h, count: T * C)
-        withWeight(p, .down) { w, b in addLinear(y, act, weight: w, bias: b, T: T, inFeatures: F, outFeatures: C) }
+        withWeight(p, .down) { w, b in Linear.forward(out: y, inp: act, weight: w, bias: b, rows: T, inFeatures: F, outFeatures: C, accumulate: true) }
         completed = .output
     }
 
@@ -336,18 +336,6 @@ public final class DecoderBlockTape {
                             cos: c.baseAddress!, sin: s.baseAddress!, sign: sign)
             }
         }
-    }
-
-    /// y += x·Wᵀ (+ b).
-    private func addLinear(_ y: UnsafeMutablePointer<Float>, _ xin: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           bias: UnsafePointer<Float>?, T: Int, inFeatures: Int, outFeatures: Int) {
-        if let bias {
-            for t in 0..<T {
-                let row = y + t * outFeatures
-                for o in 0..<outFeatures { row[o] += bias[o] }
-            }
-        }
-        BLAS.gemm(transB: true, m: T, n: outFeatures, k: inFeatures, a: xin, b: weight, beta: 1, c: y)
     }
 }
 

@@ -4,16 +4,24 @@ import Tensor
 /// The product goes through one BLAS sgemm with W transposed in place (no copy of the weight).
 public enum Linear {
     /// Pointer form. inp: (N, in), weight: (out, in), bias: (out) or nil, out: (N, out); out must not alias inp.
+    /// With `accumulate`, out += inp · Wᵀ + bias (a residual branch added in place, no temporary).
     public static func forward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        rows n: Int, inFeatures: Int, outFeatures: Int
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
     ) {
         if let bias {
-            for r in 0..<n { (out + r * outFeatures).update(from: bias, count: outFeatures) }
+            for r in 0..<n {
+                let row = out + r * outFeatures
+                if accumulate {
+                    for o in 0..<outFeatures { row[o] += bias[o] }
+                } else {
+                    row.update(from: bias, count: outFeatures)
+                }
+            }
         }
         BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
-                  a: inp, b: weight, beta: bias == nil ? 0 : 1, c: out)
+                  a: inp, b: weight, beta: bias == nil && !accumulate ? 0 : 1, c: out)
     }
 
     /// x: (..., in), weight: (out, in), bias: (out) → (..., out).
