@@ -304,13 +304,13 @@ public final class ConvertedCheckpointWriter {
         guard let gguf = sourceGGUF, let weights = source.source as? GGUFWeights else {
             throw PruningError("GGUF output needs a GGUF input")
         }
+        // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+        let fileType = GGUFValue.uint32([GGMLType.F32: 0, .F16: 1, .Q8_0: 7, .BF16: 32][type]!)
         var metadata: [(key: String, value: GGUFValue)] = []
         for key in gguf.metadataKeys where key != "llm_prune.record" {
-            var value = gguf[key]!
-            // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
-            if key == "general.file_type" { value = .uint32([GGMLType.F32: 0, .F16: 1, .Q8_0: 7, .BF16: 32][type]!) }
-            metadata.append((key, value))
+            metadata.append((key, key == "general.file_type" ? fileType : gguf[key]!))
         }
+        if gguf["general.file_type"] == nil { metadata.append(("general.file_type", fileType)) }
         if let record, let json = String(data: try record.jsonData(), encoding: .utf8) {
             metadata.append(("llm_prune.record", .string(json)))
         }
