@@ -81,15 +81,17 @@ def make_quants():
     edges = np.array([0.0, -0.0, np.inf, -np.inf, 1e-8, -6e-8, 65504.0, 3.0e38], dtype=np.float32)
     base[0, :8] = edges
     for qt in [Q.F32, Q.F16, Q.BF16]:
-        q = gguf.quants.quantize(base, qt) if qt != Q.BF16 else gguf.quants.quantize(base, qt)
-        raw = q.view(np.uint8) if qt != Q.BF16 else q
         if qt == Q.F32:
+            raw = base.view(np.uint8)
             w.add_tensor(qt.name, base)
         elif qt == Q.F16:
+            q = gguf.quants.quantize(base, qt)      # numpy float16
+            raw = q.view(np.uint8)
             w.add_tensor(qt.name, q)
         else:
+            raw = gguf.quants.quantize(base, qt)    # uint8 bytes of bfloat16
             w.add_tensor(qt.name, raw, raw_dtype=qt)
-        expected[qt.name] = gguf.quants.dequantize(raw if qt == Q.BF16 else q.view(np.uint8) if qt != Q.F16 else q.view(np.uint8), qt).astype(np.float32).reshape(base.shape)
+        expected[qt.name] = gguf.quants.dequantize(raw, qt).reshape(base.shape)
     finite = rng.standard_normal((4, 64)).astype(np.float32)
     finite[1] *= 0.001
     finite[2, :32] = 0.0              # an all-zero block
