@@ -42,6 +42,24 @@ import Testing
         #expect(error <= 1e-4, "relative error \(error)")
     }
 
+    /// Architecture qwen2: q/k/v biases, rows not permuted; weights, biases and logits as transformers loads them.
+    @Test func qwen2EqualsTransformers() throws {
+        let checkpoint = try LlamaCheckpoint(ggufFile: try fixture("tiny-qwen2.gguf"))
+        let c = checkpoint.configuration
+        #expect(c.modelType == .qwen2 && c.hasQKVBias && !c.hasOutputBias && c.headDim == 8)
+        let expected = try SafeTensorsFile(url: try fixture("tiny-qwen2_expected.safetensors"))
+        for layer in 0..<2 {
+            for kind in [LinearKind.q, .k] {
+                for name in [LlamaTensorNames.weight(kind, layer: layer), LlamaTensorNames.bias(kind, layer: layer)] {
+                    #expect(sameBits(try checkpoint.source.floats(name), try expected.floats(name)), "\(name)")
+                }
+            }
+        }
+        let ids = try expected.int64s("input_ids").map { Int($0) }
+        let error = relativeError(try checkpoint.loadModel().logits([ids]).data, try expected.floats("logits"))
+        #expect(error <= 1e-4, "relative error \(error)")
+    }
+
     @Test func permutationRoundTripsAndMovesRows() throws {
         // 2 heads of 4 rows (half = 2), 1 column: GGUF rows (h, i, t) ← HF rows (h, t, i).
         let hf: [Float] = [0, 1, 2, 3, 4, 5, 6, 7]
