@@ -86,7 +86,8 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Writes a checkpoint in a chosen storage from any `LlamaCheckpoint` (a GGUF file included): a Hugging
-/// Face folder (config.json, model.safetensors, tokenizer_config.json, tokenizer.json when one is known)
+/// Face folder (config.json, model.safetensors, tokenizer.json and tokenizer_config.json from the GGUF's
+/// tokenizer or the `tokenizerDirectory`)
 /// or a GGUF file (the input GGUF's metadata and tokenizer carried over, q/k rows permuted back to
 /// llama.cpp's layout). Pruned blocks are staged as they come (already rounded to the storage), the rest
 /// is read from the source at `finish`; everything goes to a hidden temporary sibling renamed into place
@@ -247,12 +248,12 @@ public final class ConvertedCheckpointWriter {
                 written.append(name)
             }
         }
-        if let gguf = sourceGGUF, !written.contains("tokenizer_config.json"), let m = try? gguf.tokenizerMetadata() {
-            try writeJSON(Self.tokenizerConfig(m, maxLength: source.configuration.maxPositionEmbeddings), "tokenizer_config.json")
-            written.append("tokenizer_config.json")
-            // TODO(gguftok): write tokenizer.json from the GGUF's tokenizer.ggml.* metadata with the
-            // Tokenizers module's writer (pre-tokenizer chosen by tokenizer.ggml.pre); until it is wired in,
-            // a GGUF converted without --tokenizer gets no tokenizer.json.
+        if let gguf = sourceGGUF, tokenizerDirectory == nil, let m = try gguf.tokenizerMetadata() {
+            // tokenizer.json with the pre-tokenizer tokenizer.ggml.pre names, and tokenizer_config.json.
+            do { try GGUFTokenizer.write(GGUFTokenizerSpec(m), to: temporary) } catch {
+                throw PruningError("cannot write the tokenizer of \(gguf.url.path): \(error)")
+            }
+            written += ["tokenizer.json", "tokenizer_config.json"]
         }
         if let record {
             do { try record.jsonData().write(to: temporary.appendingPathComponent("pruning.json")) } catch {
@@ -280,24 +281,6 @@ public final class ConvertedCheckpointWriter {
         }
         object["architectures"] = [c.modelType == .qwen2 ? "Qwen2ForCausalLM" : c.modelType == .mistral ? "MistralForCausalLM" : "LlamaForCausalLM"]
         return object
-    }
-
-    /// tokenizer_config.json from GGUF tokenizer metadata: special tokens by content, add_bos/add_eos as the
-    /// metadata says, the chat template, the context length.
-    static func tokenizerConfig(_ m: GGUFTokenizerMetadata, maxLength: Int) -> [String: Any] {
-        var o: [String: Any] = [
-            "tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false,
-            "model_max_length": maxLength,
-        ]
-        func token(_ id: Int?) -> String? { id.flatMap { $0 < m.tokens.count ? m.tokens[$0] : nil } }
-        if let t = token(m.bosTokenID) { o["bos_token"] = t }
-        if let t = token(m.eosTokenID) { o["eos_token"] = t }
-        if let t = token(m.unknownTokenID) { o["unk_token"] = t }
-        if let t = token(m.paddingTokenID) { o["pad_token"] = t }
-        if let b = m.addBOSToken { o["add_bos_token"] = b }
-        if let b = m.addEOSToken { o["add_eos_token"] = b }
-        if let t = m.chatTemplate { o["chat_template"] = t }
-        return o
     }
 
     private func writeGGUF(type: GGMLType, record: PruningRecord?, to url: URL) throws {
@@ -351,11 +334,14 @@ public enum ModelInput {
     public static func tokenizer(for checkpoint: LlamaCheckpoint, at url: URL, tokenizerDirectory: URL?) throws -> Tokenizer {
         if let dir = tokenizerDirectory { return try Tokenizer(directory: dir) }
         if let gguf = (checkpoint.source as? GGUFWeights)?.file {
-            // TODO(gguftok): Tokenizer(gguf:) from gguf.tokenizerMetadata() once the Tokenizers module has it.
-            guard (try gguf.tokenizerMetadata()) != nil else {
+            let metadata: GGUFTokenizerMetadata?
+            do { metadata = try gguf.tokenizerMetadata() } catch { throw PruningError(String(describing: error)) }
+            guard let metadata else {
                 throw PruningError("\(url.path) holds no tokenizer (no tokenizer.ggml.model); pass --tokenizer DIR")
             }
-            throw PruningError("building a tokenizer from GGUF metadata is not available in this build; pass --tokenizer DIR (a folder with tokenizer.json)")
+            do { return try Tokenizer(gguf: GGUFTokenizerSpec(metadata)) } catch {
+                throw PruningError("\(url.path): \(error)")
+            }
         }
         return try Tokenizer(directory: url)
     }
@@ -371,5 +357,17 @@ public enum ModelConversion {
         let writer = try ConvertedCheckpointWriter(source: checkpoint, storage: .safetensors(dtype), output: output,
                                                    tokenizerDirectory: tokenizerDirectory ?? (LlamaCheckpoint.isGGUF(model) ? nil : model))
         return try writer.finish(record: nil)
+    }
+}
+
+extension GGUFTokenizerSpec {
+    /// The Tokenizers module's spec from the GGUF module's raw metadata (the two modules do not depend on
+    /// each other; this is the one place they meet).
+    public init(_ m: GGUFTokenizerMetadata) {
+        self.init(model: m.model, pre: m.pre, tokens: m.tokens, scores: m.scores,
+                  tokenTypes: m.tokenTypes?.map { Int32(truncatingIfNeeded: $0) }, merges: m.merges,
+                  bosTokenID: m.bosTokenID, eosTokenID: m.eosTokenID, unknownTokenID: m.unknownTokenID,
+                  paddingTokenID: m.paddingTokenID, addBOS: m.addBOSToken, addEOS: m.addEOSToken,
+                  addSpacePrefix: m.addSpacePrefix, chatTemplate: m.chatTemplate)
     }
 }

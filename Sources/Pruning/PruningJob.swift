@@ -12,7 +12,7 @@ public enum CalibrationFormat: String, CaseIterable, Sendable {
     case c4
     /// JSON lines with a chosen field (C4 protocol).
     case jsonl
-    /// A plain text file, tokenized whole with one BOS, random windows of the stream (SparseGPT protocol).
+    /// A plain text file, tokenized whole (special tokens as the tokenizer adds them), random windows of the stream (SparseGPT protocol).
     case text
     /// A safetensors file holding an integer `input_ids` tensor (nsamples, seqlen), used as is.
     case tokens
@@ -115,7 +115,7 @@ public enum PruningJob {
                 let tokenizer = try textTokenizer()
                 calibration = try Calibration.sample(
                     source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
-                    encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                    encode: { tokenizer.encode($0) }, bosTokenID: nil)
             }
         }
 
@@ -161,7 +161,7 @@ public enum PruningJob {
             let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
             let windows = try EvaluationWindows(
                 dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                encode: { tokenizer.encode($0) }, bosTokenID: nil)
             perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
         }
 

@@ -29,7 +29,7 @@ func evaluationWindows(dataset: String, file: String, seqlen: Int, tokenizer: To
     }
     return try EvaluationWindows(
         dataset: kind, file: URL(fileURLWithPath: file), seqlen: seqlen,
-        encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+        encode: { tokenizer.encode($0) }, bosTokenID: nil)
 }
 
 enum EvalCommand {
@@ -38,14 +38,15 @@ enum EvalCommand {
         abstract: "Perplexity of a checkpoint on WikiText-2 or a text file.",
         discussion: """
         WikiText-2 follows the Wanda/SparseGPT protocol: the test file's rows joined with "\\n\\n", tokenized
-        once with one leading BOS, cut into non-overlapping windows of --seqlen tokens (the remainder is
+        once as transformers' tokenizer(text) does (a BOS only where the tokenizer's post-processor adds
+        one: the LLaMA-2 family's does, SmolLM2's does not), cut into non-overlapping windows of --seqlen tokens (the remainder is
         dropped); perplexity = exp(mean next-token NLL). Perplexity depends on seqlen: it is printed with it.
         Progress (tokens/s, ETA) goes to stderr, the result to stdout.
         """,
         options: [
             OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
             tokenizerOption,
-            OptionSpec(name: "dataset", valueName: "name", help: "wikitext2 (raw test file) or text (any UTF-8 text file, one BOS for the whole file).", defaultValue: "wikitext2"),
+            OptionSpec(name: "dataset", valueName: "name", help: "wikitext2 (raw test file) or text (any UTF-8 text file, tokenized whole).", defaultValue: "wikitext2"),
             OptionSpec(name: "data-file", valueName: "path", help: "The text to evaluate on, e.g. wikitext-2-raw/wiki.test.raw.", required: true),
             OptionSpec(name: "seqlen", valueName: "n", help: "Window length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "batch-size", valueName: "n", help: "Windows per forward pass.", computedDefault: "as many as fit 256 MiB of logits"),
