@@ -83,6 +83,12 @@ public enum PruningJob {
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
         }
+        if let e = o.evaluation, let s = e.seqlen, s > c.maxPositionEmbeddings {
+            throw PruningError("--eval-seqlen \(s) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        // The tensors the blocks do not hold are copied to the output as they are: refuse NaN or ∞ there
+        // as loading refuses it in the blocks, before any work.
+        try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
@@ -128,13 +134,18 @@ public enum PruningJob {
 
         if let writer {
             var results: [String: Double] = [:]
+            var notes = o.settings
             if let p = perplexity, let e = o.evaluation {
-                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                // JSON has no infinity: a perplexity that overflowed is kept as a note.
+                if p.perplexity.isFinite {
+                    results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                } else {
+                    notes["\(e.dataset.rawValue)_perplexity"] = "\(p.perplexity)"
+                }
                 results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
-            var notes = o.settings
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
