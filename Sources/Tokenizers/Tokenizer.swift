@@ -117,8 +117,8 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
-    /// The largest tokenizer file read (the biggest real ones are about 20 MB).
-    public static let maxFileBytes = 1 << 30
+    /// The largest tokenizer file read (the biggest real ones are about 35 MB).
+    public static let maxFileBytes = 1 << 28
 
     private static func read(_ url: URL) throws -> Data {
         var isDirectory: ObjCBool = false

@@ -306,7 +306,8 @@ final class FuzzTally: @unchecked Sendable {
         counts[r.outcome, default: 0] += 1
         byFormat[c.format, default: [:]][r.outcome, default: 0] += 1
         if r.outcome != .ok && r.outcome != .error && examples[r.outcome, default: []].count < 5 {
-            examples[r.outcome, default: []].append("\(c): \(r.detail.prefix(300))")
+            let oneLine = r.detail.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ")
+            examples[r.outcome, default: []].append("\(c): \(oneLine.prefix(300))")
         }
     }
 
