@@ -110,6 +110,19 @@ public enum PruningJob {
         }
 
         let writer = try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
+        // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
+        // before hours of pruning, not after.
+        var evaluationWindows: EvaluationWindows? = nil
+        if let e = o.evaluation {
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            evaluationWindows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+            if let w = evaluationWindows, w.count == 0 {
+                throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
+            }
+        }
+
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
@@ -120,15 +133,11 @@ public enum PruningJob {
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
+        if let windows = evaluationWindows {
             let model = try LlamaModel(
                 configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
                 finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
             keptBlocks = []
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
             perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
         }
 

@@ -80,3 +80,30 @@ import Testing
         #expect((try FileManager.default.contentsOfDirectory(atPath: dir.path)) == ["model"])
     }
 }
+
+/// An evaluation file that cannot be used is reported before the pruning, not after it.
+@Suite struct EarlyEvaluationFileTests {
+    @Test func aBrokenEvalFileFailsBeforeAnyBlockIsPruned() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("early-eval-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let short = dir.appendingPathComponent("short.txt")
+        try Data("One line.".utf8).write(to: short)
+        for (file, expected) in [(URL(fileURLWithPath: "/dev/zero"), "/dev/zero: is not a regular file or a pipe"),
+                                 (short, "tokens, fewer than one evaluation window of 128")] {
+            var blocks = 0
+            let options = PruningJobOptions(
+                model: try sharedPath("models/stories260K"), method: MagnitudePruning(), pattern: .unstructured(0.5),
+                calibrationFile: nil, calibrationFormat: .text, output: dir.appendingPathComponent("out"),
+                evaluation: (.text, file, 128), toolVersion: "test")
+            do {
+                _ = try PruningJob.run(options) { u in if u.stage == "prune" { blocks = max(blocks, u.completed) } }
+                Issue.record("\(file.path) was accepted")
+            } catch {
+                #expect("\(error)".hasSuffix(expected), "\(error)")
+            }
+            #expect(blocks == 0, "pruned \(blocks) blocks before refusing \(file.path)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["short.txt"])
+        }
+    }
+}
