@@ -371,7 +371,10 @@ enum SmolLM2 {
 @Suite(.enabled(if: SmolLM2.available, "needs /work/smollm2-hf (transformers' conversion of the SmolLM2 GGUF)"))
 struct GGUFSmolLM2Tests {
     @Test func tokenizerFromMetadataMatchesTokenizers() throws {
-        let t = try Tokenizer(gguf: try SmolLM2.spec())
+        let spec = try SmolLM2.spec()
+        let start = threadCPUSeconds()
+        let t = try Tokenizer(gguf: spec)
+        print("[tokenizers] SmolLM2: Tokenizer(gguf:) built in \(String(format: "%.3f", threadCPUSeconds() - start)) s CPU")
         #expect(t.bosTokenID == 1)  // named, never added
         try checkAgainstFixture(t, expected: "smollm2-gguf", label: "SmolLM2 (GGUF spec)")
     }
