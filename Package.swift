@@ -18,12 +18,14 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        // Runs before main: puts OpenBLAS on the best kernel for the CPU and on one thread (see the source).
+        .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CBLASRuntime"]),
         .target(name: "JSON"),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
         .target(name: "GGUF"),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
-        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF"]),
+        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
         .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
@@ -38,8 +40,10 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+        // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
+        .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

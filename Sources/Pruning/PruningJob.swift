@@ -84,16 +84,30 @@ public enum PruningJob {
         let start = Date()
         let checkpoint = try LlamaCheckpoint(model: o.model)
         let c = checkpoint.configuration
-        let tokenizer = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+        // Opened only when text is to be tokenized (token-id calibration and no evaluation need none).
+        var openedTokenizer: Tokenizer?
+        func textTokenizer() throws -> Tokenizer {
+            if let t = openedTokenizer { return t }
+            let t = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+            openedTokenizer = t
+            return t
+        }
         let isGGUF = checkpoint.source is GGUFWeights
         let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
         }
+        if let e = o.evaluation, let s = e.seqlen, s > c.maxPositionEmbeddings {
+            throw PruningError("--eval-seqlen \(s) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        // The tensors the blocks do not hold are copied to the output as they are: refuse NaN or ∞ there
+        // as loading refuses it in the blocks, before any work.
+        try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
         try estimate.check(availableBytes: availableMemory)
+        if o.evaluation != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -104,6 +118,7 @@ public enum PruningJob {
             if case .tokens(let m) = source {
                 calibration = try Calibration.takeRows(of: m, nsamples: o.nsamples, seqlen: seqlen, vocabularySize: c.vocabSize)
             } else {
+                let tokenizer = try textTokenizer()
                 calibration = try Calibration.sample(
                     source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
                     encode: { tokenizer.encode($0) }, bosTokenID: nil)
@@ -133,6 +148,20 @@ public enum PruningJob {
         func stored(_ t: Tensor) throws -> Tensor {
             isGGUF ? Tensor(shape: t.shape, data: try o.ggufOutputStorage.stored(t.data, shape: t.shape)) : t
         }
+        // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
+        // before hours of pruning, not after.
+        var evaluationWindows: EvaluationWindows? = nil
+        if let e = o.evaluation {
+            let tokenizer = try textTokenizer()
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            evaluationWindows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            if let w = evaluationWindows, w.count == 0 {
+                throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
+            }
+        }
+
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
@@ -143,27 +172,28 @@ public enum PruningJob {
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
+        if let windows = evaluationWindows {
             let model = try LlamaModel(
                 configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
                 finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
             keptBlocks = []
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0) }, bosTokenID: nil)
             perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
         }
 
         if writer != nil || converter != nil {
             var results: [String: Double] = [:]
+            var notes = o.settings
             if let p = perplexity, let e = o.evaluation {
-                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                // JSON has no infinity: a perplexity that overflowed is kept as a note.
+                if p.perplexity.isFinite {
+                    results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                } else {
+                    notes["\(e.dataset.rawValue)_perplexity"] = "\(p.perplexity)"
+                }
                 results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
-            var notes = o.settings
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,

@@ -7,6 +7,12 @@ import Evaluation
 import Pruning
 
 
+/// A run-time failure found by the command line itself: printed as one `error:` line, exit status 1.
+struct RunError: Error, CustomStringConvertible {
+    var description: String
+    init(_ message: String) { description = message }
+}
+
 /// Opens what every command needs from a model folder or GGUF file: the checked checkpoint and its
 /// tokenizer (`tokenizer`: a folder whose tokenizer.json replaces the model's own).
 func openModel(_ path: String, tokenizer: String? = nil) throws -> (LlamaCheckpoint, Tokenizer) {
@@ -63,6 +69,9 @@ enum EvalCommand {
         let (checkpoint, tokenizer) = try openModel(try a.requiredString("model"), tokenizer: a.string("tokenizer"))
         let c = checkpoint.configuration
         let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+        if seqlen > c.maxPositionEmbeddings {
+            throw RunError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
         let batch = try a.int("batch-size", range: 1...4096)
         let dataset = try a.choice("dataset", ["wikitext2", "text"])!
         let windows = try evaluationWindows(dataset: dataset, file: try a.requiredString("data-file"), seqlen: seqlen, tokenizer: tokenizer)

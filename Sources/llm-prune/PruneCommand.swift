@@ -63,7 +63,7 @@ enum PruneCommand {
         var settings: [String: String] = [:]
         if WandaPlusPlusMethod.names.contains(name) {
             let options = WandaPlusPlusOptions(
-                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds") ?? 5,
+                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds", range: 0...10_000) ?? 5,
                 roSamples: try a.int("ro-samples", range: 1...Int.max) ?? min(32, try a.int("nsamples", range: 1...1_000_000) ?? 128), roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
                 gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
             let method = try WandaPlusPlusMethod(name: name, options: options)
@@ -93,6 +93,9 @@ enum PruneCommand {
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         var job = options
+        if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
+            throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
+        }
         let outputFormat = try a.choice("output-format", ["hf", "gguf"])!
         let dtypeName = try a.requiredString("dtype")
         do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
