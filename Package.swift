@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
     ],
     targets: [
         .systemLibrary(
@@ -21,18 +21,20 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         .target(name: "JSON"),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
+        .target(name: "GGUF"),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
-        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "JSON"]),
+        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
-        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
+            dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),

@@ -222,9 +222,10 @@ public final class BPEModel: @unchecked Sendable {
         fuseUnknown = try c.bool("fuse_unk", default: false)
         byteFallback = try c.bool("byte_fallback", default: false)
         ignoreMerges = try c.bool("ignore_merges", default: false)
-        let prefix = try c.optionalString("continuing_subword_prefix").map { Array($0.unicodeScalars) }
+        // An empty prefix or suffix (transformers 5 writes "") is no prefix or suffix; nil keeps the fast paths.
+        let prefix = try c.optionalString("continuing_subword_prefix").flatMap { $0.isEmpty ? nil : Array($0.unicodeScalars) }
         continuingSubwordPrefix = prefix
-        endOfWordSuffix = try c.optionalString("end_of_word_suffix").map { Array($0.unicodeScalars) }
+        endOfWordSuffix = try c.optionalString("end_of_word_suffix").flatMap { $0.isEmpty ? nil : Array($0.unicodeScalars) }
 
         // An absent or null "merges" means none; anything else but an array is a broken file (Hugging Face
         // refuses it too), not "no merges".

@@ -23,6 +23,9 @@ public final class Tokenizer: @unchecked Sendable {
     let specialContents: Set<[UInt8]>
 
     /// `bos_token` of `tokenizer_config.json`, else the first special id the post-processor prepends.
+    /// Naming a BOS adds nothing: only the post-processor adds special tokens (`encode` with
+    /// `addSpecialTokens`, transformers' `add_special_tokens=True`), so a tokenizer whose
+    /// post-processor adds none (SmolLM2) has a BOS here that no encoding contains.
     public let bosTokenID: Int?
     /// `eos_token` of `tokenizer_config.json`, if any.
     public let eosTokenID: Int?
@@ -50,12 +53,25 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Builds a tokenizer from the contents of `tokenizer.json` and `tokenizer_config.json`; the names
     /// are used in error messages.
-    public init(tokenizerJSON: Data, configJSON: Data? = nil,
-                tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
+    public convenience init(tokenizerJSON: Data, configJSON: Data? = nil,
+                            tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
         let root: JSONValue
         do { root = try JSONValue.parse(tokenizerJSON) } catch {
             throw TokenizerError(file: tokenizerName, "\(error)")
         }
+        var config: JSONValue?
+        if let configJSON {
+            do { config = try JSONValue.parse(configJSON) } catch {
+                throw TokenizerError(file: configName ?? "tokenizer_config.json", "\(error)")
+            }
+        }
+        try self.init(tokenizer: root, config: config, tokenizerName: tokenizerName, configName: configName)
+    }
+
+    /// Builds a tokenizer from parsed `tokenizer.json` and `tokenizer_config.json` documents; the names
+    /// are used in error messages.
+    public init(tokenizer root: JSONValue, config: JSONValue? = nil,
+                tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
         do {
             guard root.objectValue != nil else { throw TokenizerError("top level is not a JSON object") }
             func stage<T>(_ key: String, _ make: (JSONValue) throws -> T) throws -> T? {
@@ -91,10 +107,8 @@ public final class Tokenizer: @unchecked Sendable {
             // tokenizer_config.json: which strings are BOS/EOS, and whether to add them.
             var bos: Int?, eos: Int?
             var processor = fileProcessor
-            if let configJSON {
+            if let config {
                 let configName = configName ?? "tokenizer_config.json"
-                let config: JSONValue
-                do { config = try JSONValue.parse(configJSON) } catch { throw TokenizerError(file: configName, "\(error)") }
                 do {
                     bos = try Tokenizer.configTokenID(config, "bos_token", addedVocabulary, model)
                     eos = try Tokenizer.configTokenID(config, "eos_token", addedVocabulary, model)

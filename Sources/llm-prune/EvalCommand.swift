@@ -4,6 +4,7 @@ import Tokenizers
 import Llama
 import Datasets
 import Evaluation
+import Pruning
 
 
 /// A run-time failure found by the command line itself: printed as one `error:` line, exit status 1.
@@ -12,17 +13,20 @@ struct RunError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-/// Opens what every command needs from a model folder: the checked checkpoint and its tokenizer.
-func openModel(_ path: String) throws -> (LlamaCheckpoint, Tokenizer) {
+/// Opens what every command needs from a model folder or GGUF file: the checked checkpoint and its
+/// tokenizer (`tokenizer`: a folder whose tokenizer.json replaces the model's own).
+func openModel(_ path: String, tokenizer: String? = nil) throws -> (LlamaCheckpoint, Tokenizer) {
     let url = URL(fileURLWithPath: path)
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
-        throw UsageError("model folder '\(path)' does not exist")
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        throw UsageError("model '\(path)' does not exist (a Hugging Face folder or a .gguf file)")
     }
-    let checkpoint = try LlamaCheckpoint(directory: url)
-    let tokenizer = try Tokenizer(directory: url)
-    return (checkpoint, tokenizer)
+    return try ModelInput.open(url, tokenizerDirectory: tokenizer.map { URL(fileURLWithPath: $0) })
 }
+
+/// The `--model` option every command shares.
+let modelOptionHelp = "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json) or a llama.cpp .gguf file (dequantized to float32 on load)."
+/// The `--tokenizer` option.
+let tokenizerOption = OptionSpec(name: "tokenizer", valueName: "dir", help: "Use the tokenizer.json (and tokenizer_config.json) in this folder instead of the model's own.")
 
 /// Evaluation windows for `--dataset`/`--data-file`, tokenized with the model's tokenizer.
 func evaluationWindows(dataset: String, file: String, seqlen: Int, tokenizer: Tokenizer) throws -> EvaluationWindows {
@@ -31,7 +35,7 @@ func evaluationWindows(dataset: String, file: String, seqlen: Int, tokenizer: To
     }
     return try EvaluationWindows(
         dataset: kind, file: URL(fileURLWithPath: file), seqlen: seqlen,
-        encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+        encode: { tokenizer.encode($0) }, bosTokenID: nil)
 }
 
 enum EvalCommand {
@@ -40,13 +44,15 @@ enum EvalCommand {
         abstract: "Perplexity of a checkpoint on WikiText-2 or a text file.",
         discussion: """
         WikiText-2 follows the Wanda/SparseGPT protocol: the test file's rows joined with "\\n\\n", tokenized
-        once with one leading BOS, cut into non-overlapping windows of --seqlen tokens (the remainder is
+        once as transformers' tokenizer(text) does (a BOS only where the tokenizer's post-processor adds
+        one: the LLaMA-2 family's does, SmolLM2's does not), cut into non-overlapping windows of --seqlen tokens (the remainder is
         dropped); perplexity = exp(mean next-token NLL). Perplexity depends on seqlen: it is printed with it.
         Progress (tokens/s, ETA) goes to stderr, the result to stdout.
         """,
         options: [
-            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).", required: true),
-            OptionSpec(name: "dataset", valueName: "name", help: "wikitext2 (raw test file) or text (any UTF-8 text file, one BOS for the whole file).", defaultValue: "wikitext2"),
+            OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
+            tokenizerOption,
+            OptionSpec(name: "dataset", valueName: "name", help: "wikitext2 (raw test file) or text (any UTF-8 text file, tokenized whole).", defaultValue: "wikitext2"),
             OptionSpec(name: "data-file", valueName: "path", help: "The text to evaluate on, e.g. wikitext-2-raw/wiki.test.raw.", required: true),
             OptionSpec(name: "seqlen", valueName: "n", help: "Window length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "batch-size", valueName: "n", help: "Windows per forward pass.", computedDefault: "as many as fit 256 MiB of logits"),
@@ -60,7 +66,7 @@ enum EvalCommand {
         ])
 
     static func run(_ a: ParsedArguments) throws {
-        let (checkpoint, tokenizer) = try openModel(try a.requiredString("model"))
+        let (checkpoint, tokenizer) = try openModel(try a.requiredString("model"), tokenizer: a.string("tokenizer"))
         let c = checkpoint.configuration
         let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {

@@ -22,7 +22,8 @@ enum PruneCommand {
         renamed at the end: an interrupted or failed run leaves no output folder. Progress per block on stderr.
         """,
         options: [
-            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder to prune.", required: true),
+            OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
+            tokenizerOption,
             OptionSpec(name: "method", valueName: "name", help: "Pruning method: \(methodNames.joined(separator: ", ")).", required: true),
             OptionSpec(name: "sparsity", valueName: "spec", help: "A ratio in [0, 1) such as 0.5, or N:M such as 2:4 or 4:8.", required: true),
             OptionSpec(name: "calibration-file", valueName: "path", help: "Calibration data (not needed by magnitude)."),
@@ -39,6 +40,8 @@ enum PruneCommand {
             OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", computedDefault: "min(32, nsamples)"),
             OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet."),
+            OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
+            OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
@@ -89,8 +92,15 @@ enum PruneCommand {
             nsamples: try a.int("nsamples", range: 1...1_000_000)!, seqlen: try a.int("seqlen", range: 2...1_000_000),
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
+        var job = options
+        let outputFormat = try a.choice("output-format", ["hf", "gguf"])!
+        let dtypeName = try a.requiredString("dtype")
+        do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
+            throw UsageError("\(error)")
+        }
+        job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
-        let r = try PruningJob.run(options, progress: progress.handle)
+        let r = try PruningJob.run(job, progress: progress.handle)
         report(r, method: method.name, pattern: pattern, json: a.flag("json"))
     }
 
