@@ -14,6 +14,8 @@ independently of the Swift code:
   tiny byte-level `gpt2` tokenizer in the metadata.
 - tiny-llama_expected.safetensors: what transformers' own GGUF loader makes of it (float32): the q/k
   projections of both layers (un-permuted), `input_ids` and the model's logits for them.
+- tiny-qwen2.gguf + tiny-qwen2_expected.safetensors: the same for architecture qwen2 (q/k/v biases,
+  no row permutation), with transformers' q/k weights and biases and logits.
 - smollm2_logits.safetensors: transformers loading ../shared/models/smollm2-135m-instruct/*.gguf
   (float32): logits of 8 fixed token ids at 256 fixed vocabulary columns (`columns`), plus each
   position's maximum logit and its argmax.
@@ -81,15 +83,17 @@ def make_quants():
     edges = np.array([0.0, -0.0, np.inf, -np.inf, 1e-8, -6e-8, 65504.0, 3.0e38], dtype=np.float32)
     base[0, :8] = edges
     for qt in [Q.F32, Q.F16, Q.BF16]:
-        q = gguf.quants.quantize(base, qt) if qt != Q.BF16 else gguf.quants.quantize(base, qt)
-        raw = q.view(np.uint8) if qt != Q.BF16 else q
         if qt == Q.F32:
+            raw = base.view(np.uint8)
             w.add_tensor(qt.name, base)
         elif qt == Q.F16:
+            q = gguf.quants.quantize(base, qt)      # numpy float16
+            raw = q.view(np.uint8)
             w.add_tensor(qt.name, q)
         else:
+            raw = gguf.quants.quantize(base, qt)    # uint8 bytes of bfloat16
             w.add_tensor(qt.name, raw, raw_dtype=qt)
-        expected[qt.name] = gguf.quants.dequantize(raw if qt == Q.BF16 else q.view(np.uint8) if qt != Q.F16 else q.view(np.uint8), qt).astype(np.float32).reshape(base.shape)
+        expected[qt.name] = gguf.quants.dequantize(raw, qt).reshape(base.shape)
     finite = rng.standard_normal((4, 64)).astype(np.float32)
     finite[1] *= 0.001
     finite[2, :32] = 0.0              # an all-zero block
@@ -143,18 +147,19 @@ def llama_cpp_permute(weights, n_head, n_head_kv):
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def make_tiny():
+def make_tiny(arch="llama"):
+    """arch llama: q/k permuted as llama.cpp's LlamaModel converter does; arch qwen2: q/k/v biases, no permutation."""
     import torch
     from safetensors.numpy import save_file
     from transformers import AutoModelForCausalLM
-    rng = np.random.default_rng(260)
+    rng = np.random.default_rng(260 if arch == "llama" else 2602)
     c = TINY
     tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"] + byte_level_tokens() + ["Ġt", "he"]
     vocab = len(tokens)
     head_dim = c["hidden"] // c["heads"]
-    path = os.path.join(OUT, "tiny-llama.gguf")
-    w = gguf.GGUFWriter(path, arch="llama")
-    w.add_name("tiny-llama")
+    path = os.path.join(OUT, f"tiny-{arch}.gguf")
+    w = gguf.GGUFWriter(path, arch=arch)
+    w.add_name(f"tiny-{arch}")
     w.add_context_length(c["context"])
     w.add_embedding_length(c["hidden"])
     w.add_block_count(c["layers"])
@@ -195,8 +200,15 @@ def make_tiny():
     for i in range(c["layers"]):
         t = types[i]
         put(f"blk.{i}.attn_norm.weight", 1 + normal(c["hidden"]), Q.F32)
-        put(f"blk.{i}.attn_q.weight", llama_cpp_permute(normal(c["hidden"], c["hidden"]), c["heads"], c["heads"]), t["q"])
-        put(f"blk.{i}.attn_k.weight", llama_cpp_permute(normal(kv, c["hidden"]), c["heads"], c["kv_heads"]), t["k"])
+        if arch == "llama":
+            put(f"blk.{i}.attn_q.weight", llama_cpp_permute(normal(c["hidden"], c["hidden"]), c["heads"], c["heads"]), t["q"])
+            put(f"blk.{i}.attn_k.weight", llama_cpp_permute(normal(kv, c["hidden"]), c["heads"], c["kv_heads"]), t["k"])
+        else:
+            put(f"blk.{i}.attn_q.weight", normal(c["hidden"], c["hidden"]), t["q"])
+            put(f"blk.{i}.attn_k.weight", normal(kv, c["hidden"]), t["k"])
+            put(f"blk.{i}.attn_q.bias", normal(c["hidden"]), Q.F32)
+            put(f"blk.{i}.attn_k.bias", normal(kv), Q.F32)
+            put(f"blk.{i}.attn_v.bias", normal(kv), Q.F32)
         put(f"blk.{i}.attn_v.weight", normal(kv, c["hidden"]), t["v"])
         put(f"blk.{i}.attn_output.weight", normal(c["hidden"], c["hidden"]), t["o"])
         put(f"blk.{i}.ffn_norm.weight", 1 + normal(c["hidden"]), Q.F32)
@@ -210,19 +222,21 @@ def make_tiny():
     w.write_tensors_to_file()
     w.close()
 
-    model = AutoModelForCausalLM.from_pretrained(OUT, gguf_file="tiny-llama.gguf", dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(OUT, gguf_file=f"tiny-{arch}.gguf", dtype=torch.float32)
     model.eval()
     sd = model.state_dict()
     expected = {}
     for i in range(c["layers"]):
         for p in ["q_proj", "k_proj"]:
             expected[f"model.layers.{i}.self_attn.{p}.weight"] = sd[f"model.layers.{i}.self_attn.{p}.weight"].numpy()
+            if arch == "qwen2":
+                expected[f"model.layers.{i}.self_attn.{p}.bias"] = sd[f"model.layers.{i}.self_attn.{p}.bias"].numpy()
     ids = np.array([TINY_IDS], dtype=np.int64)
     with torch.no_grad():
         logits = model(torch.tensor(ids)).logits[0].float().numpy()
     expected["input_ids"] = ids[0]
     expected["logits"] = logits
-    save_file({k: np.ascontiguousarray(v) for k, v in expected.items()}, os.path.join(OUT, "tiny-llama_expected.safetensors"))
+    save_file({k: np.ascontiguousarray(v) for k, v in expected.items()}, os.path.join(OUT, f"tiny-{arch}_expected.safetensors"))
 
 
 def smollm2_columns():
@@ -297,7 +311,8 @@ def main():
     if a.only in (None, "quants"):
         make_quants()
     if a.only in (None, "tiny"):
-        make_tiny()
+        make_tiny("llama")
+        make_tiny("qwen2")
     if a.only in (None, "smollm2"):
         make_smollm2()
 

@@ -142,12 +142,12 @@ extension LlamaConfiguration {
         let source = file.url.path
         func gguf<T>(_ body: () throws -> T) throws -> T {
             do { return try body() } catch let e as GGUFError {
-                throw LlamaError.unreadableConfiguration(file: source, reason: e.message.isEmpty ? "\(e)" : "key '\(e.key ?? "?")' \(e.message)")
+                throw LlamaError.unreadableConfiguration(file: source, reason: (e.key.map { "key '\($0)' " } ?? "") + e.message)
             }
         }
         let arch = try gguf { try file.string("general.architecture") }
         guard arch == "llama" || arch == "qwen2" else {
-            throw LlamaError.unsupportedModelType("\(arch)' in GGUF general.architecture (supported: llama, qwen2)")
+            throw LlamaError.unsupportedOption("GGUF general.architecture '\(arch)' (supported: llama, qwen2)")
         }
         func required(_ key: String) throws -> Int {
             guard let v = try gguf({ try file.int("\(arch).\(key)") }) else {

@@ -86,7 +86,8 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Writes a checkpoint in a chosen storage from any `LlamaCheckpoint` (a GGUF file included): a Hugging
-/// Face folder (config.json, model.safetensors, tokenizer_config.json, tokenizer.json when one is known)
+/// Face folder (config.json, model.safetensors, tokenizer.json and tokenizer_config.json from the GGUF's
+/// tokenizer or the `tokenizerDirectory`)
 /// or a GGUF file (the input GGUF's metadata and tokenizer carried over, q/k rows permuted back to
 /// llama.cpp's layout). Pruned blocks are staged as they come (already rounded to the storage), the rest
 /// is read from the source at `finish`; everything goes to a hidden temporary sibling renamed into place
@@ -247,19 +248,12 @@ public final class ConvertedCheckpointWriter {
                 written.append(name)
             }
         }
-        if let gguf = sourceGGUF, !written.contains("tokenizer.json") {
-            // The GGUF's own tokenizer (pre-tokenizer chosen by tokenizer.ggml.pre), written as the
-            // Tokenizers module describes it: the same tokenizer `Tokenizer(gguf:)` builds.
-            let metadata: GGUFTokenizerMetadata?
-            do { metadata = try gguf.tokenizerMetadata() } catch {
-                throw PruningError("cannot read the tokenizer of \(gguf.url.path): \(error)")
+        if let gguf = sourceGGUF, tokenizerDirectory == nil, let m = try gguf.tokenizerMetadata() {
+            // tokenizer.json with the pre-tokenizer tokenizer.ggml.pre names, and tokenizer_config.json.
+            do { try GGUFTokenizer.write(GGUFTokenizerSpec(m), to: temporary) } catch {
+                throw PruningError("cannot write the tokenizer of \(gguf.url.path): \(error)")
             }
-            if let m = metadata {
-                do { try GGUFTokenizer.write(GGUFTokenizerSpec(m), to: temporary) } catch {
-                    throw PruningError("cannot write the tokenizer files: \(error)")
-                }
-                written += ["tokenizer.json", "tokenizer_config.json"]
-            }
+            written += ["tokenizer.json", "tokenizer_config.json"]
         }
         if let record {
             do { try record.jsonData().write(to: temporary.appendingPathComponent("pruning.json")) } catch {
@@ -293,13 +287,13 @@ public final class ConvertedCheckpointWriter {
         guard let gguf = sourceGGUF, let weights = source.source as? GGUFWeights else {
             throw PruningError("GGUF output needs a GGUF input")
         }
+        // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+        let fileType = GGUFValue.uint32([GGMLType.F32: 0, .F16: 1, .Q8_0: 7, .BF16: 32][type]!)
         var metadata: [(key: String, value: GGUFValue)] = []
         for key in gguf.metadataKeys where key != "llm_prune.record" {
-            var value = gguf[key]!
-            // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
-            if key == "general.file_type" { value = .uint32([GGMLType.F32: 0, .F16: 1, .Q8_0: 7, .BF16: 32][type]!) }
-            metadata.append((key, value))
+            metadata.append((key, key == "general.file_type" ? fileType : gguf[key]!))
         }
+        if gguf["general.file_type"] == nil { metadata.append(("general.file_type", fileType)) }
         if let record, let json = String(data: try record.jsonData(), encoding: .utf8) {
             metadata.append(("llm_prune.record", .string(json)))
         }
@@ -340,10 +334,14 @@ public enum ModelInput {
     public static func tokenizer(for checkpoint: LlamaCheckpoint, at url: URL, tokenizerDirectory: URL?) throws -> Tokenizer {
         if let dir = tokenizerDirectory { return try Tokenizer(directory: dir) }
         if let gguf = (checkpoint.source as? GGUFWeights)?.file {
-            guard let m = try gguf.tokenizerMetadata() else {
+            let metadata: GGUFTokenizerMetadata?
+            do { metadata = try gguf.tokenizerMetadata() } catch { throw PruningError(String(describing: error)) }
+            guard let metadata else {
                 throw PruningError("\(url.path) holds no tokenizer (no tokenizer.ggml.model); pass --tokenizer DIR")
             }
-            return try Tokenizer(gguf: GGUFTokenizerSpec(m))
+            do { return try Tokenizer(gguf: GGUFTokenizerSpec(metadata)) } catch {
+                throw PruningError("\(url.path): \(error)")
+            }
         }
         return try Tokenizer(directory: url)
     }
@@ -363,10 +361,11 @@ public enum ModelConversion {
 }
 
 extension GGUFTokenizerSpec {
-    /// The Tokenizers module's view of a GGUF file's `tokenizer.ggml.*` values (same fields, same meaning).
+    /// The Tokenizers module's spec from the GGUF module's raw metadata (the two modules do not depend on
+    /// each other; this is the one place they meet).
     public init(_ m: GGUFTokenizerMetadata) {
         self.init(model: m.model, pre: m.pre, tokens: m.tokens, scores: m.scores,
-                  tokenTypes: m.tokenTypes?.map { Int32(clamping: $0) }, merges: m.merges,
+                  tokenTypes: m.tokenTypes?.map { Int32(truncatingIfNeeded: $0) }, merges: m.merges,
                   bosTokenID: m.bosTokenID, eosTokenID: m.eosTokenID, unknownTokenID: m.unknownTokenID,
                   paddingTokenID: m.paddingTokenID, addBOS: m.addBOSToken, addEOS: m.addEOSToken,
                   addSpacePrefix: m.addSpacePrefix, chatTemplate: m.chatTemplate)

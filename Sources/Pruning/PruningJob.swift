@@ -84,7 +84,14 @@ public enum PruningJob {
         let start = Date()
         let checkpoint = try LlamaCheckpoint(model: o.model)
         let c = checkpoint.configuration
-        let tokenizer = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+        // Opened only when text is to be tokenized (token-id calibration and no evaluation need none).
+        var openedTokenizer: Tokenizer?
+        func textTokenizer() throws -> Tokenizer {
+            if let t = openedTokenizer { return t }
+            let t = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+            openedTokenizer = t
+            return t
+        }
         let isGGUF = checkpoint.source is GGUFWeights
         let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {
@@ -100,6 +107,7 @@ public enum PruningJob {
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
         try estimate.check(availableBytes: availableMemory)
+        if o.evaluation != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -110,6 +118,7 @@ public enum PruningJob {
             if case .tokens(let m) = source {
                 calibration = try Calibration.takeRows(of: m, nsamples: o.nsamples, seqlen: seqlen, vocabularySize: c.vocabSize)
             } else {
+                let tokenizer = try textTokenizer()
                 calibration = try Calibration.sample(
                     source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
                     encode: { tokenizer.encode($0) }, bosTokenID: nil)
@@ -143,6 +152,7 @@ public enum PruningJob {
         // before hours of pruning, not after.
         var evaluationWindows: EvaluationWindows? = nil
         if let e = o.evaluation {
+            let tokenizer = try textTokenizer()
             let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
             evaluationWindows = try EvaluationWindows(
                 dataset: e.dataset, file: e.file, seqlen: evalSeqlen,

@@ -7,8 +7,9 @@ enum ConvertCommand {
         name: "convert",
         abstract: "Rewrite a GGUF model (or a checkpoint folder) as a Hugging Face folder.",
         discussion: """
-        Writes config.json, model.safetensors (every tensor in --dtype), tokenizer_config.json and, with
-        --tokenizer, that folder's tokenizer.json. GGUF tensors are dequantized to float32 exactly as the gguf
+        Writes config.json, model.safetensors (every tensor in --dtype), and tokenizer.json +
+        tokenizer_config.json built from the GGUF's tokenizer.ggml.* metadata (the pre-tokenizer that
+        tokenizer.ggml.pre names), or copied from --tokenizer's folder. GGUF tensors are dequantized to float32 exactly as the gguf
         package does, renamed to Hugging Face's names, and q/k rows are un-permuted from llama.cpp's RoPE
         layout, so the folder equals what transformers' own GGUF loader builds. The folder is written to a
         temporary sibling and renamed at the end: a failed or interrupted run leaves nothing.

@@ -93,6 +93,9 @@ enum PruneCommand {
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         var job = options
+        if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
+            throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
+        }
         let outputFormat = try a.choice("output-format", ["hf", "gguf"])!
         let dtypeName = try a.requiredString("dtype")
         do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {

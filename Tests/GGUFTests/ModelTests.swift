@@ -42,6 +42,24 @@ import Testing
         #expect(error <= 1e-4, "relative error \(error)")
     }
 
+    /// Architecture qwen2: q/k/v biases, rows not permuted; weights, biases and logits as transformers loads them.
+    @Test func qwen2EqualsTransformers() throws {
+        let checkpoint = try LlamaCheckpoint(ggufFile: try fixture("tiny-qwen2.gguf"))
+        let c = checkpoint.configuration
+        #expect(c.modelType == .qwen2 && c.hasQKVBias && !c.hasOutputBias && c.headDim == 8)
+        let expected = try SafeTensorsFile(url: try fixture("tiny-qwen2_expected.safetensors"))
+        for layer in 0..<2 {
+            for kind in [LinearKind.q, .k] {
+                for name in [LlamaTensorNames.weight(kind, layer: layer), LlamaTensorNames.bias(kind, layer: layer)] {
+                    #expect(sameBits(try checkpoint.source.floats(name), try expected.floats(name)), "\(name)")
+                }
+            }
+        }
+        let ids = try expected.int64s("input_ids").map { Int($0) }
+        let error = relativeError(try checkpoint.loadModel().logits([ids]).data, try expected.floats("logits"))
+        #expect(error <= 1e-4, "relative error \(error)")
+    }
+
     @Test func permutationRoundTripsAndMovesRows() throws {
         // 2 heads of 4 rows (half = 2), 1 column: GGUF rows (h, i, t) ← HF rows (h, t, i).
         let hf: [Float] = [0, 1, 2, 3, 4, 5, 6, 7]
@@ -89,6 +107,40 @@ import Testing
             spec.name == "rope_freqs.weight" ? .floats([1, 1, 1, 1]) : .bytes(try src.withRawBytes(spec.name) { Array($0) })
         }
         #expect(throws: LlamaError.unusedTensors(["rope_freqs.weight"])) { try LlamaCheckpoint(ggufFile: url) }
+    }
+
+    /// Metadata the configuration cannot use is refused with a one-line error naming the key.
+    @Test func badModelMetadataIsRefused() throws {
+        let src = try GGUFFile(url: try fixture("tiny-llama.gguf"))
+        let dir = try TempDir()
+        func variant(_ edit: (inout [(key: String, value: GGUFValue)]) -> Void) throws -> URL {
+            var metadata = src.metadataKeys.map { (key: $0, value: src[$0]!) }
+            edit(&metadata)
+            let url = dir.file("v.gguf")
+            try? FileManager.default.removeItem(at: url)
+            let specs = src.infos.map { GGUFTensorSpec(name: $0.name, type: $0.type, shape: $0.shape) }
+            try GGUFWriter.write(metadata: metadata, tensors: specs, to: url) { .bytes(try src.withRawBytes($0.name) { Array($0) }) }
+            return url
+        }
+        func refusal(_ url: URL) -> String {
+            do { _ = try LlamaCheckpoint(ggufFile: url); return "opened" } catch { return String(describing: error) }
+        }
+        let gpt2 = try variant { m in m[m.firstIndex { $0.key == "general.architecture" }!].value = .string("gpt2") }
+        #expect(refusal(gpt2).contains("general.architecture 'gpt2'"))
+        let noBlocks = try variant { m in m.removeAll { $0.key == "llama.block_count" } }
+        #expect(refusal(noBlocks).contains("missing key 'llama.block_count'"))
+        let textHeads = try variant { m in m[m.firstIndex { $0.key == "llama.attention.head_count" }!].value = .string("8") }
+        #expect(refusal(textHeads).contains("key 'llama.attention.head_count'"))
+        let yarn = try variant { m in m.append((key: "llama.rope.scaling.type", value: .string("yarn"))) }
+        #expect(refusal(yarn).contains("rope.scaling.type 'yarn'"))
+        let partial = try variant { m in
+            m[m.firstIndex { $0.key == "llama.rope.dimension_count" }!].value = .uint32(4)
+            m.append((key: "llama.attention.key_length", value: .uint32(8)))
+        }
+        #expect(refusal(partial).contains("partial rotary"))
+        let shape = try variant { m in m[m.firstIndex { $0.key == "llama.feed_forward_length" }!].value = .uint32(96) }
+        #expect(refusal(shape).contains("has shape"))
+        for text in [refusal(gpt2), refusal(noBlocks), refusal(textHeads)] { #expect(!text.contains("\n")) }
     }
 
     @Test func tokenizerMetadataIsExtracted() throws {
