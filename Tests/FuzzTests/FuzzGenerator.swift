@@ -41,6 +41,8 @@ enum FuzzTarget {
     case evaluation(dataset: String)
     /// Extra `prune` flags (hostile values) against the intact model and calibration text.
     case flags([String])
+    /// `model.gguf` is a (corrupt) llama.cpp file, tokenizer in its metadata.
+    case gguf
 }
 
 struct FuzzCase: CustomStringConvertible {
@@ -62,8 +64,11 @@ struct FuzzBase {
     let tokenizerConfig: [UInt8]
     let safetensors: [UInt8]
     let text: [UInt8]
+    /// A tiny llama GGUF with a byte-level tokenizer in its metadata (`Fixtures/gguf/tiny-llama.gguf`).
+    let gguf: [UInt8]
 
-    init(modelFolder: URL, textFile: URL) throws {
+    init(modelFolder: URL, textFile: URL, ggufFile: URL) throws {
+        gguf = [UInt8](try Data(contentsOf: ggufFile))
         self.modelFolder = modelFolder
         func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: modelFolder.appendingPathComponent(name))) }
         config = try read("config.json")
@@ -103,6 +108,7 @@ enum FuzzGenerator {
         ("tokens", 2, calibrationTokens),
         ("eval", 2, evaluationText),
         ("flags", 4, flags),
+        ("gguf", 4, gguf),
     ]
 
     static func generate(seed: UInt64, index: Int, base: FuzzBase) -> FuzzCase {
@@ -495,6 +501,48 @@ enum FuzzGenerator {
         }
         return FuzzCase(seed: 0, index: 0, format: "flags", mutation: described.joined(separator: " "), files: [],
                         target: .flags(args))
+    }
+
+    // MARK: - GGUF
+
+    /// Byte-level corruption of a GGUF file: the fixed header (version, tensor and metadata counts), the
+    /// length and type fields of the metadata and tensor tables (hostile u64/u32 values at 4-aligned
+    /// positions), flipped bytes, truncation, and non-finite data.
+    static func gguf(_ rng: inout FuzzRNG, _ base: FuzzBase) -> FuzzCase {
+        var v = base.gguf
+        func put64(_ at: Int, _ x: UInt64) { for k in 0..<8 where at + k < v.count { v[at + k] = UInt8(truncatingIfNeeded: x >> (8 * k)) } }
+        func put32(_ at: Int, _ x: UInt32) { for k in 0..<4 where at + k < v.count { v[at + k] = UInt8(truncatingIfNeeded: x >> (8 * k)) } }
+        let hostile64: [UInt64] = [0, 1, 2, 0xFF, 1 << 31, 1 << 32, 1 << 40, 1 << 62, UInt64(Int64.max), UInt64.max, UInt64.max - 7]
+        // The tables (metadata then tensor infos) sit in the first part of the file; the data after.
+        let tableEnd = min(v.count, 16_384)
+        let mutation: String
+        switch rng.below(8) {
+        case 0:
+            let x = UInt32(truncatingIfNeeded: rng.pick([0, 1, 2, 4, 0xFFFF_FFFF, rng.next()]))
+            put32(4, x); mutation = "version \(x)"
+        case 1:
+            let x = rng.pick(hostile64); put64(8, x); mutation = "tensor count \(x)"
+        case 2:
+            let x = rng.pick(hostile64); put64(16, x); mutation = "metadata count \(x)"
+        case 3, 4:
+            let at = 24 + 4 * rng.below((tableEnd - 24) / 4)
+            if rng.chance(0.5) { let x = rng.pick(hostile64); put64(at, x); mutation = "u64 \(x) at byte \(at)" }
+            else { let x = UInt32(truncatingIfNeeded: rng.pick(hostile64)); put32(at, x); mutation = "u32 \(x) at byte \(at)" }
+        case 5:
+            for _ in 0..<(1 + rng.below(6)) { v[rng.below(tableEnd)] = UInt8(truncatingIfNeeded: rng.next()) }
+            mutation = "flipped table bytes"
+        case 6:
+            let cut = rng.below(v.count); v = Array(v.prefix(cut)); mutation = "truncated at \(cut)"
+        default:
+            if rng.chance(0.5) {
+                v = Array("GGUF".utf8) + rng.bytes(rng.below(64)); mutation = "magic and noise"
+            } else {
+                // A float32 NaN somewhere in the data section.
+                let at = v.count - 4 * (1 + rng.below(min(4096, v.count / 8)))
+                put32(at, 0x7FC0_0000); mutation = "NaN bits at byte \(at)"
+            }
+        }
+        return FuzzCase(seed: 0, index: 0, format: "gguf", mutation: mutation, files: [("model.gguf", .bytes(v))], target: .gguf)
     }
 
     // MARK: - File builders

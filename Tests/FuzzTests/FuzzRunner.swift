@@ -49,7 +49,8 @@ struct FuzzEnvironment {
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("llm-prune-fuzz-\(getpid())-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let base = try FuzzBase(modelFolder: model, textFile: text)
+        let base = try FuzzBase(modelFolder: model, textFile: text,
+                                ggufFile: root.appendingPathComponent("Fixtures/gguf/tiny-llama.gguf"))
         let small = work.appendingPathComponent("text.txt")
         try Data(base.text).write(to: small)
         return FuzzEnvironment(packageRoot: root, base: base, textFile: small, work: work)
@@ -140,6 +141,18 @@ enum FuzzRunner {
                         .filter { $0 < checkpoint.configuration.vocabSize }
                     _ = try checkpoint.loadModel().logits([ids.isEmpty ? [0] : ids])
                 }
+            case .gguf:
+                let file = dir.appendingPathComponent("model.gguf")
+                if c.index % 2 == 0 {
+                    _ = try PruningJob.run(PruningJobOptions(
+                        model: file, method: MagnitudePruning(), pattern: .nm(n: 2, m: 4), calibrationFile: nil,
+                        calibrationFormat: .text, output: dir.appendingPathComponent("out"), toolVersion: "fuzz"))
+                    allowed = ["out"]
+                } else {
+                    let (checkpoint, tokenizer) = try ModelInput.open(file)
+                    let ids = tokenizer.encode("Once upon a time").filter { $0 < checkpoint.configuration.vocabSize }
+                    _ = try checkpoint.loadModel().logits([ids.isEmpty ? [0] : ids])
+                }
             case let .calibration(format, field):
                 guard let f = CalibrationFormat(rawValue: format) else { throw FuzzSetupError("format \(format)") }
                 let source = try f.source(dir.appendingPathComponent("calib"), field: field)
@@ -191,6 +204,13 @@ enum FuzzRunner {
                 return ["prune", "--model", model, "--method", "magnitude", "--sparsity", "2:4", "--output", out, "--quiet"]
             }
             return ["eval", "--model", model, "--dataset", "text", "--data-file", env.textFile.path, "--seqlen", "32",
+                    "--max-windows", "2", "--quiet", "--json"]
+        case .gguf:
+            let model = dir.appendingPathComponent("model.gguf").path
+            if c.index % 2 == 0 {
+                return ["prune", "--model", model, "--method", "magnitude", "--sparsity", "2:4", "--output", out, "--quiet"]
+            }
+            return ["eval", "--model", model, "--dataset", "text", "--data-file", env.textFile.path, "--seqlen", "16",
                     "--max-windows", "2", "--quiet", "--json"]
         case let .calibration(format, field):
             return ["prune", "--model", base, "--method", "wanda", "--sparsity", "0.5",
