@@ -42,6 +42,8 @@ public struct PruningJobOptions {
     public var output: URL?
     /// Evaluate the pruned model on this dataset and file.
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// Score the pruned model on these zero-shot tasks.
+    public var zeroShot: ZeroShotOptions?
     /// The command line, for the run record.
     public var arguments: [String]
     public var toolVersion: String
@@ -52,11 +54,12 @@ public struct PruningJobOptions {
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
                 seqlen: Int? = nil, seed: UInt64 = 0, output: URL? = nil,
                 evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil,
+                zeroShot: ZeroShotOptions? = nil,
                 arguments: [String] = [], toolVersion: String, settings: [String: String] = [:]) {
         self.model = model; self.method = method; self.pattern = pattern
         self.calibrationFile = calibrationFile; self.calibrationFormat = calibrationFormat
         self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
-        self.seed = seed; self.output = output; self.evaluation = evaluation
+        self.seed = seed; self.output = output; self.evaluation = evaluation; self.zeroShot = zeroShot
         self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
     }
 }
@@ -65,6 +68,7 @@ public struct PruningJobOptions {
 public struct PruningJobResult {
     public var summary: PruningSummary
     public var perplexity: PerplexityResult?
+    public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
     public var memoryEstimate: MemoryEstimate
     public var seconds: Double
@@ -88,6 +92,9 @@ public enum PruningJob {
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
         try estimate.check(availableBytes: availableMemory)
 
+        // Zero-shot data is read now, so a bad file fails before the pruning time is spent.
+        let zeroShotSuite = try o.zeroShot.map { try ZeroShotSuite(options: $0) }
+
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
             guard let file = o.calibrationFile else {
@@ -110,20 +117,26 @@ public enum PruningJob {
             options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
         ) { block in
             try writer?.stage(block)
-            if o.evaluation != nil { keptBlocks.append(block) }
+            if o.evaluation != nil || o.zeroShot != nil { keptBlocks.append(block) }
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
+        var zeroShot: [ZeroShotResult] = []
+        if o.evaluation != nil || o.zeroShot != nil {
             let model = try LlamaModel(
                 configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
                 finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
             keptBlocks = []
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
-            perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            if let e = o.evaluation {
+                let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+                let windows = try EvaluationWindows(
+                    dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                    encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            }
+            if let suite = zeroShotSuite {
+                zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: tokenizer, suite: suite, progress: progress)
+            }
         }
 
         if let writer {
@@ -134,6 +147,7 @@ public enum PruningJob {
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
+            results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             var notes = o.settings
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
@@ -141,7 +155,7 @@ public enum PruningJob {
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
             try writer.finish(record: record)
         }
-        return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
+        return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
     }
 }

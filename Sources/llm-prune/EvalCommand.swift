@@ -74,7 +74,7 @@ enum EvalCommand {
         let c = checkpoint.configuration
         let dataFile = a.string("data-file")
         if a.values["dataset"] != nil && dataFile == nil { throw UsageError("--dataset needs --data-file") }
-        let zeroShot = try zeroShotOptions(a, tasksOption: "tasks", dataDirOption: "data-dir", limitOption: "limit")
+        let zeroShot = try zeroShotOptions(a, prefix: "")
         guard dataFile != nil || zeroShot != nil else {
             throw UsageError("nothing to evaluate: give --data-file (perplexity) and/or --tasks (zero-shot)")
         }
@@ -117,17 +117,17 @@ enum EvalCommand {
     }
 }
 
-/// The zero-shot options of `eval` (--tasks, --data-dir, --limit) or `prune` (--eval-tasks, ...); nil
-/// when no tasks are asked for.
-func zeroShotOptions(_ a: ParsedArguments, tasksOption: String, dataDirOption: String, limitOption: String) throws -> ZeroShotOptions? {
-    guard let list = a.string(tasksOption) else { return nil }
+/// The zero-shot options of `eval` (prefix "": --tasks, --data-dir, --limit, --batch-tokens, --max-length,
+/// --no-special-tokens) or `prune` (prefix "eval-": --eval-tasks, ...); nil when no tasks are asked for.
+func zeroShotOptions(_ a: ParsedArguments, prefix p: String) throws -> ZeroShotOptions? {
+    guard let list = a.string(p + "tasks") else { return nil }
     let tasks: [String]
-    do { tasks = try ZeroShotOptions.parseTasks(list) } catch { throw UsageError("option '--\(tasksOption)': \(error)") }
+    do { tasks = try ZeroShotOptions.parseTasks(list) } catch { throw UsageError("option '--\(p)tasks': \(error)") }
     return ZeroShotOptions(
-        tasks: tasks, dataDirectory: URL(fileURLWithPath: a.string(dataDirOption) ?? ZeroShotOptions.defaultDataDirectory),
-        limit: try a.int(limitOption, range: 1...Int.max),
-        batchTokens: try a.int("batch-tokens", range: 1...1_000_000) ?? ZeroShotOptions.defaultBatchTokens,
-        addSpecialTokens: !a.flag("no-special-tokens"), maxLength: try a.int("max-length", range: 2...1_000_000))
+        tasks: tasks, dataDirectory: URL(fileURLWithPath: a.string(p + "data-dir") ?? ZeroShotOptions.defaultDataDirectory),
+        limit: try a.int(p + "limit", range: 1...Int.max),
+        batchTokens: try a.int(p + "batch-tokens", range: 1...1_000_000) ?? ZeroShotOptions.defaultBatchTokens,
+        addSpecialTokens: !a.flag(p + "no-special-tokens"), maxLength: try a.int(p + "max-length", range: 2...1_000_000))
 }
 
 /// The results table: task, metric, value, stderr, docs (and a note on approximate or partial figures).

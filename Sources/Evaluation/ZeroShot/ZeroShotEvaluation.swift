@@ -32,35 +32,52 @@ public struct ZeroShotOptions: Sendable {
         if names == ["all"] { return ZeroShotTasks.paperTasks }
         let unknown = names.filter { ZeroShotTasks.named($0) == nil }
         if names.isEmpty || !unknown.isEmpty {
-            throw ZeroShotDataError(file: "--tasks", "unknown task(s) \(unknown.joined(separator: ", ")); known: \(ZeroShotTasks.names.joined(separator: ", ")), or all")
+            throw ZeroShotDataError(file: "task list", "unknown task(s) \(unknown.joined(separator: ", ")); known: \(ZeroShotTasks.names.joined(separator: ", ")), or all")
         }
         return names
     }
 }
 
-public enum ZeroShotEvaluation {
-    /// Loads every task's documents first (a bad file fails before any model time is spent), then scores
-    /// them task by task. Progress: stage "zeroshot <task>", unit "docs".
-    public static func run(model: LlamaModel, tokenizer: Tokenizer, options o: ZeroShotOptions,
-                           progress: ProgressHandler? = nil) throws -> [ZeroShotResult] {
-        var loaded: [(task: any ZeroShotTask.Type, documents: [MultipleChoiceDocument], approximate: Bool)] = []
+/// The documents of every task of a run, read and checked before any model time is spent.
+public struct ZeroShotSuite {
+    public var options: ZeroShotOptions
+    public var tasks: [(task: any ZeroShotTask.Type, documents: [MultipleChoiceDocument], isApproximate: Bool)]
+
+    /// Reads every task's data (the first `limit` documents of each); a bad file is an error here.
+    public init(options o: ZeroShotOptions) throws {
+        options = o
+        tasks = []
         for name in o.tasks {
             guard let task = ZeroShotTasks.named(name) else {
                 throw ZeroShotDataError(file: "--tasks", "unknown task \(name)")
             }
             let (docs, approximate) = try task.load(dataDirectory: o.dataDirectory)
-            loaded.append((task, o.limit.map { Array(docs.prefix($0)) } ?? docs, approximate))
+            tasks.append((task, o.limit.map { Array(docs.prefix($0)) } ?? docs, approximate))
         }
+    }
+}
+
+public enum ZeroShotEvaluation {
+    /// Reads the tasks' data, then scores them task by task.
+    public static func run(model: LlamaModel, tokenizer: Tokenizer, options o: ZeroShotOptions,
+                           progress: ProgressHandler? = nil) throws -> [ZeroShotResult] {
+        try run(model: model, tokenizer: tokenizer, suite: try ZeroShotSuite(options: o), progress: progress)
+    }
+
+    /// Scores a read suite task by task. Progress: stage "zeroshot <task>", unit "docs".
+    public static func run(model: LlamaModel, tokenizer: Tokenizer, suite: ZeroShotSuite,
+                           progress: ProgressHandler? = nil) throws -> [ZeroShotResult] {
+        let o = suite.options
         let scorer = LogLikelihoodScorer(model: model, maxLength: o.maxLength, batchTokens: o.batchTokens)
         let encoder = RequestEncoder(tokenizer: tokenizer, addSpecialTokens: o.addSpecialTokens)
         var results: [ZeroShotResult] = []
-        for (k, entry) in loaded.enumerated() {
+        for (k, entry) in suite.tasks.enumerated() {
             let stage = "zeroshot \(entry.task.name)", total = entry.documents.count
-            let detail = "task \(k + 1)/\(loaded.count)"
+            let detail = "task \(k + 1)/\(suite.tasks.count)"
             progress?(ProgressUpdate(stage: stage, completed: 0, total: total, unit: "docs", detail: detail))
             results.append(try ZeroShotScoring.evaluate(
                 task: entry.task.name, metrics: entry.task.metrics, documents: entry.documents,
-                isApproximate: entry.approximate, scorer: scorer, encoder: encoder,
+                isApproximate: entry.isApproximate, scorer: scorer, encoder: encoder,
                 progress: { progress?(ProgressUpdate(stage: stage, completed: $0, total: total, unit: "docs", detail: detail)) }))
         }
         return results
