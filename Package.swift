@@ -18,6 +18,10 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CBZip2",
+            providers: [.apt(["libbz2-dev"])]
+        ),
         // Runs before main: puts OpenBLAS on the best kernel for the CPU and on one thread (see the source).
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CBLASRuntime"]),
@@ -28,7 +32,7 @@ let package = Package(
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
         .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
-        .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
         .executableTarget(
             name: "llm-prune",
             dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
@@ -41,7 +45,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors"]),
         // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
     ],
