@@ -70,7 +70,11 @@ struct FuzzSetupError: Error, CustomStringConvertible {
 
 enum FuzzRunner {
     /// Bounds the harness enforces.
+    /// Peak RSS of one command-line case.
     static let peakMemoryBound = 1 << 30
+    /// Growth of this process's peak RSS over one library case: looser, as tests running beside the fuzz
+    /// suite raise the same peak (a memory bomb of the kind issue 11 lists allocates 16 GiB).
+    static let inProcessMemoryBound = 4 << 30
     static let addressSpaceKiB = 8 << 20
     static let timeLimit: Double = 60
 
@@ -187,7 +191,7 @@ enum FuzzRunner {
         let extra = leftovers(dir, c, allowed: allowed)
         if !extra.isEmpty { return FuzzResult(outcome: .leftover, detail: extra.joined(separator: ", ")) }
         let grown = peakResidentBytes() - before
-        if grown > peakMemoryBound { return FuzzResult(outcome: .memory, detail: "peak RSS grew by \(grown) bytes") }
+        if grown > inProcessMemoryBound { return FuzzResult(outcome: .memory, detail: "peak RSS grew by \(grown) bytes") }
         return FuzzResult(outcome: outcome, detail: detail)
     }
 
