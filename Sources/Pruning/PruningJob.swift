@@ -43,6 +43,8 @@ public struct PruningJobOptions {
     public var output: URL?
     /// Evaluate the pruned model on this dataset and file.
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// Score the pruned model on these zero-shot tasks.
+    public var zeroShot: ZeroShotOptions?
     /// The command line, for the run record.
     public var arguments: [String]
     public var toolVersion: String
@@ -58,11 +60,12 @@ public struct PruningJobOptions {
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
                 seqlen: Int? = nil, seed: UInt64 = 0, output: URL? = nil,
                 evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil,
+                zeroShot: ZeroShotOptions? = nil,
                 arguments: [String] = [], toolVersion: String, settings: [String: String] = [:]) {
         self.model = model; self.method = method; self.pattern = pattern
         self.calibrationFile = calibrationFile; self.calibrationFormat = calibrationFormat
         self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
-        self.seed = seed; self.output = output; self.evaluation = evaluation
+        self.seed = seed; self.output = output; self.evaluation = evaluation; self.zeroShot = zeroShot
         self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
     }
 }
@@ -71,6 +74,7 @@ public struct PruningJobOptions {
 public struct PruningJobResult {
     public var summary: PruningSummary
     public var perplexity: PerplexityResult?
+    public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
     public var memoryEstimate: MemoryEstimate
     public var seconds: Double
@@ -97,11 +101,20 @@ public enum PruningJob {
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
         }
+        if let e = o.evaluation, let s = e.seqlen, s > c.maxPositionEmbeddings {
+            throw PruningError("--eval-seqlen \(s) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        // The tensors the blocks do not hold are copied to the output as they are: refuse NaN or ∞ there
+        // as loading refuses it in the blocks, before any work.
+        try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
         try estimate.check(availableBytes: availableMemory)
-        if o.evaluation != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
+        if o.evaluation != nil || o.zeroShot != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
+
+        // Zero-shot data is read now, so a bad file fails before the pruning time is spent.
+        let zeroShotSuite = try o.zeroShot.map { try ZeroShotSuite(options: $0) }
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -142,38 +155,59 @@ public enum PruningJob {
         func stored(_ t: Tensor) throws -> Tensor {
             isGGUF ? Tensor(shape: t.shape, data: try o.ggufOutputStorage.stored(t.data, shape: t.shape)) : t
         }
+        // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
+        // before hours of pruning, not after.
+        var evaluationWindows: EvaluationWindows? = nil
+        if let e = o.evaluation {
+            let tokenizer = try textTokenizer()
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            evaluationWindows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            if let w = evaluationWindows, w.count == 0 {
+                throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
+            }
+        }
+
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
             options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
         ) { block in
             if isGGUF { try converter?.stage(block) } else { try writer?.stage(block) }
-            if o.evaluation != nil { keptBlocks.append(try rounded(block)) }
+            if o.evaluation != nil || o.zeroShot != nil { keptBlocks.append(try rounded(block)) }
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
+        var zeroShot: [ZeroShotResult] = []
+        if o.evaluation != nil || o.zeroShot != nil {
             let model = try LlamaModel(
                 configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
                 finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
             keptBlocks = []
-            let tokenizer = try textTokenizer()
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0) }, bosTokenID: nil)
-            perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            if let windows = evaluationWindows {
+                perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            }
+            if let suite = zeroShotSuite {
+                zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)
+            }
         }
 
         if writer != nil || converter != nil {
             var results: [String: Double] = [:]
+            var notes = o.settings
             if let p = perplexity, let e = o.evaluation {
-                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                // JSON has no infinity: a perplexity that overflowed is kept as a note.
+                if p.perplexity.isFinite {
+                    results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                } else {
+                    notes["\(e.dataset.rawValue)_perplexity"] = "\(p.perplexity)"
+                }
                 results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
-            var notes = o.settings
+            results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
@@ -181,7 +215,7 @@ public enum PruningJob {
             if let writer { try writer.finish(record: record) }
             if let converter { try converter.finish(record: record) }
         }
-        return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
+        return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
     }
 }

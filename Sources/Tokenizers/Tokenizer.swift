@@ -85,7 +85,18 @@ public final class Tokenizer: @unchecked Sendable {
             model = try BPEModel(json: modelJSON)
             decoder = try stage("decoder", Decoders.make)
             let fileProcessor = try stage("post_processor", PostProcessors.make)
-            let added = try (root["added_tokens"]?.arrayValue ?? []).map { try AddedToken(json: $0) }
+            let addedJSON: [JSONValue]
+            switch root["added_tokens"] {
+            case nil, .null?: addedJSON = []
+            case .array(let list)?: addedJSON = list
+            case let other?: throw TokenizerError("\"added_tokens\" is \(other.rendered(limit: 40)), not an array")
+            }
+            let added = try addedJSON.map { try AddedToken(json: $0) }
+            let idBound = BPEModel.idBound(entries: model.vocabularyCount + added.count)
+            if let t = added.first(where: { $0.id >= idBound }) {
+                throw TokenizerError("added token \"\(t.content)\" has id \(t.id), beyond the \(idBound) ids "
+                                     + "\(model.vocabularyCount + added.count) tokens can plausibly span")
+            }
             addedVocabulary = AddedVocabulary(tokens: added, normalizer: normalizer)
             specialContents = Set(added.filter { $0.special }.map { Array($0.content.utf8) })
             var maxID = -1
@@ -120,9 +131,22 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
+    /// The largest tokenizer file read (the biggest real ones are about 35 MB).
+    public static let maxFileBytes = 1 << 28
+
     private static func read(_ url: URL) throws -> Data {
-        guard FileManager.default.fileExists(atPath: url.path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw TokenizerError(file: url.path, "file not found")
+        }
+        if isDirectory.boolValue { throw TokenizerError(file: url.path, "is a directory, not a file") }
+        var st = stat()
+        if stat(url.path, &st) == 0 {
+            // A device such as /dev/zero would be read forever.
+            if (st.st_mode & S_IFMT) != S_IFREG { throw TokenizerError(file: url.path, "is not a regular file") }
+            if Int(st.st_size) > maxFileBytes {
+                throw TokenizerError(file: url.path, "is \(st.st_size) bytes, more than the \(maxFileBytes) accepted")
+            }
         }
         do { return try Data(contentsOf: url) } catch {
             throw TokenizerError(file: url.path, "cannot read: \(error.localizedDescription)")

@@ -45,6 +45,11 @@ enum PruneCommand {
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "eval-tasks", valueName: "list", help: "Also score the pruned model on zero-shot tasks (as eval --tasks, e.g. all); the figures go into pruning.json."),
+            OptionSpec(name: "eval-data-dir", valueName: "dir", help: "Folder of the zero-shot data files.", defaultValue: ZeroShotOptions.defaultDataDirectory),
+            OptionSpec(name: "eval-limit", valueName: "n", help: "Zero-shot: only the first n documents of each task.", computedDefault: "all"),
+            OptionSpec(name: "eval-batch-tokens", valueName: "n", help: "Zero-shot: padded tokens per forward pass.", defaultValue: String(ZeroShotOptions.defaultBatchTokens)),
+            OptionSpec(name: "eval-no-special-tokens", valueName: nil, help: "Zero-shot: encode without special tokens (no BOS), as lm-eval 0.3 in the Wanda setup."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
         ],
@@ -63,7 +68,7 @@ enum PruneCommand {
         var settings: [String: String] = [:]
         if WandaPlusPlusMethod.names.contains(name) {
             let options = WandaPlusPlusOptions(
-                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds") ?? 5,
+                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds", range: 0...10_000) ?? 5,
                 roSamples: try a.int("ro-samples", range: 1...Int.max) ?? min(32, try a.int("nsamples", range: 1...1_000_000) ?? 128), roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
                 gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
             let method = try WandaPlusPlusMethod(name: name, options: options)
@@ -91,7 +96,7 @@ enum PruneCommand {
             calibrationFormat: format, calibrationField: a.string("calibration-field")!,
             nsamples: try a.int("nsamples", range: 1...1_000_000)!, seqlen: try a.int("seqlen", range: 2...1_000_000),
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
-            evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
+            evaluation: evaluation, zeroShot: try zeroShotOptions(a, prefix: "eval-"), arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         var job = options
         if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
             throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
@@ -104,10 +109,10 @@ enum PruneCommand {
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         let r = try PruningJob.run(job, progress: progress.handle)
-        report(r, method: method.name, pattern: pattern, json: a.flag("json"))
+        report(r, method: method.name, pattern: pattern, zeroShot: options.zeroShot, json: a.flag("json"))
     }
 
-    static func report(_ r: PruningJobResult, method: String, pattern: SparsityPattern, json: Bool) {
+    static func report(_ r: PruningJobResult, method: String, pattern: SparsityPattern, zeroShot: ZeroShotOptions?, json: Bool) {
         let s = r.summary
         // Achieved sparsity per layer type, over all blocks.
         var zeros: [LinearKind: Int] = [:], counts: [LinearKind: Int] = [:]
@@ -131,6 +136,7 @@ enum PruneCommand {
             if let p = r.perplexity {
                 o["perplexity"] = p.perplexity; o["eval_seqlen"] = p.seqlen; o["eval_tokens"] = p.tokens; o["eval_windows"] = p.windows
             }
+            if let zo = zeroShot { o.merge(zeroShotJSON(r.zeroShot, options: zo)) { _, new in new } }
             if let out = r.output { o["output"] = out.path }
             print(jsonLine(o))
             return
@@ -142,6 +148,7 @@ enum PruneCommand {
         if let p = r.perplexity {
             print(String(format: "perplexity %.4f (seqlen %d, %d tokens, %d windows)", p.perplexity, p.seqlen, p.tokens, p.windows))
         }
+        if let zo = zeroShot { print(zeroShotTable(r.zeroShot, options: zo), terminator: "") }
         if let out = r.output { print("wrote \(out.path)") }
         print("peak memory \(formatBytes(peakResidentBytes())), estimate \(formatBytes(r.memoryEstimate.totalBytes))")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Testing
+import GGUF
 import Tokenizers
 
 /// A byte-level vocabulary of every single byte (GPT-2's byte-to-scalar table) plus `extra` tokens, with
@@ -335,45 +336,42 @@ func writtenAndReloaded(_ spec: GGUFTokenizerSpec) throws -> (Tokenizer, JSONVal
 
 // MARK: - SmolLM2 (the real vocabulary)
 
-/// SmolLM2-135M-Instruct's `tokenizer.ggml.*` metadata as a spec. Until the GGUF reader is in this
-/// branch, tokens and merges come from the tokenizer.json that transformers wrote from the same GGUF
-/// (/work/smollm2-hf, made by scripts/convert_gguf_with_transformers.py; its vocabulary and merges are
-/// the GGUF's), and the remaining metadata (ids, add_bos_token, pre) from the fixture the script read out
-/// of the GGUF itself.
+/// SmolLM2-135M-Instruct's `tokenizer.ggml.*` metadata, read by the GGUF module from the shared file.
 enum SmolLM2 {
+    static let gguf = Paths.shared.appendingPathComponent("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
     static let hfFolder = URL(fileURLWithPath: "/work/smollm2-hf")
-    static var available: Bool { FileManager.default.fileExists(atPath: hfFolder.appendingPathComponent("tokenizer.json").path) }
+    /// transformers' conversion of the same GGUF (scripts/convert_gguf_with_transformers.py), where made.
+    static var hfAvailable: Bool { FileManager.default.fileExists(atPath: hfFolder.appendingPathComponent("tokenizer.json").path) }
 
     static func spec() throws -> GGUFTokenizerSpec {
-        let meta = try #require(try loadFixtureJSON("expected/smollm2-gguf.json")["gguf"])
-        let json = try JSONValue.parse(Paths.read(hfFolder.appendingPathComponent("tokenizer.json"), what: "SmolLM2 tokenizer.json"))
-        let vocab = try #require(json["model"]?["vocab"]?.objectValue)
-        let n = try #require(meta["tokens"]?.intValue)
-        var tokens = [String?](repeating: nil, count: n)
-        for (t, id) in vocab { tokens[try #require(id.intValue)] = t }
-        var types = [Int32](repeating: 1, count: n)
-        for a in try #require(json["added_tokens"]?.arrayValue) where a["special"]?.boolValue == true {
-            types[try #require(a["id"]?.intValue)] = 3
-        }
-        let merges = try #require(json["model"]?["merges"]?.arrayValue).map { m in
-            try #require(m.stringArray).joined(separator: " ")
-        }
-        #expect(merges.count == meta["merges"]?.intValue && types.filter { $0 == 3 }.count == meta["control_tokens"]?.intValue)
-        return GGUFTokenizerSpec(model: try #require(meta["model"]?.stringValue), pre: meta["pre"]?.stringValue,
-                                 tokens: try tokens.map { try #require($0) }, tokenTypes: types, merges: merges,
-                                 bosTokenID: meta["bos_token_id"]?.intValue, eosTokenID: meta["eos_token_id"]?.intValue,
-                                 unknownTokenID: meta["unknown_token_id"]?.intValue,
-                                 paddingTokenID: meta["padding_token_id"]?.intValue,
-                                 addBOS: meta["add_bos_token"]?.boolValue)
+        let m = try #require(try GGUFFile(url: gguf).tokenizerMetadata(), "no tokenizer.ggml.model in \(gguf.path)")
+        return GGUFTokenizerSpec(model: m.model, pre: m.pre, tokens: m.tokens, scores: m.scores,
+                                 tokenTypes: m.tokenTypes?.map { Int32(clamping: $0) }, merges: m.merges,
+                                 bosTokenID: m.bosTokenID, eosTokenID: m.eosTokenID, unknownTokenID: m.unknownTokenID,
+                                 paddingTokenID: m.paddingTokenID, addBOS: m.addBOSToken, addEOS: m.addEOSToken,
+                                 addSpacePrefix: m.addSpacePrefix, chatTemplate: m.chatTemplate)
     }
 }
 
-@Suite(.enabled(if: SmolLM2.available, "needs /work/smollm2-hf (transformers' conversion of the SmolLM2 GGUF)"))
-struct GGUFSmolLM2Tests {
+@Suite struct GGUFSmolLM2Tests {
+    @Test func specIsTheMetadataTheFixtureScriptRead() throws {
+        let spec = try SmolLM2.spec()
+        let meta = try #require(try loadFixtureJSON("expected/smollm2-gguf.json")["gguf"])
+        #expect(spec.model == meta["model"]?.stringValue && spec.pre == meta["pre"]?.stringValue)
+        #expect(spec.tokens.count == meta["tokens"]?.intValue && spec.merges?.count == meta["merges"]?.intValue)
+        #expect(spec.tokenTypes?.filter { $0 == 3 }.count == meta["control_tokens"]?.intValue)
+        #expect(spec.bosTokenID == meta["bos_token_id"]?.intValue && spec.eosTokenID == meta["eos_token_id"]?.intValue)
+        #expect(spec.unknownTokenID == meta["unknown_token_id"]?.intValue && spec.paddingTokenID == meta["padding_token_id"]?.intValue)
+        #expect(spec.addBOS == meta["add_bos_token"]?.boolValue)
+    }
+
     @Test func tokenizerFromMetadataMatchesTokenizers() throws {
-        let t = try Tokenizer(gguf: try SmolLM2.spec())
+        let spec = try SmolLM2.spec()
+        let start = threadCPUSeconds()
+        let t = try Tokenizer(gguf: spec)
+        print("[tokenizers] SmolLM2: Tokenizer(gguf:) built in \(String(format: "%.3f", threadCPUSeconds() - start)) s CPU")
         #expect(t.bosTokenID == 1)  // named, never added
-        try checkAgainstFixture(t, expected: "smollm2-gguf", label: "SmolLM2 (GGUF spec)")
+        try checkAgainstFixture(t, expected: "smollm2-gguf", label: "SmolLM2 (GGUF metadata)")
     }
 
     @Test func writtenTokenizerJSONMatchesTokenizers() throws {
@@ -383,9 +381,13 @@ struct GGUFSmolLM2Tests {
             #expect(json[stage] == stages[stage], "\(stage): \(json[stage]?.rendered() ?? "nil")")
         }
         #expect(config["add_bos_token"]?.boolValue == false && config["bos_token"]?.stringValue == "<|im_start|>")
+        #expect(config["chat_template"]?.stringValue?.hasPrefix("{% for message in messages %}") == true)
         try checkAgainstFixture(reloaded, expected: "smollm2-gguf", label: "SmolLM2 (written tokenizer.json)", probes: false)
     }
+}
 
+@Suite(.enabled(if: SmolLM2.hfAvailable, "needs /work/smollm2-hf (transformers' conversion of the SmolLM2 GGUF)"))
+struct SmolLM2TransformersConversionTests {
     /// Item 4 of issue 8: transformers' conversion names `<|im_start|>` as bos_token but its
     /// post-processor adds nothing, so neither may llm-prune.
     @Test func transformersConversionAddsNoBOS() throws {
