@@ -28,7 +28,11 @@ public final class GGUFWeights: WeightSource, @unchecked Sendable {
         var names: [String] = []
         var map: [String: String] = [:]
         for g in file.tensorNames {
-            let hf = GGUFTensorNaming.huggingFaceName(g) ?? g
+            var hf = GGUFTensorNaming.huggingFaceName(g) ?? g
+            // Two tensors under one HF name (e.g. `output_norm.weight` and a literal `model.norm.weight`):
+            // the later one is listed as `gguf:<name>`, so the strict check reports it as unused instead of
+            // one silently shadowing the other.
+            while map[hf] != nil { hf = "gguf:" + hf }
             names.append(hf)
             map[hf] = g
         }

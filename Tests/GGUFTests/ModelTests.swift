@@ -107,6 +107,15 @@ import Testing
             spec.name == "rope_freqs.weight" ? .floats([1, 1, 1, 1]) : .bytes(try src.withRawBytes(spec.name) { Array($0) })
         }
         #expect(throws: LlamaError.unusedTensors(["rope_freqs.weight"])) { try LlamaCheckpoint(ggufFile: url) }
+
+        // A tensor stored under a Hugging Face name that a llama.cpp tensor also maps to shadows nothing.
+        let twice = dir.file("twice.gguf")
+        var specs2 = try src.infos.map { GGUFTensorSpec(name: $0.name, type: $0.type, shape: $0.shape) }
+        specs2.append(GGUFTensorSpec(name: "model.norm.weight", type: .F32, shape: [64]))
+        try GGUFWriter.write(metadata: metadata.map { (key: $0.0, value: $0.1) }, tensors: specs2, to: twice) { spec in
+            spec.name == "model.norm.weight" ? .floats([Float](repeating: 1, count: 64)) : .bytes(try src.withRawBytes(spec.name) { Array($0) })
+        }
+        #expect(throws: LlamaError.unusedTensors(["gguf:model.norm.weight"])) { try LlamaCheckpoint(ggufFile: twice) }
     }
 
     /// Metadata the configuration cannot use is refused with a one-line error naming the key.
