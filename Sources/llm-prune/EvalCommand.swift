@@ -47,6 +47,7 @@ enum EvalCommand {
             OptionSpec(name: "max-windows", valueName: "n", help: "Evaluate only the first n windows (for benchmarks; the perplexity is then partial).", computedDefault: "all"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ProfileReport.option,
         ],
         examples: [
             "llm-prune eval --model ../shared/models/stories260K --data-file ../shared/text/wikitext-2-raw/wiki.test.raw",
@@ -60,7 +61,9 @@ enum EvalCommand {
         let batch = try a.int("batch-size", range: 1...4096)
         let dataset = try a.choice("dataset", ["wikitext2", "text"])!
         let windows = try evaluationWindows(dataset: dataset, file: try a.requiredString("data-file"), seqlen: seqlen, tokenizer: tokenizer)
-        let model = try checkpoint.loadModel()
+        ProfileReport.start(a)
+        defer { ProfileReport.finish() }
+        let model = try Profile.phase("loading") { try checkpoint.loadModel() }
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         let r = try Perplexity.evaluate(model: model, windows: windows, batchSize: batch,
                                         maxWindows: try a.int("max-windows", range: 1...Int.max), progress: progress.handle)

@@ -46,6 +46,7 @@ enum InspectCommand {
                 "tie_word_embeddings": c.tieWordEmbeddings, "parameters": parameters, "prunable_parameters": prunable,
                 "dtypes": tensors.dtypeSummary, "shards": tensors.shardFiles.count,
                 "eval_memory_bytes": evaluationBytes, "prune_memory_bytes": estimate.totalBytes, "prune_method": methodName,
+                "blas": Dictionary(uniqueKeysWithValues: BLASRuntime.current.record),
             ]))
             return
         }
@@ -58,6 +59,7 @@ enum InspectCommand {
         memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
                      prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
                      \(estimate.description)
+        blas         \(BLASRuntime.current.summary)
         """)
     }
 }

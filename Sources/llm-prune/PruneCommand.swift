@@ -44,6 +44,7 @@ enum PruneCommand {
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ProfileReport.option,
         ],
         examples: [
             "llm-prune prune --model ../shared/models/stories260K --method wanda --sparsity 2:4 \\\n      --calibration-file ../shared/text/wikitext-2/wiki.valid.tokens --nsamples 128 --seqlen 512 \\\n      --eval-file ../shared/text/wikitext-2-raw/wiki.test.raw --output out/stories-wanda-2of4",
@@ -90,6 +91,8 @@ enum PruneCommand {
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
+        ProfileReport.start(a)
+        defer { ProfileReport.finish() }
         let r = try PruningJob.run(options, progress: progress.handle)
         report(r, method: method.name, pattern: pattern, json: a.flag("json"))
     }

@@ -5,6 +5,7 @@ import Foundation
 let toolVersion = "0.1.0"
 
 let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
+    "bench-gemm": (BenchGEMMCommand.spec, BenchGEMMCommand.run),
     "eval": (EvalCommand.spec, EvalCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),
