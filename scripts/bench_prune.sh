@@ -4,13 +4,14 @@
 # settings: a random TinyLlama-1.1B-shaped checkpoint cut to LAYERS blocks (scripts/make_bench_checkpoint.py),
 # NSAMPLES x SEQLEN calibration tokens of WikiText-2 validation, 2:4.
 # Usage: scripts/bench_prune.sh [methods] [layers] [nsamples] [seqlen]     PYTHON=/path/to/python with torch.
+# MODEL=/work/smollm2-hf (any HF folder) benchmarks that checkpoint instead; layers must then be its block count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SHARED=${SHARED:-../shared}
 METHODS=${1:-"magnitude wanda sparsegpt wanda++-rgs wanda++-ro wanda++"}
 LAYERS=${2:-2}; NS=${3:-8}; SL=${4:-256}
-MODEL=bench-data/tinyllama-random-${LAYERS}layers
+MODEL=${MODEL:-bench-data/tinyllama-random-${LAYERS}layers}
 make -s build >/dev/null
 [ -f "$MODEL/config.json" ] || $PY scripts/make_bench_checkpoint.py --layers "$LAYERS" --shards 1 --out "$MODEL"
 echo "| method | llm-prune s | reference s | speed-up | llm-prune peak RSS | reference peak RSS |"

@@ -45,6 +45,8 @@ def main() -> None:
     load_s = time.time() - t0
     t0 = time.time()
     ids = wikitext_eval_ids(os.path.join(args.model, "tokenizer.json"), args.eval_file)
+    if ids[0] is None:  # no "<s>" in the vocabulary (e.g. SmolLM2): the config's BOS, as llm-prune uses
+        ids[0] = model.config.bos_token_id
     tok_s = time.time() - t0
     nwin = min(args.windows, len(ids) // args.seqlen)
     data = torch.tensor(ids[:nwin * args.seqlen], dtype=torch.long).reshape(nwin, args.seqlen)

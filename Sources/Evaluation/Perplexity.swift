@@ -6,6 +6,18 @@ import Datasets
 public protocol CausalLanguageModel {
     var vocabularySize: Int { get }
     func logits(_ tokens: [[Int]]) throws -> Tensor
+    /// Σ over windows b and positions t < T−1 of −log softmax(logits[b, t])[tokens[b][t+1]], float64.
+    /// The default takes it from `logits(_:)`; a model may fuse it with its head instead.
+    func negativeLogLikelihood(_ tokens: [[Int]]) throws -> Double
+}
+
+extension CausalLanguageModel {
+    public func negativeLogLikelihood(_ tokens: [[Int]]) throws -> Double {
+        let logits = try logits(tokens)
+        let expected = [tokens.count, tokens.first?.count ?? 0, vocabularySize]
+        guard logits.shape == expected else { throw PerplexityError.badLogits(expected: expected, got: logits.shape) }
+        return Perplexity.negativeLogLikelihood(logits: logits, tokens: tokens)
+    }
 }
 
 /// The result of a perplexity run. `perplexity = exp(nll / predictedTokens)`: the mean next-token
@@ -81,10 +93,7 @@ public enum Perplexity {
         while done < n {
             let end = min(n, done + batch)
             let ids = (done..<end).map { Array(windows[$0]) }
-            let logits = try model.logits(ids)
-            let expected = [ids.count, seqlen, model.vocabularySize]
-            guard logits.shape == expected else { throw PerplexityError.badLogits(expected: expected, got: logits.shape) }
-            let chunk = negativeLogLikelihood(logits: logits, tokens: ids)
+            let chunk = try model.negativeLogLikelihood(ids)
             guard chunk.isFinite else { throw PerplexityError.nonFiniteLoss(window: done) }
             nll += chunk
             done = end

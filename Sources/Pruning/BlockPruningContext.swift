@@ -92,8 +92,10 @@ public final class BlockPruningContext {
         var start = 0
         while start < all.count {
             let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
-            let y = DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
-                                         rope: rope, capture: capture)
+            let y = Profile.phase("block forward") {
+                DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
+                                     rope: rope, capture: capture)
+            }
             try output?(chunk, y)
             start += chunk.count
         }
@@ -113,7 +115,7 @@ public final class BlockPruningContext {
         forward(samples: samples, capture: { linear, x in
             // One call per distinct input (see DecoderBlock.Capture).
             guard linear == .q || linear == .o || linear == .gate || linear == .down, let stats = byKind[linear] else { return }
-            x.data.withUnsafeBufferPointer { stats.calibrate($0, rows: x.shape[0]) }
+            Profile.phase("statistics") { x.data.withUnsafeBufferPointer { stats.calibrate($0, rows: x.shape[0]) } }
         })
         return byKind
     }
@@ -132,7 +134,7 @@ public final class BlockPruningContext {
     public func compress(_ kind: LinearKind, with method: PruningMethod, statistics: InputStatistics?) throws {
         report(kind.modulePath)
         let start = DispatchTimeClock.now()
-        try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern) }
+        try Profile.phase("compress") { try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern) } }
         layerSeconds[kind, default: 0] += DispatchTimeClock.seconds(since: start)
     }
 

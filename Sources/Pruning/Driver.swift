@@ -109,7 +109,7 @@ public enum BlockwisePruning {
         let rope = RoPE(configuration: c, positions: max(seqlen, 1))
         if usesInputs, let calibration {
             progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
-            try embed(calibration, checkpoint: checkpoint, into: current)
+            try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
         }
 
         var generator = SeededGenerator(seed: options.seed)
@@ -123,7 +123,7 @@ public enum BlockwisePruning {
                                          detail: "block \(l + 1)/\(blockCount) \(detail), \(formatSeconds(elapsed)) s"))
             }
             report("loading")
-            let weights = try checkpoint.loadBlock(l)
+            let weights = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
             let context = BlockPruningContext(
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
                 rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
@@ -165,7 +165,7 @@ public enum BlockwisePruning {
                 swap(&current, &next)
             }
             report("saving")
-            try blockSink(pruned)
+            try Profile.phase("export") { try blockSink(pruned) }
             blocks.append(BlockPruningReport(layer: l, seconds: DispatchTimeClock.seconds(since: blockStart), layers: layers))
             progress?(ProgressUpdate(stage: "prune", completed: l + 1, total: blockCount, unit: "blocks",
                                      detail: "block \(l + 1)/\(blockCount) done, \(formatSeconds(DispatchTimeClock.seconds(since: runStart))) s"))

@@ -49,10 +49,22 @@ public final class InputStatistics {
         return b
     }
 
+    /// Values derived from the statistics that every layer sharing them needs (SparseGPT's factor of the
+    /// damped inverse Hessian: q, k, v share one, gate and up another), made once per key; cleared when
+    /// more tokens arrive.
+    public func derived<T>(_ key: String, _ make: () throws -> T) rethrows -> T {
+        if let v = derivedValues[key] as? T { return v }
+        let v = try make()
+        derivedValues[key] = v
+        return v
+    }
+    private var derivedValues: [String: Any] = [:]
+
     /// Adds a chunk of inputs `x` (rows, inFeatures), row-major float32.
     public func calibrate(_ x: UnsafeBufferPointer<Float>, rows: Int) {
         precondition(x.count >= rows * inFeatures, "calibrate: \(x.count) values for (\(rows), \(inFeatures))")
         if rows == 0 { return }
+        derivedValues.removeAll()
         tokenCount += rows
         let c = inFeatures
         if kind.contains(.columnSquares) {

@@ -210,6 +210,8 @@ public enum PruningJob {
             results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
+            // Which BLAS kernels produced these weights (the last bits depend on them).
+            for (k, v) in BLASRuntime.current.record { notes["blas.\(k)"] = v }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
             if let writer { try writer.finish(record: record) }

@@ -54,14 +54,34 @@ public struct SparseGPTPruning: PruningMethod {
         }
         let rows = weight.outFeatures, cols = weight.inFeatures
         let w = weight.values
+        // Steps 1–3 depend on the statistics alone: the layers that share them (q, k, v; gate, up) share
+        // one factorization.
+        let f = try statistics.derived("sparsegpt-factor damping=\(percentDamping)") {
+            try Profile.phase("SparseGPT factorization") { try factor(statistics, name: weight.name) }
+        }
+        for j in f.deadColumns { for r in 0..<rows { w[r * cols + j] = 0 } }
+        try f.u.withUnsafeBufferPointer { u in
+            try prune(w, rows: rows, cols: cols, u: u.baseAddress!, pattern: pattern, name: weight.name)
+        }
+    }
+
+    /// U of steps 1–3 and the dead features of step 1.
+    struct Factor {
+        var u: [Float]
+        var deadColumns: [Int]
+    }
+
+    private func factor(_ statistics: InputStatistics, name: String) throws -> Factor {
+        let cols = statistics.inFeatures
         var h = statistics.hessian()
+        var dead = [Int]()
         try h.withUnsafeMutableBufferPointer { hp in
             let u = hp.baseAddress!
             var diagSum = 0.0
             for j in 0..<cols {
                 if u[j * cols + j] == 0 {
                     u[j * cols + j] = 1
-                    for r in 0..<rows { w[r * cols + j] = 0 }
+                    dead.append(j)
                 }
                 diagSum += Double(u[j * cols + j])
             }
@@ -70,10 +90,10 @@ public struct SparseGPTPruning: PruningMethod {
             do {
                 try Linalg.upperCholeskyOfInverse(u, n: cols)
             } catch let e as LinalgError {
-                throw PruningError("\(weight.name): SparseGPT's damped Hessian is not positive definite (\(e)); try a larger damping")
+                throw PruningError("\(name): SparseGPT's damped Hessian is not positive definite (\(e)); try a larger damping")
             }
-            try prune(w, rows: rows, cols: cols, u: u, pattern: pattern, name: weight.name)
         }
+        return Factor(u: h, deadColumns: dead)
     }
 
     /// Step 4 on W (rows, cols) with U (cols, cols) upper.

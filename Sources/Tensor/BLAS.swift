@@ -23,9 +23,19 @@ public enum BLAS {
         m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
         b: UnsafePointer<Float>, ldb: Int? = nil,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil, profiled: Bool = true
     ) {
         if m == 0 || n == 0 { return }
+        if profiled && Profile.isEnabled {
+            let onWorker = llmprune_serial_depth() > 0
+            let start = Profile.now()
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                 beta: beta, c: c, ldc: ldc, profiled: false)
+            Profile.recordGEMM(Profile.GEMMShape(m: m, n: n, k: k, transA: transA, transB: transB),
+                               flops: 2 * Double(m) * Double(n) * Double(k),
+                               nanoseconds: onWorker ? nil : Profile.now() &- start)
+            return
+        }
         let lda = lda ?? (transA ? m : k)
         let ldb = ldb ?? (transB ? k : n)
         let ldc = ldc ?? n

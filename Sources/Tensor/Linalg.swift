@@ -87,6 +87,7 @@ public enum Linalg {
     /// `.lower` gives L with A = L·Lᵀ (U = Lᵀ). Reads the requested triangle of A.
     public static func cholesky<T: CholeskyScalar>(_ a: UnsafeMutablePointer<T>, n: Int, triangle: Triangle) throws {
         if n == 0 { return }
+        if Profile.isEnabled { Profile.countFlops(Double(n) * Double(n) * Double(n) / 3) }
         let info = T._potrf(triangle.fortranUplo, Int32(n), a)
         if info != 0 { throw LinalgError(operation: "Cholesky", order: n, info: Int(info)) }
         zeroOtherTriangle(a, n: n, keep: triangle)
@@ -96,6 +97,7 @@ public enum Linalg {
     /// result are filled. Reads the lower triangle of A.
     public static func choleskyInverse<T: CholeskyScalar>(_ a: UnsafeMutablePointer<T>, n: Int) throws {
         if n == 0 { return }
+        if Profile.isEnabled { Profile.countFlops(Double(n) * Double(n) * Double(n)) }  // potrf n³/3 + potri 2n³/3
         let uplo = Triangle.lower.fortranUplo
         var info = T._potrf(uplo, Int32(n), a)
         if info != 0 { throw LinalgError(operation: "Cholesky", order: n, info: Int(info)) }
@@ -168,6 +170,7 @@ extension BLAS {
     public static func syrkTransposed(n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
                                       beta: Float = 0, c: UnsafeMutablePointer<Float>, triangle: Triangle) {
         if n == 0 { return }
+        if Profile.isEnabled { Profile.countFlops(Double(n) * Double(n + 1) * Double(k)) }
         let lda = lda ?? n
         let parts = n < 2 * rowGrain ? 1 : partCount(n * n / 2 * max(k, 1))  // the same cut on any thread
         let uplo = triangle == .upper ? CblasUpper : CblasLower

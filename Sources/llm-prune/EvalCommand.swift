@@ -74,6 +74,7 @@ enum EvalCommand {
             OptionSpec(name: "write-scores", valueName: "path", help: "Zero-shot: also write every document's per-choice log-likelihoods as JSON lines (for agreement checks)."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ProfileReport.option,
         ],
         examples: [
             "llm-prune eval --model ../shared/models/stories260K --data-file ../shared/text/wikitext-2-raw/wiki.test.raw",
@@ -101,7 +102,9 @@ enum EvalCommand {
         }
         let batch = try a.int("batch-size", range: 1...4096)
         let maxWindows = try a.int("max-windows", range: 1...Int.max)
-        let model = try checkpoint.loadModel()
+        ProfileReport.start(a)
+        defer { ProfileReport.finish() }
+        let model = try Profile.phase("loading") { try checkpoint.loadModel() }
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         let r = try windows.map {
             try Perplexity.evaluate(model: model, windows: $0, batchSize: batch, maxWindows: maxWindows, progress: progress.handle)

@@ -58,6 +58,7 @@ enum InspectCommand {
                 "tie_word_embeddings": c.tieWordEmbeddings, "parameters": parameters, "prunable_parameters": prunable,
                 "dtypes": dtypeSummary, "shards": fileCount,
                 "eval_memory_bytes": evaluationBytes, "prune_memory_bytes": estimate.totalBytes, "prune_method": methodName,
+                "blas": Dictionary(uniqueKeysWithValues: BLASRuntime.current.record),
             ]))
             return
         }
@@ -70,6 +71,7 @@ enum InspectCommand {
         memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
                      prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
                      \(estimate.description)
+        blas         \(BLASRuntime.current.summary)
         """)
     }
 }

@@ -52,6 +52,7 @@ enum PruneCommand {
             OptionSpec(name: "eval-no-special-tokens", valueName: nil, help: "Zero-shot: encode without special tokens (no BOS), as lm-eval 0.3 in the Wanda setup."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ProfileReport.option,
         ],
         examples: [
             "llm-prune prune --model ../shared/models/stories260K --method wanda --sparsity 2:4 \\\n      --calibration-file ../shared/text/wikitext-2/wiki.valid.tokens --nsamples 128 --seqlen 512 \\\n      --eval-file ../shared/text/wikitext-2-raw/wiki.test.raw --output out/stories-wanda-2of4",
@@ -108,6 +109,8 @@ enum PruneCommand {
         }
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
+        ProfileReport.start(a)
+        defer { ProfileReport.finish() }
         let r = try PruningJob.run(job, progress: progress.handle)
         report(r, method: method.name, pattern: pattern, zeroShot: options.zeroShot, json: a.flag("json"))
     }

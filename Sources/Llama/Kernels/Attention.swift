@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Tensor
 
@@ -10,8 +11,8 @@ import Tensor
 /// attention) and `window` is nil for full causal attention.
 ///
 /// Layouts are the projections' outputs, so no transpose is ever copied: q and out are (B, T, NH, HD),
-/// k and v are (B, T, NKV, HD). Each (b, h) pair is an independent task; the pairs are spread over the cores
-/// with BLAS single-threaded inside. Query rows go in blocks of `rowBlock`, each multiplied only against the
+/// k and v are (B, T, NKV, HD). Each query row block of each (b, h) pair is an independent task; the tasks
+/// are spread over the cores with BLAS single-threaded inside. Query rows go in blocks of `rowBlock`, each multiplied only against the
 /// keys it can see, so the causal half of QKᵀ and PV is never computed.
 ///
 /// The forward pass keeps, when asked, the log-sum-exp of every query row, L[b, h, i] = log Σⱼ exp(S[i, j]):
@@ -36,55 +37,63 @@ public enum Attention {
         let ldq = nh * hd, ldk = nkv * hd
         let block = min(rowBlock, t)
 
-        // One (b, h) pair: every query row block against the keys it may see.
-        func head(_ task: Int, scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>) {
+        // One query row block [r0, r0 + block) of one (b, h) pair against the keys it may see. Row blocks
+        // are independent (each has its own GEMMs, of shapes that do not depend on how work is spread),
+        // so the output is the same bits however the blocks are spread over the workers.
+        let rowBlocks = (t + block - 1) / block
+        func attendRowBlock(_ item: Int, scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>) {
+            let task = item / rowBlocks, r0 = (item % rowBlocks) * block
             let bi = task / nh, h = task % nh, g = h / group
             let qh = q + bi * t * ldq + h * hd
             let kh = k + bi * t * ldk + g * hd
             let vh = v + bi * t * ldk + g * hd
             let oh = out + bi * t * ldq + h * hd
             let lse = logSumExp.map { $0 + task * t }
-            var r0 = 0
-            while r0 < t {
-                let r1 = min(t, r0 + block)
-                let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
-                let width = r1 - k0
-                // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
-                BLAS.gemm(transB: true, m: r1 - r0, n: width, k: hd, alpha: scale,
-                          a: qh + r0 * ldq, lda: ldq, b: kh + k0 * ldk, ldb: ldk,
-                          c: scores, ldc: width)
-                // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
-                // output instead of the (rows, width) probabilities, which saves a pass over the scores.
-                for i in r0..<r1 {
-                    let row = scores + (i - r0) * width
-                    let lo = window.map { max(0, i - $0 + 1) } ?? 0
-                    let a = lo - k0, e = i - k0 + 1
-                    if a > 0 { row.update(repeating: 0, count: a) }
-                    if e < width { (row + e).update(repeating: 0, count: width - e) }
-                    let m = VectorMath.maximum(row + a, count: e - a)
-                    let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
-                    inverseSums[i - r0] = 1 / sum
-                    lse?[i] = m + Foundation.log(sum)
-                }
-                // O[r0..<r1] = diag(1/Σ) · exp(S − max) · V[k0..<r1]
-                BLAS.gemm(m: r1 - r0, n: hd, k: width, a: scores, lda: width,
-                          b: vh + k0 * ldk, ldb: ldk, c: oh + r0 * ldq, ldc: ldq)
-                for i in r0..<r1 { VectorMath.scale(oh + i * ldq, count: hd, by: inverseSums[i - r0]) }
-                r0 = r1
+            let r1 = min(t, r0 + block)
+            let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
+            let width = r1 - k0
+            // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
+            BLAS.gemm(transB: true, m: r1 - r0, n: width, k: hd, alpha: scale,
+                      a: qh + r0 * ldq, lda: ldq, b: kh + k0 * ldk, ldb: ldk,
+                      c: scores, ldc: width)
+            // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
+            // output instead of the (rows, width) probabilities, which saves a pass over the scores.
+            for i in r0..<r1 {
+                let row = scores + (i - r0) * width
+                let lo = window.map { max(0, i - $0 + 1) } ?? 0
+                let a = lo - k0, e = i - k0 + 1
+                if a > 0 { row.update(repeating: 0, count: a) }
+                if e < width { (row + e).update(repeating: 0, count: width - e) }
+                let m = VectorMath.maximum(row + a, count: e - a)
+                let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
+                inverseSums[i - r0] = 1 / sum
+                lse?[i] = m + Foundation.log(sum)
             }
+            // O[r0..<r1] = diag(1/Σ) · exp(S − max) · V[k0..<r1]
+            BLAS.gemm(m: r1 - r0, n: hd, k: width, a: scores, lda: width,
+                      b: vh + k0 * ldk, ldb: ldk, c: oh + r0 * ldq, ldc: ldq)
+            for i in r0..<r1 { VectorMath.scale(oh + i * ldq, count: hd, by: inverseSums[i - r0]) }
         }
 
-        // Per worker: the scores of one row block (block, T) and its row sums' inverses (block).
+        // Per worker: the scores of one row block (block, T) and its row sums' inverses (block). Worker w
+        // takes items w, w + n, w + 2n, …: causal row blocks grow in cost along the sequence, and the
+        // interleaving spreads them evenly even when batch × heads is below the worker count.
+        let items = tasks * rowBlocks
         let scratchCount = block * t + block
-        func run(_ range: Range<Int>) {
+        func run(_ worker: Int, _ stride: Int) {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
             defer { scratch.deallocate() }
-            for task in range { head(task, scores: scratch, inverseSums: scratch + block * t) }
+            var item = worker
+            while item < items {
+                attendRowBlock(item, scores: scratch, inverseSums: scratch + block * t)
+                item += stride
+            }
         }
-        if tasks >= workerCount && workerCount > 1 {
-            BLAS.singleThreaded { parallelChunks(tasks) { run($0) } }
+        let n = min(workerCount, items)
+        if n > 1 {
+            DispatchQueue.concurrentPerform(iterations: n) { w in BLAS.singleThreaded { run(w, n) } }
         } else {
-            run(0..<tasks)
+            run(0, 1)
         }
     }
 

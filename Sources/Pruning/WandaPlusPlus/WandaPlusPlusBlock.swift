@@ -84,8 +84,10 @@ public struct WandaPlusPlusBlock {
             let dense = block
             if options.variant.usesGradientScore {
                 let t0 = Date()
-                G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
-                    progress?("regional gradients \(done)/\(gradientCount)")
+                G = Profile.phase("G") {
+                    work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                        progress?("regional gradients \(done)/\(gradientCount)")
+                    }
                 }
                 record.gradientSeconds += Date().timeIntervalSince(t0)
             }
@@ -95,12 +97,16 @@ public struct WandaPlusPlusBlock {
                 record.roundSamples.append(idx)
                 let t0 = Date()
                 progress?("RO round \(round + 1)/\(options.roRounds) pruning")
-                try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
-                                     select: select, label: label, keepNorms: false)
+                try Profile.phase("staged re-prune") {
+                    try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
+                                         select: select, label: label, keepNorms: false)
+                }
                 let t1 = Date()
                 var losses: [Double] = []
                 for (step, n) in idx.enumerated() {
-                    losses.append(work.optimizationStep(&block, dense: dense, input: sample(n), rope: rope, optimizer: optimizer))
+                    losses.append(Profile.phase("RO steps") {
+                        work.optimizationStep(&block, dense: dense, input: sample(n), rope: rope, optimizer: optimizer)
+                    })
                     progress?("RO round \(round + 1)/\(options.roRounds) step \(step + 1)/\(idx.count), loss \(formatLoss(losses[step]))")
                 }
                 guard losses.allSatisfy({ $0.isFinite }) else {
@@ -114,15 +120,19 @@ public struct WandaPlusPlusBlock {
         if options.variant.usesGradientScore {
             // Recomputed on the block as the rounds left it (the only G of the RGS-only variant).
             let t0 = Date()
-            G = work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
-                progress?("regional gradients \(done)/\(gradientCount)")
+            G = Profile.phase("G") {
+                work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                    progress?("regional gradients \(done)/\(gradientCount)")
+                }
             }
             record.gradientSeconds += Date().timeIntervalSince(t0)
         }
         let t0 = Date()
         progress?("final prune")
-        let norms = try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
-                                         alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
+        let norms = try Profile.phase("staged re-prune") {
+            try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
+                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
+        }
         record.pruneSeconds += Date().timeIntervalSince(t0)
         if keepStatistics {
             record.gradientScores = G

@@ -1,0 +1,104 @@
+import Foundation
+import Tensor
+import Llama
+
+/// `--profile` (prune, eval) and `bench-gemm`: where the time goes, and how fast the BLAS is on the
+/// same shapes in the same process.
+enum ProfileReport {
+    static let option = OptionSpec(
+        name: "profile", valueName: nil,
+        help: "Print to stderr, at the end, seconds, FLOP and GFLOP/s per phase, the GEMMs by shape, and the sgemm GFLOP/s of the same BLAS on the top shapes measured right after (about 0.5 s per shape), with the BLAS and kernel in use.")
+
+    /// Starts recording when `--profile` was given.
+    static func start(_ a: ParsedArguments) {
+        if a.flag("profile") { Profile.enable() }
+    }
+
+    /// Prints the profile when recording.
+    static func finish() {
+        guard Profile.isEnabled else { return }
+        var lines = ["profile  BLAS: \(BLASRuntime.current.summary)"]
+        lines.append("phase                        calls   seconds      GFLOP   GFLOP/s")
+        let phases = Profile.phaseTotals
+        for p in phases {
+            lines.append(String(format: "  %-26@ %6d %9.2f %10.1f %9.1f", p.name as NSString, p.calls, p.seconds, p.flops / 1e9, p.gflops))
+        }
+        let total = phases.reduce(0) { $0 + $1.seconds }
+        lines.append(String(format: "  %-26@ %6@ %9.2f %10.1f", "all phases" as NSString, "" as NSString, total, phases.reduce(0) { $0 + $1.flops } / 1e9))
+        let top = Array(Profile.gemmTotals.prefix(6))
+        if !top.isEmpty {
+            let bench = GEMMBenchmark.run(top.map(\.0))
+            lines.append("GEMM shape (m×n×k)           calls      GFLOP  in-run GFLOP/s  sgemm GFLOP/s (all workers, 1 thread)  in-run/sgemm")
+            for ((shape, t), b) in zip(top, bench) {
+                lines.append(String(format: "  %-26@ %6d %10.1f %15.1f %14.1f %9.1f %14.0f%%", shape.label as NSString, t.calls, t.flops / 1e9,
+                                    t.gflops, b.gflops, b.singleThreadGflops, 100 * t.gflops / max(b.gflops, 1e-9)))
+            }
+        }
+        printError(lines.joined(separator: "\n"))
+    }
+}
+
+enum BenchGEMMCommand {
+    static let spec = CommandSpec(
+        name: "bench-gemm",
+        abstract: "sgemm GFLOP/s of this process's BLAS on a model's shapes (or given ones).",
+        discussion: """
+        Times each shape through the project's GEMM entry (split across the workers) and as one call on one
+        thread, after printing the BLAS and the kernel in use. With --model, the shapes are the projections
+        of one decoder block on --seqlen tokens (x·Wᵀ, as the forward pass calls them) and the head on 256
+        rows (the evaluation's slab); --shapes gives them as m,n,k[,tA,tB] separated by ';' (row-major,
+        C(m, n) = op(A)·op(B), tA/tB 0 or 1).
+        """,
+        options: [
+            OptionSpec(name: "model", valueName: "dir", help: "Checkpoint folder whose config.json gives the shapes."),
+            OptionSpec(name: "seqlen", valueName: "n", help: "Tokens (rows) per block GEMM with --model.", defaultValue: "2048"),
+            OptionSpec(name: "shapes", valueName: "list", help: "Shapes as m,n,k[,tA,tB];... (instead of --model)."),
+            OptionSpec(name: "seconds", valueName: "s", help: "Timing per shape and mode.", defaultValue: "0.5"),
+            OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
+        ],
+        examples: [
+            "llm-prune bench-gemm --model ../shared/models/stories260K --seqlen 512",
+            "llm-prune bench-gemm --shapes '2048,2048,2048;2048,576,576,0,1'",
+        ])
+
+    static func run(_ a: ParsedArguments) throws {
+        var shapes: [Profile.GEMMShape] = []
+        if let list = a.string("shapes") {
+            for item in list.split(separator: ";") {
+                let f = item.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard (f.count == 3 || f.count == 5), f.allSatisfy({ $0 != nil }),
+                      f[0]! >= 1, f[1]! >= 1, f[2]! >= 1, f[0]! * f[1]! <= 1 << 28, f[0]! * f[2]! <= 1 << 28, f[1]! * f[2]! <= 1 << 28 else {
+                    throw UsageError("option '--shapes': '\(item)' is not m,n,k[,tA,tB] with positive sizes (each operand at most 2^28 values)")
+                }
+                shapes.append(Profile.GEMMShape(m: f[0]!, n: f[1]!, k: f[2]!, transA: f.count == 5 && f[3]! != 0, transB: f.count == 5 && f[4]! != 0))
+            }
+        } else if let model = a.string("model") {
+            let c = try LlamaConfiguration(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("config.json"))
+            let t = try a.int("seqlen", range: 1...65_536)!
+            let q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim
+            for (n, k) in [(q, c.hiddenSize), (kv, c.hiddenSize), (c.hiddenSize, q), (c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize)] {
+                shapes.append(Profile.GEMMShape(m: t, n: n, k: k, transA: false, transB: true))
+            }
+            shapes.append(Profile.GEMMShape(m: 256, n: c.vocabSize, k: c.hiddenSize, transA: false, transB: true))
+        } else {
+            throw UsageError("bench-gemm needs --model or --shapes")
+        }
+        guard let seconds = Double(a.string("seconds")!), seconds > 0, seconds <= 60 else {
+            throw UsageError("option '--seconds' must be a number in (0, 60]")
+        }
+        let results = GEMMBenchmark.run(shapes, seconds: seconds)
+        if a.flag("json") {
+            print(jsonLine([
+                "blas": Dictionary(uniqueKeysWithValues: BLASRuntime.current.record),
+                "shapes": results.map { ["m": $0.shape.m, "n": $0.shape.n, "k": $0.shape.k, "trans_a": $0.shape.transA,
+                                         "trans_b": $0.shape.transB, "gflops": $0.gflops, "single_thread_gflops": $0.singleThreadGflops] as [String: Any] },
+            ]))
+            return
+        }
+        print("BLAS: \(BLASRuntime.current.summary)")
+        print("shape (m×n×k)                 GFLOP/s all workers   GFLOP/s 1 thread")
+        for r in results {
+            print(String(format: "  %-26@ %18.1f %18.1f", r.shape.label as NSString, r.gflops, r.singleThreadGflops))
+        }
+    }
+}
