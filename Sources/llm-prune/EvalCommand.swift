@@ -38,6 +38,9 @@ func evaluationWindows(dataset: String, file: String, seqlen: Int, tokenizer: To
         encode: { tokenizer.encode($0) }, bosTokenID: nil)
 }
 
+/// The WikiText-2 test file in the shared data, relative to the repository root (where commands run).
+let defaultWikiText2File = "../shared/text/wikitext-2-raw/wiki.test.raw"
+
 enum EvalCommand {
     static let spec = CommandSpec(
         name: "eval",
@@ -61,7 +64,7 @@ enum EvalCommand {
             OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
             tokenizerOption,
             OptionSpec(name: "dataset", valueName: "name", help: "wikitext2 (raw test file) or text (any UTF-8 text file, tokenized whole).", defaultValue: "wikitext2"),
-            OptionSpec(name: "data-file", valueName: "path", help: "The text to evaluate perplexity on, e.g. wikitext-2-raw/wiki.test.raw; no perplexity without it."),
+            OptionSpec(name: "data-file", valueName: "path", help: "The text to evaluate perplexity on, e.g. wikitext-2-raw/wiki.test.raw; no perplexity without it or an explicit --dataset wikitext2 (which then reads \(defaultWikiText2File))."),
             OptionSpec(name: "seqlen", valueName: "n", help: "Perplexity window length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "batch-size", valueName: "n", help: "Perplexity windows per forward pass.", computedDefault: "as many as fit 256 MiB of logits"),
             OptionSpec(name: "max-windows", valueName: "n", help: "Evaluate only the first n windows (for benchmarks; the perplexity is then partial).", computedDefault: "all"),
@@ -79,14 +82,18 @@ enum EvalCommand {
         examples: [
             "llm-prune eval --model ../shared/models/stories260K --data-file ../shared/text/wikitext-2-raw/wiki.test.raw",
             "llm-prune eval --model out/pruned --dataset text --data-file notes.txt --seqlen 256 --json",
-            "llm-prune eval --model /work/smollm2-hf --tasks all --limit 200 --data-file ../shared/text/wikitext-2-raw/wiki.test.raw",
+            "llm-prune eval --model /work/smollm2-hf --tasks all --limit 200 --dataset wikitext2",
         ])
 
     static func run(_ a: ParsedArguments) throws {
         let (checkpoint, tokenizer) = try openModel(try a.requiredString("model"), tokenizer: a.string("tokenizer"))
         let c = checkpoint.configuration
-        let dataFile = a.string("data-file")
-        if a.values["dataset"] != nil && dataFile == nil { throw UsageError("--dataset needs --data-file") }
+        // An explicit --dataset wikitext2 alone means the shared test file; --dataset text needs its file.
+        var dataFile = a.string("data-file")
+        if dataFile == nil, let d = a.values["dataset"] {
+            guard d == "wikitext2" else { throw UsageError("--dataset \(d) needs --data-file") }
+            dataFile = defaultWikiText2File
+        }
         let zeroShot = try zeroShotOptions(a, prefix: "")
         guard dataFile != nil || zeroShot != nil else {
             throw UsageError("nothing to evaluate: give --data-file (perplexity) and/or --tasks (zero-shot)")

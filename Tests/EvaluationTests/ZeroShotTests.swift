@@ -60,7 +60,7 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
         _ = try requireShared(stories260K)
         let f = try fixture(name)
         let specialValue: Bool? = f["special_tokens"]?.boolValue
-        let special = try #require(specialValue)
+        let special = try #require(specialValue as Bool?)
         let maxLength = try #require(f["max_length"]?.intValue)
         let encoder = RequestEncoder(tokenizer: Stories.shared.tokenizer, addSpecialTokens: special)
         // A small budget so documents are split over several batches and padded.

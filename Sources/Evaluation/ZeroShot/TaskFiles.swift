@@ -24,8 +24,15 @@ public enum TaskFiles {
         return url
     }
 
+    /// The largest file (and decompressed content) read: the task files are a few MB, so anything near
+    /// this is the wrong file, refused instead of filling memory.
+    public static let maximumBytes = 1 << 30
+
     /// The file's bytes, bunzipped when they start with the bzip2 magic "BZh".
     public static func bytes(_ url: URL) throws -> [UInt8] {
+        if let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int, size > maximumBytes {
+            throw ZeroShotDataError(file: url.path, "\(size) bytes: larger than any task file (limit \(maximumBytes))")
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ZeroShotDataError(file: url.path, "cannot read: \(error.localizedDescription)")
@@ -83,7 +90,7 @@ public enum TaskFiles {
         }
         defer { BZ2_bzDecompressEnd(&stream) }
         var output: [UInt8] = []
-        output.reserveCapacity(input.count * 6)
+        output.reserveCapacity(min(input.count * 6, maximumBytes))
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         var input = input
         var consumed = 0
@@ -105,6 +112,9 @@ public enum TaskFiles {
             }
             let produced = chunk.count - Int(stream.avail_out)
             output.append(contentsOf: chunk[0..<produced])
+            if output.count > maximumBytes {
+                throw ZeroShotDataError(file: path, "decompresses to more than \(maximumBytes) bytes: not a task file")
+            }
             if rc == BZ_STREAM_END {
                 // Concatenated streams (what pbzip2 writes) continue after the first one's end.
                 if consumed < input.count {
