@@ -38,6 +38,8 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+        // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
+        .testTarget(name: "CLITests"),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

@@ -47,6 +47,9 @@ public struct PruningJobOptions {
     public var toolVersion: String
     /// Extra settings to record (e.g. Wanda++'s α and RO settings).
     public var settings: [String: String]
+    /// Continue the interrupted run of the same identity (`RunIdentity`) writing `output`, from its last
+    /// finished block; without one, start at block 0.
+    public var resume = false
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
@@ -73,9 +76,16 @@ public struct PruningJobResult {
 /// One pruning run end to end: calibration → block-by-block pruning → optional evaluation → export.
 /// The output folder appears only when everything succeeded (see `PrunedCheckpointWriter`).
 public enum PruningJob {
+    ///
+    /// With `output`, the destination is checked first (nothing there, not inside the model, name short
+    /// enough); stale work folders of dead runs for the same output are removed (each reported through
+    /// `notice`), or with `resume` the one of the same identity is continued. A work folder of a different
+    /// run is never resumed: the run stops with an error naming the difference.
     public static func run(_ o: PruningJobOptions, availableMemory: Int? = MemoryEstimate.availableBytes(),
-                           progress: ProgressHandler? = nil) throws -> PruningJobResult {
+                           progress: ProgressHandler? = nil, notice: ((String) -> Void)? = nil) throws -> PruningJobResult {
         let start = Date()
+        if let output = o.output { try WorkFolders.checkDestination(output, input: o.model) }
+        if o.resume && o.output == nil { throw PruningError("--resume needs --output (the run to continue is found beside it)") }
         let checkpoint = try LlamaCheckpoint(directory: o.model)
         let c = checkpoint.configuration
         let tokenizer = try Tokenizer(directory: o.model)
@@ -103,27 +113,59 @@ public enum PruningJob {
             }
         }
 
-        let writer = try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
+        let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed)
+        var writer: PrunedCheckpointWriter? = nil
+        var runCheckpoint: RunCheckpoint? = nil
+        var resumedAt: Int? = nil
+        if let output = o.output {
+            let identity = RunIdentity(
+                toolVersion: o.toolVersion, model: o.model, method: o.method.name, settings: o.settings,
+                pattern: o.pattern.description, seed: o.seed, nsamples: calibration?.nsamples ?? o.nsamples,
+                seqlen: calibration?.seqlen ?? seqlen,
+                samplesPerForward: pruningOptions.resolvedSamplesPerForward(sampleCount: calibration?.nsamples ?? o.nsamples,
+                                                                             sequenceLength: calibration?.seqlen ?? seqlen),
+                calibrationHash: calibration?.hash, output: output)
+            let adopt = try staleWorkFolder(for: output, identity: identity, resume: o.resume, notice: notice)
+            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt)
+            let rc = try RunCheckpoint(folder: w.temporary, identity: identity)
+            if adopt != nil {
+                let done = try rc.resumePoint()?.nextBlock ?? 0
+                try w.restoreStaged(blocks: 0..<done)
+                resumedAt = done
+                notice?("resuming \(output.path) after block \(done) of \(c.numHiddenLayers)")
+            }
+            writer = w
+            runCheckpoint = rc
+        }
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
-            options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
+            options: pruningOptions, progress: progress, checkpoints: runCheckpoint
         ) { block in
             try writer?.stage(block)
-            if o.evaluation != nil { keptBlocks.append(block) }
+            if o.evaluation != nil && writer == nil { keptBlocks.append(block) }
         }
 
         var perplexity: PerplexityResult? = nil
         if let e = o.evaluation {
-            let model = try LlamaModel(
-                configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
-                finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
+            // With an output, the model evaluated is the one written (pruned blocks in the output's dtype,
+            // read back from the staged files): the figure is the checkpoint's, and a resumed run's
+            // equals an uninterrupted one's.
+            let model: LlamaModel
+            if let writer {
+                model = try LlamaCheckpoint(configuration: c, source: writer.prunedWeights).loadModel()
+            } else {
+                model = try LlamaModel(
+                    configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
+                    finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
+            }
             keptBlocks = []
             let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
             let windows = try EvaluationWindows(
                 dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
                 encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
             perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            TestHooks.pause("evaluated")
         }
 
         if let writer {
@@ -137,11 +179,37 @@ public enum PruningJob {
             var notes = o.settings
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
+            if let resumedAt { notes["resumed_at_block"] = String(resumedAt) }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
             try writer.finish(record: record)
         }
         return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The stale work folder to continue (with `resume`, the one whose identity matches), after removing
+    /// the others; each step reported through `notice`.
+    static func staleWorkFolder(for output: URL, identity: RunIdentity, resume: Bool,
+                                notice: ((String) -> Void)?) throws -> URL? {
+        var adopt: URL? = nil
+        for f in WorkFolders.list(for: output) {
+            guard f.isStale else {
+                notice?("\(f.url.path) belongs to process \(f.pid), which is still running; left alone")
+                continue
+            }
+            let done = f.finishedBlocks.map { ", \($0) blocks finished" } ?? ""
+            if resume && adopt == nil, let saved = RunCheckpoint.identity(in: f.url) {
+                if let diff = identity.difference(from: saved) {
+                    throw PruningError("cannot resume: the interrupted run in \(f.url.path) is a different run (\(diff)); rerun it with its own arguments, or remove it with 'llm-prune clean --output \(output.path)'")
+                }
+                adopt = f.url
+                continue
+            }
+            try? FileManager.default.removeItem(at: f.url)
+            notice?("removed \(f.url.path), the work folder of an interrupted run (process \(f.pid) is gone\(done))\(resume ? "" : "; --resume would have continued it")")
+        }
+        if resume && adopt == nil { notice?("nothing to resume for \(output.path); starting at block 0") }
+        return adopt
     }
 }
