@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensor
 import Tokenizers
 import Llama
@@ -69,7 +70,7 @@ public struct PruningJobResult {
     public var summary: PruningSummary
     public var perplexity: PerplexityResult?
     public var output: URL?
-    public var memoryEstimate: MemoryEstimate
+    public var memoryEstimate: RunMemoryEstimate
     public var seconds: Double
 }
 
@@ -95,7 +96,12 @@ public enum PruningJob {
         }
 
         // Refuse a run that cannot fit before any work is done.
-        let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
+        let evalSeqlen = o.evaluation.map { $0.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings) }
+        let estimate = RunMemoryEstimate.estimate(
+            configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen,
+            inputs: .measuring(model: o.model, calibrationFile: o.calibrationFile, calibrationIsText: o.calibrationFormat != .tokens,
+                               evaluation: o.evaluation.map { ($0.file, evalSeqlen!) }, writesOutput: o.output != nil,
+                               prunedElementBytes: prunedElementBytes(checkpoint)))
         try estimate.check(availableBytes: availableMemory)
 
         var calibration: CalibrationSet? = nil
@@ -211,5 +217,12 @@ public enum PruningJob {
         }
         if resume && adopt == nil { notice?("nothing to resume for \(output.path); starting at block 0") }
         return adopt
+    }
+
+    /// Bytes per element of the first pruned linear as stored (4 when unknown).
+    static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
+        guard let files = checkpoint.source as? SafeTensorsCheckpoint,
+              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return 4 }
+        return info.dtype.byteSize
     }
 }

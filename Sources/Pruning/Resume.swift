@@ -230,7 +230,9 @@ public final class RunCheckpoint: BlockCheckpointing {
             }
             done += n
         }
-        guard fsync(fd) == 0, close(fd) == 0, rename(temp, url.path) == 0 else {
+        let synced = fsync(fd) == 0
+        let closed = close(fd) == 0
+        guard synced, closed, rename(temp, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temp)
             throw PruningError("cannot save the resume state to \(url.path): \(reason)")
