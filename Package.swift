@@ -48,6 +48,8 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors"]),
         // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
+        // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
+        .testTarget(name: "CLITests"),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

@@ -81,8 +81,14 @@ public enum BlockwisePruning {
     /// `calibration` may then be nil. Progress goes to `progress` once per layer step:
     /// stage "prune", completed = blocks finished, total = L, unit "blocks", detail
     /// "block l+1/L <step>, <elapsed> s".
+    ///
+    /// With `checkpoints`, the run starts where `checkpoints.resumePoint()` says (the next block, its
+    /// inputs, the generator and the finished blocks' reports; the block sink already has those blocks),
+    /// and after each block hands the state to `checkpoints.blockFinished`. Blocks depend on earlier ones
+    /// only through these, so a resumed run's blocks are bit-identical to an uninterrupted run's.
     public static func run(checkpoint: LlamaCheckpoint, calibration: CalibrationSet?, method: PruningMethod,
                            options: PruningOptions, progress: ProgressHandler? = nil,
+                           checkpoints: BlockCheckpointing? = nil,
                            blockSink: (DecoderBlockWeights) throws -> Void) throws -> PruningSummary {
         let c = checkpoint.configuration
         let runStart = DispatchTimeClock.now()
@@ -107,15 +113,28 @@ public enum BlockwisePruning {
         var next = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(activationCount, 1))
         defer { current.deallocate(); next.deallocate() }
         let rope = RoPE(configuration: c, positions: max(seqlen, 1))
-        if usesInputs, let calibration {
-            progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
-            try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
-        }
-
         var generator = SeededGenerator(seed: options.seed)
         var blocks: [BlockPruningReport] = []
         var parameters = 0, zeros = 0
-        for l in 0..<blockCount {
+        var startBlock = 0
+        if let point = try checkpoints?.resumePoint() {
+            guard point.nextBlock <= blockCount, point.blocks.count == point.nextBlock else {
+                throw PruningError("the resume state names block \(point.nextBlock) of a model with \(blockCount)")
+            }
+            startBlock = point.nextBlock
+            generator = point.generator
+            blocks = point.blocks
+            for b in blocks { for layer in b.layers { parameters += layer.shape.reduce(1, *); zeros += layer.zeros } }
+            if usesInputs && startBlock < blockCount { try point.loadInputs(current) }
+            progress?(ProgressUpdate(stage: "prune", completed: startBlock, total: blockCount, unit: "blocks",
+                                     detail: "resumed after block \(startBlock)/\(blockCount)"))
+        } else if usesInputs, let calibration {
+            progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
+            try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
+        }
+        TestHooks.pause("calibrated")
+
+        for l in startBlock..<blockCount {
             let blockStart = DispatchTimeClock.now()
             func report(_ detail: String) {
                 let elapsed = DispatchTimeClock.seconds(since: runStart)
@@ -167,6 +186,9 @@ public enum BlockwisePruning {
             report("saving")
             try Profile.phase("export") { try blockSink(pruned) }
             blocks.append(BlockPruningReport(layer: l, seconds: DispatchTimeClock.seconds(since: blockStart), layers: layers))
+            try checkpoints?.blockFinished(layer: l, nextInputs: usesInputs && l + 1 < blockCount ? UnsafeBufferPointer(current) : nil,
+                                           generator: generator, blocks: blocks)
+            TestHooks.pause("block-\(l)")
             progress?(ProgressUpdate(stage: "prune", completed: l + 1, total: blockCount, unit: "blocks",
                                      detail: "block \(l + 1)/\(blockCount) done, \(formatSeconds(DispatchTimeClock.seconds(since: runStart))) s"))
         }

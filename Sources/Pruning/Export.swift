@@ -56,13 +56,14 @@ public struct PruningRecord: Codable, Sendable, Equatable {
 
 /// Writes a pruned checkpoint in the Hugging Face layout of its input.
 ///
-/// Usage: `init` (checks the destination and creates a hidden temporary sibling folder), `stage` each
-/// pruned block as the driver produces it (the `blockSink`), then `finish(record:)`, which writes the
-/// safetensors files in the input's dtype and sharding (every tensor that was not pruned is copied byte
-/// for byte; metadata and tensor order are kept), copies config.json and the tokenizer files, writes
-/// `pruning.json`, and renames the temporary folder to the destination. Until then the destination does
-/// not exist: `discard()`, deinit without `finish`, or SIGINT/SIGTERM (handlers installed by `init`)
-/// remove the temporary folder, so a failed or interrupted run leaves no output folder.
+/// Usage: `init` (checks the destination, creates its missing parent folders and a hidden work folder
+/// beside it, `WorkFolders`), `stage` each pruned block as the driver produces it (the `blockSink`), then
+/// `finish(record:)`, which writes the safetensors files in the input's dtype and sharding (every tensor
+/// that was not pruned is copied byte for byte; metadata and tensor order are kept), copies config.json
+/// and the tokenizer files, writes `pruning.json`, fsyncs everything and renames the work folder to the
+/// destination (atomically, never replacing anything: `Durable.renameNoReplace`). Until then the
+/// destination does not exist: `discard()`, deinit without `finish`, or a terminating signal
+/// (`Interrupts`) remove the work folder, so a failed or interrupted run leaves no output folder.
 public final class PrunedCheckpointWriter {
     /// Files copied from the input folder beside the weights (those present).
     public static let copiedFileNames: Set<String> = [
@@ -79,52 +80,94 @@ public final class PrunedCheckpointWriter {
     /// Pruned tensor name → staging file.
     private var stagedFile: [String: SafeTensorsFile] = [:]
     private var finished = false
+    private var lockFD: Int32 = -1
 
-    /// Checks that `output` does not exist and its parent folder does, opens the input's safetensors and
-    /// creates the temporary folder.
-    public init(input: URL, output: URL) throws {
+    /// Checks `output` (`WorkFolders.checkDestination`), creates its parent folders as `mkdir -p` does,
+    /// opens the input's safetensors and creates the work folder, or takes over `adopting` (the stale work
+    /// folder of an interrupted run being resumed) by renaming it to this process's name.
+    public init(input: URL, output: URL, adopting: URL? = nil) throws {
         let fm = FileManager.default
         self.input = input.standardizedFileURL
         self.output = output.standardizedFileURL
-        guard !fm.fileExists(atPath: self.output.path) else {
-            throw PruningError("output folder \(self.output.path) already exists; choose another --output or remove it")
-        }
+        try WorkFolders.checkDestination(self.output, input: self.input)
         let parent = self.output.deletingLastPathComponent()
         var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
-            throw PruningError("the parent folder of --output \(self.output.path) does not exist")
-        }
-        guard self.input.path != self.output.path else {
-            throw PruningError("--output must differ from the input model folder")
+        if fm.fileExists(atPath: parent.path, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw PruningError("the parent of --output \(self.output.path) is a file, not a folder")
+            }
+        } else {
+            do {
+                try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+            } catch {
+                throw PruningError("cannot create the parent folder of --output \(self.output.path): \(error.localizedDescription)")
+            }
         }
         do {
             checkpoint = try SafeTensorsCheckpoint(directory: self.input)
         } catch {
             throw PruningError("cannot open the input checkpoint: \(error)")
         }
-        temporary = parent.appendingPathComponent(".\(self.output.lastPathComponent).partial-\(getpid())")
+        temporary = WorkFolders.url(for: self.output, pid: getpid())
         staging = temporary.appendingPathComponent(".staging")
-        try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
-        // Register (and so install the signal handlers) before the folder exists: a Ctrl-C between
-        // mkdir and registration would otherwise leave the folder behind.
-        TemporaryFolders.register(temporary.path)
+        let temporary = self.temporary, staging = self.staging
+        var fd: Int32 = -1
+        // Created (or adopted) and registered in one step under the signal cleanup's lock: a signal
+        // cannot fall between the folder's appearance and its registration.
         do {
-            try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
-            try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+            try Interrupts.register(temporary.path) {
+                try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
+                if let adopting {
+                    guard rename(adopting.path, temporary.path) == 0 else {
+                        throw PruningError("cannot take over \(adopting.path): \(String(cString: strerror(errno)))")
+                    }
+                    if !fm.fileExists(atPath: staging.path) {
+                        try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+                    }
+                } else {
+                    try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
+                    try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+                }
+                fd = try WorkFolders.lock(temporary)
+            }
+        } catch let e as PruningError {
+            throw e
         } catch {
-            try? fm.removeItem(at: temporary)
-            TemporaryFolders.unregister(temporary.path)
             throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
         }
+        lockFD = fd
     }
 
-    deinit { if !finished { discard() } }
+    deinit {
+        if !finished { discard() }
+        if lockFD >= 0 { close(lockFD) }
+    }
 
     /// Removes the temporary folder (nothing of the run remains).
     public func discard() {
-        try? FileManager.default.removeItem(at: temporary)
-        TemporaryFolders.unregister(temporary.path)
+        Interrupts.unregister(temporary.path, remove: true)
         finished = true
+    }
+
+    /// Reopens the staged files of `blocks` (a resumed run's finished blocks).
+    public func restoreStaged(blocks: Range<Int>) throws {
+        for l in blocks {
+            let url = staging.appendingPathComponent("block-\(l).safetensors")
+            do {
+                let file = try SafeTensorsFile(url: url)
+                for kind in LinearKind.allCases {
+                    let name = LlamaTensorNames.weight(kind, layer: l)
+                    guard file.tensorNames.contains(name) else {
+                        throw PruningError("\(url.path) has no tensor \(name)")
+                    }
+                    stagedFile[name] = file
+                }
+            } catch let e as PruningError {
+                throw PruningError("cannot resume: \(e.description)")
+            } catch {
+                throw PruningError("cannot resume: \(error)")
+            }
+        }
     }
 
     /// Saves the seven pruned linears of one block, in the input's dtype, to a staging file.
@@ -168,15 +211,18 @@ public final class PrunedCheckpointWriter {
         guard !finished else { throw PruningError("the pruned checkpoint was already written or discarded") }
         do {
             let files = try writeAll(record: record)
-            let fm = FileManager.default
-            guard !fm.fileExists(atPath: output.path) else {
-                throw PruningError("output folder \(output.path) appeared while pruning; the result was not moved there")
+            // The resume state, the staged blocks and the lock are not part of the result. The state goes
+            // first: a kill from here on leaves a work folder without one, which the next run removes.
+            try? FileManager.default.removeItem(at: temporary.appendingPathComponent("resume"))
+            try? FileManager.default.removeItem(at: staging)
+            unlink(temporary.appendingPathComponent(WorkFolders.lockFileName).path)
+            Durable.syncTree(temporary)
+            TestHooks.pause("exported")
+            try Interrupts.commit(temporary.path) {
+                try Durable.renameNoReplace(temporary, to: output)
             }
-            guard rename(temporary.path, output.path) == 0 else {
-                throw PruningError("cannot rename \(temporary.path) to \(output.path): \(String(cString: strerror(errno)))")
-            }
-            TemporaryFolders.unregister(temporary.path)
             finished = true
+            TestHooks.pause("committed")
             return files
         } catch {
             discard()
@@ -226,7 +272,6 @@ public final class PrunedCheckpointWriter {
             throw PruningError("cannot write the pruned checkpoint: \(error)")
         }
         stagedFile = [:]
-        try? fm.removeItem(at: staging)
 
         // config.json and tokenizer files.
         let listing = (try? fm.contentsOfDirectory(atPath: input.path)) ?? []
@@ -262,79 +307,8 @@ struct StagedWeights: WeightSource {
     }
 }
 
-/// The temporary folders to remove when the process is interrupted (SIGINT, SIGTERM).
-///
-/// The signal handler only writes the signal number to a pipe (the one async-signal-safe step); a watcher
-/// thread reads it, removes every registered folder, restores the default action and sends the signal
-/// again, so the process still ends the usual way (status 130 for Ctrl-C in a shell). Dispatch signal
-/// sources cannot do this on Linux: they need the signal blocked in every thread, and an ignored signal
-/// is discarded before they see it.
-enum TemporaryFolders {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var folders: Set<String> = []
-    nonisolated(unsafe) private static var installed = false
-
-    static func register(_ path: String) {
-        lock.lock(); defer { lock.unlock() }
-        folders.insert(path)
-        if !installed {
-            installed = true
-            installHandlers()
-        }
-    }
-
-    static func unregister(_ path: String) {
-        lock.lock(); defer { lock.unlock() }
-        folders.remove(path)
-    }
-
-    /// Removes every registered folder now (for a caller's own signal handling).
-    static func removeAll() {
-        lock.lock()
-        let paths = folders
-        folders = []
-        lock.unlock()
-        for path in paths {
-            // A writer may still be adding files; retry a few times.
-            for _ in 0..<5 where FileManager.default.fileExists(atPath: path) {
-                try? FileManager.default.removeItem(atPath: path)
-            }
-        }
-    }
-
-    private static func installHandlers() {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return }
-        signalPipeWrite = fds[1]
-        let readFD = fds[0]
-        let watcher = Thread {
-            var sig: Int32 = 0
-            while true {
-                let n = withUnsafeMutableBytes(of: &sig) { read(readFD, $0.baseAddress, 4) }
-                if n == 4 { break }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-            }
-            removeAll()
-            signal(sig, SIG_DFL)
-            kill(getpid(), sig)   // process-directed: this thread may block signals
-        }
-        watcher.name = "llm-prune signal cleanup"
-        watcher.start()
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig) { received in
-                var s = received
-                _ = withUnsafeBytes(of: &s) { write(signalPipeWrite, $0.baseAddress, 4) }
-            }
-        }
-    }
-}
-
-/// The write end of the signal pipe, read by the C signal handler (which cannot capture context).
-nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
-
 extension PrunedCheckpointWriter {
     /// Removes the temporary folders of every unfinished writer: for a command line that installs its own
-    /// SIGINT/SIGTERM handling in place of the one `init` installs.
-    public static func removeTemporaryFolders() { TemporaryFolders.removeAll() }
+    /// signal handling in place of `Interrupts`'.
+    public static func removeTemporaryFolders() { Interrupts.removeAll() }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensor
 import Tokenizers
 import SafeTensors
@@ -55,6 +56,9 @@ public struct PruningJobOptions {
     public var ggufOutputStorage: CheckpointStorage = .safetensors(.BF16)
     /// A folder whose tokenizer.json replaces the model's own tokenizer (`--tokenizer`).
     public var tokenizerDirectory: URL? = nil
+    /// Continue the interrupted run of the same identity (`RunIdentity`) writing `output`, from its last
+    /// finished block; without one, start at block 0.
+    public var resume = false
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
@@ -76,16 +80,23 @@ public struct PruningJobResult {
     public var perplexity: PerplexityResult?
     public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
-    public var memoryEstimate: MemoryEstimate
+    public var memoryEstimate: RunMemoryEstimate
     public var seconds: Double
 }
 
 /// One pruning run end to end: calibration → block-by-block pruning → optional evaluation → export.
 /// The output folder appears only when everything succeeded (see `PrunedCheckpointWriter`).
 public enum PruningJob {
+    ///
+    /// With `output`, the destination is checked first (nothing there, not inside the model, name short
+    /// enough); stale work folders of dead runs for the same output are removed (each reported through
+    /// `notice`), or with `resume` the one of the same identity is continued. A work folder of a different
+    /// run is never resumed: the run stops with an error naming the difference.
     public static func run(_ o: PruningJobOptions, availableMemory: Int? = MemoryEstimate.availableBytes(),
-                           progress: ProgressHandler? = nil) throws -> PruningJobResult {
+                           progress: ProgressHandler? = nil, notice: ((String) -> Void)? = nil) throws -> PruningJobResult {
         let start = Date()
+        if let output = o.output { try WorkFolders.checkDestination(output, input: o.model) }
+        if o.resume && o.output == nil { throw PruningError("--resume needs --output (the run to continue is found beside it)") }
         let checkpoint = try LlamaCheckpoint(model: o.model)
         let c = checkpoint.configuration
         // Opened only when text is to be tokenized (token-id calibration and no evaluation need none).
@@ -97,6 +108,9 @@ public enum PruningJob {
             return t
         }
         let isGGUF = checkpoint.source is GGUFWeights
+        if o.resume && isGGUF {
+            throw PruningError("--resume continues Hugging Face inputs only; a GGUF input is pruned from the start")
+        }
         let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
@@ -109,7 +123,12 @@ public enum PruningJob {
         try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
-        let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
+        let evalSeqlen = o.evaluation.map { $0.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings) }
+        let estimate = RunMemoryEstimate.estimate(
+            configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen,
+            inputs: .measuring(model: o.model, calibrationFile: o.calibrationFile, calibrationIsText: o.calibrationFormat != .tokens,
+                               evaluation: o.evaluation.map { ($0.file, evalSeqlen!) }, writesOutput: o.output != nil,
+                               prunedElementBytes: prunedElementBytes(checkpoint)))
         try estimate.check(availableBytes: availableMemory)
         if o.evaluation != nil || o.zeroShot != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
 
@@ -135,7 +154,6 @@ public enum PruningJob {
         // The weights are evaluated as they are (or would be) written: rounded to the output's storage
         // (a Hugging Face input: each pruned linear in its input dtype; a GGUF input: `ggufOutputStorage`),
         // so the reported perplexity is the written model's.
-        let writer = isGGUF ? nil : try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
         let converter = try o.output.map { output in
             isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: o.ggufOutputStorage, output: output,
                                                    tokenizerDirectory: o.tokenizerDirectory) : nil
@@ -169,21 +187,53 @@ public enum PruningJob {
             }
         }
 
+        let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed)
+        var writer: PrunedCheckpointWriter? = nil
+        var runCheckpoint: RunCheckpoint? = nil
+        var resumedAt: Int? = nil
+        if let output = o.output, !isGGUF {
+            let identity = RunIdentity(
+                toolVersion: o.toolVersion, model: o.model, method: o.method.name, settings: o.settings,
+                pattern: o.pattern.description, seed: o.seed, nsamples: calibration?.nsamples ?? o.nsamples,
+                seqlen: calibration?.seqlen ?? seqlen,
+                samplesPerForward: pruningOptions.resolvedSamplesPerForward(sampleCount: calibration?.nsamples ?? o.nsamples,
+                                                                             sequenceLength: calibration?.seqlen ?? seqlen),
+                calibrationHash: calibration?.hash, output: output)
+            let adopt = try staleWorkFolder(for: output, identity: identity, resume: o.resume, notice: notice)
+            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt)
+            let rc = try RunCheckpoint(folder: w.temporary, identity: identity)
+            if adopt != nil {
+                let done = try rc.resumePoint()?.nextBlock ?? 0
+                try w.restoreStaged(blocks: 0..<done)
+                resumedAt = done
+                notice?("resuming \(output.path) after block \(done) of \(c.numHiddenLayers)")
+            }
+            writer = w
+            runCheckpoint = rc
+        }
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
-            options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
+            options: pruningOptions, progress: progress, checkpoints: runCheckpoint
         ) { block in
             if isGGUF { try converter?.stage(block) } else { try writer?.stage(block) }
-            if o.evaluation != nil || o.zeroShot != nil { keptBlocks.append(try rounded(block)) }
+            if (o.evaluation != nil || o.zeroShot != nil) && writer == nil { keptBlocks.append(try rounded(block)) }
         }
 
         var perplexity: PerplexityResult? = nil
         var zeroShot: [ZeroShotResult] = []
         if o.evaluation != nil || o.zeroShot != nil {
-            let model = try LlamaModel(
-                configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
-                finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
+            // The model evaluated is the one written: with a Hugging Face output, the pruned blocks read back
+            // from the staged files (so a resumed run's figure equals an uninterrupted one's); otherwise the
+            // blocks kept in memory, rounded to the output's storage.
+            let model: LlamaModel
+            if let writer {
+                model = try LlamaCheckpoint(configuration: c, source: writer.prunedWeights).loadModel()
+            } else {
+                model = try LlamaModel(
+                    configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
+                    finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
+            }
             keptBlocks = []
             if let windows = evaluationWindows {
                 perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
@@ -191,6 +241,7 @@ public enum PruningJob {
             if let suite = zeroShotSuite {
                 zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)
             }
+            TestHooks.pause("evaluated")
         }
 
         if writer != nil || converter != nil {
@@ -212,6 +263,7 @@ public enum PruningJob {
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             // Which BLAS kernels produced these weights (the last bits depend on them).
             for (k, v) in BLASRuntime.current.record { notes["blas.\(k)"] = v }
+            if let resumedAt { notes["resumed_at_block"] = String(resumedAt) }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
             if let writer { try writer.finish(record: record) }
@@ -219,5 +271,37 @@ public enum PruningJob {
         }
         return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The stale work folder to continue (with `resume`, the one whose identity matches), after removing
+    /// the others; each step reported through `notice`.
+    static func staleWorkFolder(for output: URL, identity: RunIdentity, resume: Bool,
+                                notice: ((String) -> Void)?) throws -> URL? {
+        var adopt: URL? = nil
+        for f in WorkFolders.list(for: output) {
+            guard f.isStale else {
+                notice?("\(f.url.path) belongs to process \(f.pid), which is still running; left alone")
+                continue
+            }
+            let done = f.finishedBlocks.map { ", \($0) blocks finished" } ?? ""
+            if resume && adopt == nil, let saved = RunCheckpoint.identity(in: f.url) {
+                if let diff = identity.difference(from: saved) {
+                    throw PruningError("cannot resume: the interrupted run in \(f.url.path) is a different run (\(diff)); rerun it with its own arguments, or remove it with 'llm-prune clean --output \(output.path)'")
+                }
+                adopt = f.url
+                continue
+            }
+            try? FileManager.default.removeItem(at: f.url)
+            notice?("removed \(f.url.path), the work folder of an interrupted run (process \(f.pid) is gone\(done))\(resume ? "" : "; --resume would have continued it")")
+        }
+        if resume && adopt == nil { notice?("nothing to resume for \(output.path); starting at block 0") }
+        return adopt
+    }
+
+    /// Bytes per element of the first pruned linear as stored (4 when unknown).
+    static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
+        guard let files = checkpoint.source as? SafeTensorsCheckpoint,
+              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return 4 }
+        return info.dtype.byteSize
     }
 }

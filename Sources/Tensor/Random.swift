@@ -17,6 +17,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         s0 = splitMix(&sm); s1 = splitMix(&sm); s2 = splitMix(&sm); s3 = splitMix(&sm)
     }
 
+    /// The four state words, to save a run's generator and continue it later (`init(state:)`).
+    public var state: [UInt64] { [s0, s1, s2, s3] }
+
+    /// The generator whose state is `state` (four words, as `state` gave them); nil for any other count
+    /// or for the all-zero state, which xoshiro cannot leave.
+    public init?(state: [UInt64]) {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+        s0 = state[0]; s1 = state[1]; s2 = state[2]; s3 = state[3]
+    }
+
     public mutating func next() -> UInt64 {
         let result = rotl(s1 &* 5, 7) &* 9
         let t = s1 << 17

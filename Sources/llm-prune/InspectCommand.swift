@@ -14,6 +14,10 @@ enum InspectCommand {
             OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples assumed for the pruning memory estimate.", defaultValue: "128"),
             OptionSpec(name: "seqlen", valueName: "n", help: "Calibration length assumed for the pruning memory estimate.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "method", valueName: "name", help: "Method assumed for the pruning memory estimate.", defaultValue: "sparsegpt"),
+            OptionSpec(name: "calibration-file", valueName: "path", help: "Calibration file assumed for the estimate (its size counts)."),
+            OptionSpec(name: "calibration-format", valueName: "fmt", help: "Its format, as for prune.", defaultValue: "text"),
+            OptionSpec(name: "eval-file", valueName: "path", help: "Evaluation text assumed for the estimate (a prune that evaluates)."),
+            OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length assumed.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
         ],
         examples: ["llm-prune inspect --model ../shared/models/stories260K"])
@@ -46,7 +50,16 @@ enum InspectCommand {
             throw UsageError("option '--method' must be one of \(PruneCommand.methodNames.joined(separator: ", ")), got '\(methodName)'")
         }
         let (method, _) = try PruneCommand.makeMethod(methodName, a)
-        let estimate = MemoryEstimate.estimate(configuration: c, method: method, sampleCount: nsamples, sequenceLength: seqlen)
+        // The estimate of a prune with --output (what `prune` itself checks and reports).
+        let format = try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!
+        let evalSeqlen = try a.int("eval-seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
+        let dtypeBytes = tensors.info(LlamaTensorNames.weight(.q, layer: 0))?.dtype.byteSize ?? 4
+        let estimate = RunMemoryEstimate.estimate(
+            configuration: c, method: method, sampleCount: nsamples, sequenceLength: seqlen,
+            inputs: .measuring(model: url, calibrationFile: a.string("calibration-file").map { URL(fileURLWithPath: $0) },
+                               calibrationIsText: format != "tokens",
+                               evaluation: a.string("eval-file").map { (URL(fileURLWithPath: $0), evalSeqlen) },
+                               writesOutput: true, prunedElementBytes: dtypeBytes))
         // Evaluation holds the whole model in float32 plus one window's activations and logits.
         let window = min(2048, c.maxPositionEmbeddings)
         let evaluationBytes = 4 * (parameters + window * (c.vocabSize + 6 * c.hiddenSize + 3 * c.intermediateSize))
@@ -69,7 +82,7 @@ enum InspectCommand {
         parameters   \(parameters) (\(prunable) in the seven linear layers of the blocks)
         dtypes       \(dtypeSummary) in \(fileCount) file(s)
         memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
-                     prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (one block float32 + calibration activations, \(nsamples) x \(seqlen))
+                     prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (a run with --output, calibration \(nsamples) x \(seqlen))
                      \(estimate.description)
         blas         \(BLASRuntime.current.summary)
         """)

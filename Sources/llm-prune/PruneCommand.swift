@@ -18,8 +18,15 @@ enum PruneCommand {
         optimization with the Wanda score). Sparsity: a ratio such as 0.5 (unstructured, per output row), or
         N:M such as 2:4 or 4:8 (N kept of every M consecutive input weights). Only the seven linear layers of each
         decoder block are pruned; embeddings, norms and lm_head are kept. The next block is calibrated on the
-        outputs of the already pruned blocks. With --output the result is written to a temporary folder and
-        renamed at the end: an interrupted or failed run leaves no output folder. Progress per block on stderr.
+        outputs of the already pruned blocks. With --output the result is written to a hidden work folder
+        (.NAME.partial-PID beside it) and renamed at the end: a failed or interrupted run (Ctrl-C, SIGTERM,
+        SIGHUP, a closed pipe, ...) leaves no output folder. The work folder keeps each finished block, so a run
+        that was killed outright (SIGKILL, power loss) can be continued with --resume; any other run for the
+        same --output, or 'llm-prune clean', removes such a leftover. Missing parent folders of --output are
+        created. Progress per block on stderr.
+
+        Exit status: 0 done, 1 run-time error (one line 'error: ...' on stderr), 64 usage error, 128+n killed
+        by signal n (nothing left on disk).
         """,
         options: [
             OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
@@ -39,9 +46,10 @@ enum PruneCommand {
             OptionSpec(name: "ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", defaultValue: "5"),
             OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", computedDefault: "min(32, nsamples)"),
             OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
-            OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet."),
+            OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet (its parent folders are created)."),
             OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
             OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
+            OptionSpec(name: "resume", valueName: nil, help: "Continue the killed run with the same arguments that was writing --output, from its last finished block (the result is bit-identical to an uninterrupted run); starts at block 0 when there is none."),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
@@ -108,10 +116,13 @@ enum PruneCommand {
             throw UsageError("\(error)")
         }
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
+        job.resume = a.flag("resume")
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         ProfileReport.start(a)
         defer { ProfileReport.finish() }
-        let r = try PruningJob.run(job, progress: progress.handle)
+        // Once the output is committed, a late signal no longer changes the outcome: exit 0.
+        Interrupts.completedRunExitsNormally = true
+        let r = try PruningJob.run(job, progress: progress.handle, notice: { printError("note: \($0)") })
         report(r, method: method.name, pattern: pattern, zeroShot: options.zeroShot, json: a.flag("json"))
     }
 

@@ -2,8 +2,20 @@ import Foundation
 import Tensor
 
 /// Writes a line to standard error (progress and diagnostics never mix with results on stdout).
-func printError(_ s: String) {
-    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+///
+/// Through write(2), errors ignored: FileHandle traps on EPIPE, and a closed pipe (`llm-prune ... 2>&1 |
+/// head -1`) must end the run by its SIGPIPE, with cleanup, not by a crash.
+func printError(_ s: String) { writeStandardError(s + "\n") }
+
+func writeStandardError(_ s: String) {
+    let bytes = Array(s.utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(2, $0.baseAddress! + done, bytes.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        done += n
+    }
 }
 
 /// Shows library progress on stderr: rate and ETA, redrawn in place on a terminal and at most every few
@@ -41,7 +53,7 @@ final class ProgressPrinter {
         if !finished { line += " | ETA \(formatDuration(remaining))" }
         if !u.detail.isEmpty { line += " | \(u.detail)" }
         if interactive {
-            FileHandle.standardError.write(("\r\u{1B}[K" + line + (finished ? "\n" : "")).data(using: .utf8)!)
+            writeStandardError("\r\u{1B}[K" + line + (finished ? "\n" : ""))
         } else {
             printError(line)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 
 // The llm-prune command line: parses arguments, calls the library, prints. No pruning logic here.
 
@@ -10,6 +11,7 @@ let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
     "eval": (EvalCommand.spec, EvalCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),
+    "clean": (CleanCommand.spec, CleanCommand.run),
 ]
 
 func topLevelHelp() -> String {
@@ -25,6 +27,9 @@ func topLevelHelp() -> String {
     Run 'llm-prune <command> --help' for a command's options.
     """
 }
+
+// Every terminating signal removes the run's work folder before the process ends (see Interrupts).
+Interrupts.install()
 
 var argv = Array(CommandLine.arguments.dropFirst())
 guard let first = argv.first else {

@@ -184,10 +184,13 @@ private func pruneAndExport(input: URL, output: URL, method: PruningMethod, patt
         #expect(throws: PruningError("output folder \(scratch.path) already exists; choose another --output or remove it")) {
             _ = try PrunedCheckpointWriter(input: input, output: scratch)
         }
-        let orphan = scratch.appendingPathComponent("missing/pruned")
-        #expect(throws: PruningError("the parent folder of --output \(orphan.path) does not exist")) {
-            _ = try PrunedCheckpointWriter(input: input, output: orphan)
-        }
+        // Missing parent folders are created (mkdir -p), the work folder goes beside the output.
+        let orphan = scratch.appendingPathComponent("missing/deeper/pruned")
+        let early = try PrunedCheckpointWriter(input: input, output: orphan)
+        #expect(listing(orphan.deletingLastPathComponent()).count == 1)
+        early.discard()
+        #expect(listing(orphan.deletingLastPathComponent()) == [])
+        try FileManager.default.removeItem(at: scratch.appendingPathComponent("missing"))
         // discard() removes the temporary folder at once.
         let writer = try PrunedCheckpointWriter(input: input, output: scratch.appendingPathComponent("out"))
         #expect(listing(scratch).count == 1 && listing(scratch)[0].hasPrefix(".out.partial-"))

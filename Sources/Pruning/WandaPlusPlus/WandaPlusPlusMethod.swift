@@ -92,7 +92,10 @@ public final class WandaPlusPlusMethod: PruningMethod {
         // The working copy and the gradients always; RMSprop's averages with RO; G with RGS. (The dense
         // target is the driver's own block, shared until the working copy is first written.)
         let copies = 2 + (options.variant.usesRegionalOptimization ? 1 : 0)
-        let g = options.variant.usesGradientScore ? 1 : 0
+        // G; two of them while the full method recomputes G after the rounds (the rounds' G is freed only
+        // when the new one is complete).
+        let recomputes = options.variant.usesRegionalOptimization && options.roRounds > 0
+        let g = options.variant.usesGradientScore ? (recomputes ? 2 : 1) : 0
         let tape = DecoderBlockTape.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
         return 4 * p * (copies + g) + 5 * largest + tape + 8 * sequenceLength * c.hiddenSize
     }

@@ -1,0 +1,243 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The command line as a user meets it: exit codes, one-line errors, the output folder's checks.
+@Suite struct CommandLineTests {
+    @Test func exitCodes() throws {
+        let help = try run(["--help"])
+        #expect(help.exitCode == 0 && help.stdout.contains("clean"))
+        let usage = try run(["prune", "--model", "x", "--method", "magnitude", "--sparsity", "0.5", "--bogus"])
+        #expect(usage.exitCode == 64)
+        #expect(usage.stderrLines.first?.hasPrefix("error: unknown option '--bogus' for 'prune'") == true)
+        let unknown = try run(["frobnicate"])
+        #expect(unknown.exitCode == 64)
+        let missing = try run(["inspect", "--model", "/nonexistent/model"])
+        #expect(missing.exitCode == 1)
+        #expect(missing.stderrLines.count == 1 && missing.stderrLines[0].hasPrefix("error: "), "\(missing.stderr)")
+        let resumeWithoutOutput = try run(["prune", "--model", try sharedPath("models/stories260K"), "--method", "magnitude",
+                                           "--sparsity", "0.5", "--resume"])
+        #expect(resumeWithoutOutput.exitCode == 1)
+        #expect(resumeWithoutOutput.stderrLines == ["error: --resume needs --output (the run to continue is found beside it)"])
+    }
+
+    /// `make demo` on a fresh clone: --output's parent folders are created as `mkdir -p` does.
+    @Test func outputCreatesMissingParents() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("runs/a/b/pruned")
+        let r = try run(try pruneArguments(output: output, scratch: scratch, extra: ["--quiet"]))
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(isComplete(output))
+        #expect(listing(output.deletingLastPathComponent()) == ["pruned"])
+    }
+
+    /// A dangling symbolic link as --output is refused before any pruning (one line, no progress).
+    @Test func danglingSymlinkOutputRefusedBeforePruning() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        try FileManager.default.createDirectory(at: runs, withIntermediateDirectories: true)
+        let link = runs.appendingPathComponent("out")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: "/nonexistent/target")
+        let r = try run(try pruneArguments(output: link, scratch: scratch))
+        #expect(r.exitCode == 1)
+        #expect(r.stderrLines == ["error: --output \(link.path) is a symbolic link to /nonexistent/target, which does not exist; give a folder that does not exist yet"])
+        #expect(listing(runs) == ["out"])
+    }
+
+    /// An --output name too long for the work folder's name beside it is refused before pruning; the
+    /// longest allowed one works.
+    @Test func longOutputNames() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        let tooLong = runs.appendingPathComponent(String(repeating: "n", count: 236))
+        let r = try run(try pruneArguments(output: tooLong, scratch: scratch))
+        #expect(r.exitCode == 1)
+        #expect(r.stderrLines == ["error: --output name is 236 bytes long; at most 235 fit beside its temporary work folder (file names are limited to 255 bytes)"])
+        #expect(listing(runs) == [])
+        let longest = runs.appendingPathComponent(String(repeating: "é", count: 117) + "x")   // 235 bytes
+        let ok = try run(try pruneArguments(output: longest, scratch: scratch, extra: ["--quiet"]))
+        #expect(ok.exitCode == 0, "\(ok.stderr)")
+        #expect(isComplete(longest))
+        #expect(listing(runs) == [longest.lastPathComponent])
+    }
+
+    /// An --output inside the input model folder (directly or through a symbolic link) is refused.
+    @Test func outputInsideTheModelRefused() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let model = scratch.appendingPathComponent("model")
+        try FileManager.default.copyItem(atPath: try sharedPath("models/stories260K"), toPath: model.path)
+        let before = listing(model)
+        let link = scratch.appendingPathComponent("alias")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: model.path)
+        for output in [model.appendingPathComponent("pruned"), link.appendingPathComponent("sub/pruned")] {
+            let r = try run(["prune", "--model", model.path, "--method", "magnitude", "--sparsity", "0.5",
+                             "--output", output.path])
+            #expect(r.exitCode == 1)
+            #expect(r.stderrLines == ["error: --output \(output.path) lies inside the input model folder \(model.path); choose a folder outside it"])
+        }
+        #expect(listing(model) == before)
+    }
+
+    @Test func existingOutputRefused() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let r = try run(try pruneArguments(output: scratch, scratch: scratch))
+        #expect(r.exitCode == 1)
+        #expect(r.stderrLines == ["error: output folder \(scratch.path) already exists; choose another --output or remove it"])
+    }
+}
+
+/// Signals at chosen moments of a run (the LLM_PRUNE_TEST_PAUSE hook): before the commit each one ends the
+/// process by that signal with nothing left on disk; from the commit on, the run completes and exits 0.
+@Suite struct SignalTests {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGQUIT]
+    static let beforeCommit = ["calibrated", "block-1", "evaluated", "exported"]
+
+    @Test(arguments: beforeCommit)
+    func signalBeforeTheCommitLeavesNothing(moment: String) throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        for sig in Self.signals {
+            let output = runs.appendingPathComponent("out-\(sig)")
+            let child = try Child(try pruneArguments(output: output, scratch: scratch),
+                                  environment: ["LLM_PRUNE_TEST_PAUSE": "\(moment):60"])
+            #expect(child.waitFor("paused at \(moment)"), "signal \(sig): \(child.stderrSoFar)")
+            #expect(listing(runs).count == 1 && listing(runs).first?.hasPrefix(".out-\(sig).partial-") == true, "\(listing(runs))")
+            child.send(sig)
+            let r = child.wait()
+            #expect(r.signal == sig, "signal \(sig) at \(moment): exit \(String(describing: r.exitCode)) \(r.stderr)")
+            #expect(listing(runs) == [], "signal \(sig) at \(moment)")
+            #expect(!r.stderr.contains("Backtrace") && !r.stderr.contains("Crash"), "\(r.stderr)")
+        }
+    }
+
+    @Test(arguments: ["commit", "committed"])
+    func signalFromTheCommitOnCompletes(moment: String) throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let output = runs.appendingPathComponent("out-\(sig)")
+            let child = try Child(try pruneArguments(output: output, scratch: scratch),
+                                  environment: ["LLM_PRUNE_TEST_PAUSE": "\(moment):1"])
+            #expect(child.waitFor("paused at \(moment)"), "\(child.stderrSoFar)")
+            child.send(sig)
+            let r = child.wait()
+            #expect(r.exitCode == 0, "signal \(sig) at \(moment): \(r.stderr)")
+            #expect(isComplete(output))
+            #expect(listing(runs).allSatisfy { !$0.hasPrefix(".") }, "\(listing(runs))")
+        }
+    }
+
+    /// `llm-prune prune ... 2>&1 | head -1`: the closed pipe ends the run by SIGPIPE, after cleanup.
+    @Test func closedPipe() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        let output = runs.appendingPathComponent("out")
+        let args = try pruneArguments(output: output, scratch: scratch).map { "'\($0)'" }.joined(separator: " ")
+        let script = "set -o pipefail; LLM_PRUNE_TEST_PAUSE=block-0:1 '\(try binary())' \(args) 2>&1 | head -1"
+        let r = try Child(["-c", script], executable: "/bin/bash").wait()
+        #expect(r.exitCode == 128 + SIGPIPE, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.split(separator: "\n").count == 1)
+        #expect(listing(runs) == [], "\(listing(runs))")
+    }
+
+    /// SIGKILL leaves the work folder; `llm-prune clean` removes it, and so does the next run (saying so).
+    @Test func killLeavesAWorkFolderThatIsCleaned() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        let output = runs.appendingPathComponent("out")
+        for cleaner in ["clean", "next run"] {
+            let child = try Child(try pruneArguments(output: output, scratch: scratch),
+                                  environment: ["LLM_PRUNE_TEST_PAUSE": "block-1:60"])
+            #expect(child.waitFor("paused at block-1"))
+            child.send(SIGKILL)
+            let k = child.wait()
+            #expect(k.signal == SIGKILL)
+            let left = ".out.partial-\(child.pid)"
+            #expect(listing(runs) == [left])
+            if cleaner == "clean" {
+                let r = try run(["clean", "--output", output.path])
+                #expect(r.exitCode == 0)
+                #expect(r.stdout == "removed \(runs.appendingPathComponent(left).path) (process \(child.pid) is gone, 2 blocks finished)\n")
+                #expect(listing(runs) == [])
+            } else {
+                let r = try run(try pruneArguments(output: output, scratch: scratch, extra: ["--quiet"]))
+                #expect(r.exitCode == 0)
+                #expect(r.stderrLines == ["note: removed \(runs.appendingPathComponent(left).path), the work folder of an interrupted run (process \(child.pid) is gone, 2 blocks finished); --resume would have continued it"])
+                #expect(listing(runs) == ["out"])
+            }
+        }
+        let nothing = try run(["clean", "--output", output.path])
+        #expect(nothing.stdout == "nothing to clean beside \(output.path)\n")
+    }
+}
+
+/// `prune --resume` after SIGKILL gives the same bytes as an uninterrupted run.
+@Suite struct ResumeTests {
+    func arguments(_ output: URL, _ scratch: URL, _ extra: [String] = []) throws -> [String] {
+        // Wanda++ with regional optimization: its rounds draw samples from the run's generator.
+        try pruneArguments(output: output, scratch: scratch, method: "wanda++",
+                           extra: ["--ro-rounds", "2", "--ro-samples", "4", "--quiet"] + extra)
+    }
+
+    @Test func resumedRunIsBitIdentical() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        let reference = runs.appendingPathComponent("reference")
+        let whole = try run(try arguments(reference, scratch))
+        #expect(whole.exitCode == 0, "\(whole.stderr)")
+        let referenceBytes = try Data(contentsOf: reference.appendingPathComponent("model.safetensors"))
+        // The model has 5 blocks: kill after a random one of the first four, and once after the last
+        // block (during the evaluation, before the export).
+        var generator = SystemRandomNumberGenerator()
+        for moment in ["block-\(Int.random(in: 0..<4, using: &generator))", "evaluated"] {
+            let output = runs.appendingPathComponent("resumed-\(moment)")
+            let child = try Child(try arguments(output, scratch), environment: ["LLM_PRUNE_TEST_PAUSE": "\(moment):60"])
+            #expect(child.waitFor("paused at \(moment)"))
+            child.send(SIGKILL)
+            #expect(child.wait().signal == SIGKILL)
+            let r = try run(try arguments(output, scratch, ["--resume"]))
+            #expect(r.exitCode == 0, "\(moment): \(r.stderr)")
+            if moment.hasPrefix("block-") {
+                let done = Int(moment.dropFirst(6))! + 1
+                #expect(r.stderrLines == ["note: resuming \(output.path) after block \(done) of 5"], "\(r.stderr)")
+            }
+            let bytes = try Data(contentsOf: output.appendingPathComponent("model.safetensors"))
+            #expect(bytes == referenceBytes, "\(moment)")
+            #expect(listing(runs).allSatisfy { !$0.hasPrefix(".") }, "\(listing(runs))")
+        }
+    }
+
+    /// A work folder of a different run is never resumed, and is left in place.
+    @Test func differentRunIsRefused() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let runs = scratch.appendingPathComponent("runs")
+        let output = runs.appendingPathComponent("out")
+        let child = try Child(try arguments(output, scratch), environment: ["LLM_PRUNE_TEST_PAUSE": "block-1:60"])
+        #expect(child.waitFor("paused at block-1"))
+        child.send(SIGKILL)
+        _ = child.wait()
+        let left = runs.appendingPathComponent(".out.partial-\(child.pid)")
+        let r = try run(try arguments(output, scratch, ["--resume", "--seed", "1"]))
+        #expect(r.exitCode == 1)
+        #expect(r.stderrLines == ["error: cannot resume: the interrupted run in \(left.path) is a different run (seed 0 there, 1 here); rerun it with its own arguments, or remove it with 'llm-prune clean --output \(output.path)'"])
+        #expect(listing(runs) == [left.lastPathComponent])
+        // Nothing to resume: --resume starts at block 0.
+        let fresh = runs.appendingPathComponent("fresh")
+        let f = try run(try arguments(fresh, scratch, ["--resume"]))
+        #expect(f.exitCode == 0)
+        #expect(f.stderrLines == ["note: nothing to resume for \(fresh.path); starting at block 0"])
+    }
+}

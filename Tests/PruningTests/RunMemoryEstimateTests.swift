@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+import Llama
+import Pruning
+
+@Suite struct RunMemoryEstimateTests {
+    /// The parts appear only in the runs that have them, and the total follows the documented formula.
+    @Test func partsFollowTheRun() throws {
+        let c = try LlamaConfiguration(contentsOf: try sharedPath("models/stories260K/config.json"))
+        let plain = RunMemoryEstimate.Inputs(checkpointBytes: 1_000_000, tokenizerFileBytes: 20_000,
+                                             calibrationFileBytes: 1_000_000, calibrationIsText: true)
+        let a = RunMemoryEstimate.estimate(configuration: c, method: WandaPruning(), sampleCount: 128, sequenceLength: 512, inputs: plain)
+        #expect(a.evaluationBytes == 0 && a.keptBlocksBytes == 0)
+        #expect(a.mappedBytes == 1_000_000)
+        #expect(a.calibrationSampleBytes == 128 * 512 * 8)
+        #expect(a.totalBytes == a.runtimeBytes + a.mappedBytes + a.tokenizerBytes + a.calibrationSampleBytes
+                + max(a.calibrationReadBytes, a.pruning.totalBytes + a.keptBlocksBytes, a.evaluationBytes))
+
+        var evaluating = plain
+        evaluating.evaluation = (fileBytes: 1_300_000, seqlen: 512)
+        let b = RunMemoryEstimate.estimate(configuration: c, method: WandaPruning(), sampleCount: 128, sequenceLength: 512, inputs: evaluating)
+        // The float32 model alone: embeddings (tied head), final norm, five blocks.
+        #expect(b.evaluationBytes > 4 * (512 * 64 + 64 + 5 * b.pruning.blockBytes / 4))
+        #expect(b.keptBlocksBytes == 5 * b.pruning.blockBytes)
+        evaluating.writesOutput = true
+        let d = RunMemoryEstimate.estimate(configuration: c, method: WandaPruning(), sampleCount: 128, sequenceLength: 512, inputs: evaluating)
+        #expect(d.keptBlocksBytes == 0)
+        #expect(d.mappedBytes == 1_000_000 + 5 * (4096 + 2048 + 2048 + 4096 + 3 * 11008) * 4)
+
+        let magnitude = RunMemoryEstimate.estimate(configuration: c, method: MagnitudePruning(), sampleCount: 128, sequenceLength: 512, inputs: plain)
+        #expect(magnitude.calibrationReadBytes == 0)
+    }
+
+    /// Full Wanda++ holds two G at once while it recomputes G after the rounds; RGS alone holds one.
+    @Test func wandaPlusPlusCountsBothGradientBuffers() throws {
+        let c = try LlamaConfiguration(contentsOf: try sharedPath("models/stories260K/config.json"))
+        let p = LinearKind.allCases.reduce(0) { $0 + $1.shape(c)[0] * $1.shape(c)[1] }
+        let full = try WandaPlusPlusMethod(name: "wanda++").extraBlockBytes(configuration: c, sampleCount: 8, sequenceLength: 64)
+        let ro = try WandaPlusPlusMethod(name: "wanda++-ro").extraBlockBytes(configuration: c, sampleCount: 8, sequenceLength: 64)
+        let rgs = try WandaPlusPlusMethod(name: "wanda++-rgs").extraBlockBytes(configuration: c, sampleCount: 8, sequenceLength: 64)
+        #expect(full - ro == 2 * 4 * p)
+        // RGS alone: no RMSprop averages (one copy less) and one G less.
+        #expect(full - rgs == 2 * 4 * p)
+    }
+}
