@@ -163,10 +163,13 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
             func size(_ url: URL) -> Int {
                 ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? NSNumber)?.intValue ?? 0
             }
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: model.path)) ?? []
-            let checkpoint = names.filter { $0.hasSuffix(".safetensors") }.reduce(0) { $0 + size(model.appendingPathComponent($1)) }
+            // A GGUF file holds weights and tokenizer; a folder its safetensors and tokenizer.json.
+            let isFile = model.pathExtension.lowercased() == "gguf"
+            let names = isFile ? [] : (try? FileManager.default.contentsOfDirectory(atPath: model.path)) ?? []
+            let checkpoint = isFile ? size(model)
+                : names.filter { $0.hasSuffix(".safetensors") }.reduce(0) { $0 + size(model.appendingPathComponent($1)) }
             return Inputs(checkpointBytes: checkpoint, prunedElementBytes: prunedElementBytes,
-                          tokenizerFileBytes: size(model.appendingPathComponent("tokenizer.json")),
+                          tokenizerFileBytes: isFile ? 0 : size(model.appendingPathComponent("tokenizer.json")),
                           calibrationFileBytes: calibrationFile.map(size) ?? 0, calibrationIsText: calibrationIsText,
                           evaluation: evaluation.map { (size($0.file), $0.seqlen) }, writesOutput: writesOutput)
         }

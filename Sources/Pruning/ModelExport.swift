@@ -121,19 +121,25 @@ public final class ConvertedCheckpointWriter {
         }
         let parent = self.output.deletingLastPathComponent()
         var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
-            throw PruningError("the parent folder of --output \(self.output.path) does not exist")
+        if fm.fileExists(atPath: parent.path, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw PruningError("the parent of --output \(self.output.path) is a file, not a folder")
+            }
+        } else {
+            do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+                throw PruningError("cannot create the parent folder of --output \(self.output.path): \(error.localizedDescription)")
+            }
         }
-        temporary = parent.appendingPathComponent(".\(self.output.lastPathComponent).partial-\(getpid())")
+        temporary = WorkFolders.url(for: self.output, pid: getpid())
         staging = temporary.appendingPathComponent(".staging")
         try? fm.removeItem(at: temporary)
-        TemporaryFolders.register(temporary.path)
+        // Created under the signal cleanup's lock, so a signal either finds no folder or removes it.
         do {
-            try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
-            try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+            try Interrupts.register(temporary.path) {
+                try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
+                try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+            }
         } catch {
-            try? fm.removeItem(at: temporary)
-            TemporaryFolders.unregister(temporary.path)
             throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
         }
     }
@@ -141,8 +147,7 @@ public final class ConvertedCheckpointWriter {
     deinit { if !finished { discard() } }
 
     public func discard() {
-        try? FileManager.default.removeItem(at: temporary)
-        TemporaryFolders.unregister(temporary.path)
+        Interrupts.unregister(temporary.path, remove: true)
         finished = true
     }
 
@@ -197,10 +202,9 @@ public final class ConvertedCheckpointWriter {
                 let file = temporary.appendingPathComponent("model.gguf")
                 try writeGGUF(type: type, record: record, to: file)
                 try moveIntoPlace(file)
-                try? fm.removeItem(at: temporary)
+                Interrupts.unregister(temporary.path, remove: true)
                 files = [output.lastPathComponent]
             }
-            TemporaryFolders.unregister(temporary.path)
             finished = true
             return files
         } catch {
@@ -209,13 +213,14 @@ public final class ConvertedCheckpointWriter {
         }
     }
 
+    /// The commit: `from` renamed to the output atomically and never over anything that appeared
+    /// meanwhile, with the signal cleanup held off, then the parent folder synced.
     private func moveIntoPlace(_ from: URL) throws {
-        guard !FileManager.default.fileExists(atPath: output.path) else {
-            throw PruningError("output \(output.path) appeared while writing; the result was not moved there")
+        Durable.syncTree(from)
+        try Interrupts.commit(temporary.path) {
+            try Durable.renameNoReplace(from, to: output)
         }
-        guard rename(from.path, output.path) == 0 else {
-            throw PruningError("cannot rename \(from.path) to \(output.path): \(String(cString: strerror(errno)))")
-        }
+        Durable.sync(output.deletingLastPathComponent().path)
     }
 
     private func writeHuggingFace(dtype: DType, record: PruningRecord?) throws -> [String] {

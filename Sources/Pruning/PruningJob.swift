@@ -301,7 +301,7 @@ public enum PruningJob {
     /// Bytes per element of the first pruned linear as stored (4 when unknown).
     static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
         guard let files = checkpoint.source as? SafeTensorsCheckpoint,
-              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return 4 }
+              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return checkpoint.source is GGUFWeights ? 2 : 4 }
         return info.dtype.byteSize
     }
 }
