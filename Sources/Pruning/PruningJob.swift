@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import Tokenizers
+import SafeTensors
 import Llama
 import Datasets
 import Evaluation
@@ -11,7 +12,7 @@ public enum CalibrationFormat: String, CaseIterable, Sendable {
     case c4
     /// JSON lines with a chosen field (C4 protocol).
     case jsonl
-    /// A plain text file, tokenized whole with one BOS, random windows of the stream (SparseGPT protocol).
+    /// A plain text file, tokenized whole (special tokens as the tokenizer adds them), random windows of the stream (SparseGPT protocol).
     case text
     /// A safetensors file holding an integer `input_ids` tensor (nsamples, seqlen), used as is.
     case tokens
@@ -42,21 +43,29 @@ public struct PruningJobOptions {
     public var output: URL?
     /// Evaluate the pruned model on this dataset and file.
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// Score the pruned model on these zero-shot tasks.
+    public var zeroShot: ZeroShotOptions?
     /// The command line, for the run record.
     public var arguments: [String]
     public var toolVersion: String
     /// Extra settings to record (e.g. Wanda++'s α and RO settings).
     public var settings: [String: String]
+    /// How a GGUF input is written (`--output-format`, `--dtype`): a Hugging Face folder in BF16 unless
+    /// told otherwise. A Hugging Face input keeps its own dtypes and layout.
+    public var ggufOutputStorage: CheckpointStorage = .safetensors(.BF16)
+    /// A folder whose tokenizer.json replaces the model's own tokenizer (`--tokenizer`).
+    public var tokenizerDirectory: URL? = nil
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
                 seqlen: Int? = nil, seed: UInt64 = 0, output: URL? = nil,
                 evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil,
+                zeroShot: ZeroShotOptions? = nil,
                 arguments: [String] = [], toolVersion: String, settings: [String: String] = [:]) {
         self.model = model; self.method = method; self.pattern = pattern
         self.calibrationFile = calibrationFile; self.calibrationFormat = calibrationFormat
         self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
-        self.seed = seed; self.output = output; self.evaluation = evaluation
+        self.seed = seed; self.output = output; self.evaluation = evaluation; self.zeroShot = zeroShot
         self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
     }
 }
@@ -65,6 +74,7 @@ public struct PruningJobOptions {
 public struct PruningJobResult {
     public var summary: PruningSummary
     public var perplexity: PerplexityResult?
+    public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
     public var memoryEstimate: MemoryEstimate
     public var seconds: Double
@@ -76,17 +86,35 @@ public enum PruningJob {
     public static func run(_ o: PruningJobOptions, availableMemory: Int? = MemoryEstimate.availableBytes(),
                            progress: ProgressHandler? = nil) throws -> PruningJobResult {
         let start = Date()
-        let checkpoint = try LlamaCheckpoint(directory: o.model)
+        let checkpoint = try LlamaCheckpoint(model: o.model)
         let c = checkpoint.configuration
-        let tokenizer = try Tokenizer(directory: o.model)
+        // Opened only when text is to be tokenized (token-id calibration and no evaluation need none).
+        var openedTokenizer: Tokenizer?
+        func textTokenizer() throws -> Tokenizer {
+            if let t = openedTokenizer { return t }
+            let t = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+            openedTokenizer = t
+            return t
+        }
+        let isGGUF = checkpoint.source is GGUFWeights
         let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
         }
+        if let e = o.evaluation, let s = e.seqlen, s > c.maxPositionEmbeddings {
+            throw PruningError("--eval-seqlen \(s) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        // The tensors the blocks do not hold are copied to the output as they are: refuse NaN or ∞ there
+        // as loading refuses it in the blocks, before any work.
+        try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
         let estimate = MemoryEstimate.estimate(configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen)
         try estimate.check(availableBytes: availableMemory)
+        if o.evaluation != nil || o.zeroShot != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
+
+        // Zero-shot data is read now, so a bad file fails before the pruning time is spent.
+        let zeroShotSuite = try o.zeroShot.map { try ZeroShotSuite(options: $0) }
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -97,53 +125,99 @@ public enum PruningJob {
             if case .tokens(let m) = source {
                 calibration = try Calibration.takeRows(of: m, nsamples: o.nsamples, seqlen: seqlen, vocabularySize: c.vocabSize)
             } else {
+                let tokenizer = try textTokenizer()
                 calibration = try Calibration.sample(
                     source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
-                    encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                    encode: { tokenizer.encode($0) }, bosTokenID: nil)
             }
         }
 
-        let writer = try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
+        // The weights are evaluated as they are (or would be) written: rounded to the output's storage
+        // (a Hugging Face input: each pruned linear in its input dtype; a GGUF input: `ggufOutputStorage`),
+        // so the reported perplexity is the written model's.
+        let writer = isGGUF ? nil : try o.output.map { try PrunedCheckpointWriter(input: o.model, output: $0) }
+        let converter = try o.output.map { output in
+            isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: o.ggufOutputStorage, output: output,
+                                                   tokenizerDirectory: o.tokenizerDirectory) : nil
+        } ?? nil
+        let inputDTypes = (checkpoint.source as? SafeTensorsCheckpoint).map { st in
+            Dictionary(uniqueKeysWithValues: st.tensorNames.compactMap { n in st.info(n).map { (n, $0.dtype) } })
+        } ?? [:]
+        func rounded(_ block: DecoderBlockWeights) throws -> DecoderBlockWeights {
+            if isGGUF { return try o.ggufOutputStorage.round(block) }
+            var b = block
+            for kind in LinearKind.allCases {
+                let dtype = inputDTypes[LlamaTensorNames.weight(kind, layer: block.layer)] ?? .F32
+                b[kind] = Tensor(shape: b[kind].shape, data: try CheckpointStorage.safetensors(dtype).stored(b[kind].data, shape: b[kind].shape))
+            }
+            return b
+        }
+        func stored(_ t: Tensor) throws -> Tensor {
+            isGGUF ? Tensor(shape: t.shape, data: try o.ggufOutputStorage.stored(t.data, shape: t.shape)) : t
+        }
+        // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
+        // before hours of pruning, not after.
+        var evaluationWindows: EvaluationWindows? = nil
+        if let e = o.evaluation {
+            let tokenizer = try textTokenizer()
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            evaluationWindows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            if let w = evaluationWindows, w.count == 0 {
+                throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
+            }
+        }
+
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
             options: PruningOptions(pattern: o.pattern, seed: o.seed), progress: progress
         ) { block in
-            try writer?.stage(block)
-            if o.evaluation != nil { keptBlocks.append(block) }
+            if isGGUF { try converter?.stage(block) } else { try writer?.stage(block) }
+            if o.evaluation != nil || o.zeroShot != nil { keptBlocks.append(try rounded(block)) }
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
+        var zeroShot: [ZeroShotResult] = []
+        if o.evaluation != nil || o.zeroShot != nil {
             let model = try LlamaModel(
-                configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
-                finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
+                configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
+                finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
             keptBlocks = []
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
-            perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            if let windows = evaluationWindows {
+                perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            }
+            if let suite = zeroShotSuite {
+                zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)
+            }
         }
 
-        if let writer {
+        if writer != nil || converter != nil {
             var results: [String: Double] = [:]
+            var notes = o.settings
             if let p = perplexity, let e = o.evaluation {
-                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                // JSON has no infinity: a perplexity that overflowed is kept as a note.
+                if p.perplexity.isFinite {
+                    results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                } else {
+                    notes["\(e.dataset.rawValue)_perplexity"] = "\(p.perplexity)"
+                }
                 results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
-            var notes = o.settings
+            results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             // Which BLAS kernels produced these weights (the last bits depend on them).
             for (k, v) in BLASRuntime.current.record { notes["blas.\(k)"] = v }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
-            try writer.finish(record: record)
+            if let writer { try writer.finish(record: record) }
+            if let converter { try converter.finish(record: record) }
         }
-        return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
+        return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
     }
 }

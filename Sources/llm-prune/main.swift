@@ -6,6 +6,7 @@ let toolVersion = "0.1.0"
 
 let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
     "bench-gemm": (BenchGEMMCommand.spec, BenchGEMMCommand.run),
+    "convert": (ConvertCommand.spec, ConvertCommand.run),
     "eval": (EvalCommand.spec, EvalCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),

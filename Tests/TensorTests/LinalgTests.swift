@@ -60,9 +60,9 @@ private func randomSPD(_ n: Int, seed: UInt64, damping: Double = 0.05) -> [Doubl
 }
 
 private func maxRelativeError(_ x: [Double], _ ref: [Double]) -> Double {
-    let scale = ref.reduce(0) { max($0, abs($1)) }
+    let scale = ref.reduce(0) { maxPropagatingNaN($0, abs($1)) }
     var m = 0.0
-    for i in 0..<ref.count { m = max(m, abs(x[i] - ref[i])) }
+    for i in 0..<ref.count { m = maxPropagatingNaN(m, abs(x[i] - ref[i])) }
     return m / scale
 }
 

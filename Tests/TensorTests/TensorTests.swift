@@ -167,3 +167,38 @@ final class AtomicFlag: @unchecked Sendable {
         #expect(hits.allSatisfy { $0 == 1 })
     }
 }
+
+/// Every comparison the tests make must fail on a NaN output: an all-NaN result must not pass for
+/// "close to the reference".
+@Suite struct NaNAwareComparisonTests {
+    @Test func maxAbsDifferenceIsNaNWhenEitherSideHoldsNaN() {
+        let ref = Tensor(shape: [4], data: [1, 2, 3, 4])
+        let allNaN = Tensor(shape: [4], data: [Float](repeating: .nan, count: 4))
+        let oneNaN = Tensor(shape: [4], data: [1, .nan, 3, 4])
+        #expect(allNaN.maxAbsDifference(ref).isNaN)
+        #expect(oneNaN.maxAbsDifference(ref).isNaN)
+        #expect(ref.maxAbsDifference(oneNaN).isNaN)
+        #expect(!(oneNaN.maxAbsDifference(ref) <= 1e-3))
+        // ∞ − ∞ is NaN too.
+        let inf = Tensor(shape: [1], data: [.infinity])
+        #expect(inf.maxAbsDifference(inf).isNaN)
+        #expect(ref.maxAbsDifference(ref) == 0)
+    }
+
+    @Test func relativeErrorIsNaNWhenEitherSideHoldsNaN() {
+        let ref = Tensor(shape: [3], data: [1, -2, 0.5])
+        let bad = Tensor(shape: [3], data: [1, -2, .nan])
+        #expect(bad.relativeError(to: ref).isNaN)
+        #expect(ref.relativeError(to: bad).isNaN)
+        #expect(!(bad.relativeError(to: ref) < 1e-6))
+        #expect(Tensor(shape: [3], data: [1, -2, 0.25]).relativeError(to: ref) == 0.125)
+    }
+
+    @Test func maxPropagatingNaNPropagatesInBothArgumentOrders() {
+        #expect(maxPropagatingNaN(Float(0), .nan).isNaN)
+        #expect(maxPropagatingNaN(Float.nan, 0).isNaN)
+        #expect(maxPropagatingNaN(2.0, 3.0) == 3.0)
+        // The trap the helper avoids: Swift's max skips a NaN in the second position.
+        #expect(!max(Float(0), .nan).isNaN || !max(Float.nan, 0).isNaN)
+    }
+}
