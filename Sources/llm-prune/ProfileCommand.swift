@@ -21,22 +21,25 @@ enum ProfileReport {
         lines.append("phase                        calls   seconds      GFLOP   GFLOP/s")
         let phases = Profile.phaseTotals
         for p in phases {
-            lines.append(String(format: "  %-26@ %6d %9.2f %10.1f %9.1f", p.name as NSString, p.calls, p.seconds, p.flops / 1e9, p.gflops))
+            lines.append("  " + pad(p.name) + String(format: " %6d %9.2f %10.1f %9.1f", p.calls, p.seconds, p.flops / 1e9, p.gflops))
         }
         let total = phases.reduce(0) { $0 + $1.seconds }
-        lines.append(String(format: "  %-26@ %6@ %9.2f %10.1f", "all phases" as NSString, "" as NSString, total, phases.reduce(0) { $0 + $1.flops } / 1e9))
+        lines.append("  " + pad("all phases") + String(format: "        %9.2f %10.1f", total, phases.reduce(0) { $0 + $1.flops } / 1e9))
         let top = Array(Profile.gemmTotals.prefix(6))
         if !top.isEmpty {
             let bench = GEMMBenchmark.run(top.map(\.0))
             lines.append("GEMM shape (m×n×k)           calls      GFLOP  in-run GFLOP/s  sgemm GFLOP/s (all workers, 1 thread)  in-run/sgemm")
             for ((shape, t), b) in zip(top, bench) {
-                lines.append(String(format: "  %-26@ %6d %10.1f %15.1f %14.1f %9.1f %14.0f%%", shape.label as NSString, t.calls, t.flops / 1e9,
+                lines.append("  " + pad(shape.label) + String(format: " %6d %10.1f %15.1f %14.1f %9.1f %14.0f%%", t.calls, t.flops / 1e9,
                                     t.gflops, b.gflops, b.singleThreadGflops, 100 * t.gflops / max(b.gflops, 1e-9)))
             }
         }
         printError(lines.joined(separator: "\n"))
     }
 }
+
+/// `s` left-aligned in a column of 26 characters.
+func pad(_ s: String) -> String { s.count >= 26 ? s : s + String(repeating: " ", count: 26 - s.count) }
 
 enum BenchGEMMCommand {
     static let spec = CommandSpec(
@@ -98,7 +101,7 @@ enum BenchGEMMCommand {
         print("BLAS: \(BLASRuntime.current.summary)")
         print("shape (m×n×k)                 GFLOP/s all workers   GFLOP/s 1 thread")
         for r in results {
-            print(String(format: "  %-26@ %18.1f %18.1f", r.shape.label as NSString, r.gflops, r.singleThreadGflops))
+            print("  " + pad(r.shape.label) + String(format: " %18.1f %18.1f", r.gflops, r.singleThreadGflops))
         }
     }
 }
