@@ -832,6 +832,9 @@ def main(argv=None) -> dict:
     DT = torch.float64 if args.dtype == "float64" else torch.float32
     if args.rope is None:
         args.rope = "float64" if args.dtype == "float64" else "transformers"
+    for path in args.compare:   # fail before the run, not after it
+        if not os.path.exists(path):
+            ap.error(f"--compare {path}: no such file or folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
