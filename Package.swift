@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
     ],
     targets: [
         .systemLibrary(
@@ -26,9 +26,10 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
         .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
+        .target(name: "FineTuning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation", "Pruning"]),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
+            dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -38,6 +39,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

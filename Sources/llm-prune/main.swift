@@ -6,6 +6,7 @@ let toolVersion = "0.1.0"
 
 let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
     "eval": (EvalCommand.spec, EvalCommand.run),
+    "finetune": (FinetuneCommand.spec, FinetuneCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),
 ]
