@@ -11,7 +11,7 @@ torch.optim.AdamW, transformers' linear schedule with warmup, gradient accumulat
 clip_grad_norm_. Plain mode is PEFT's LoRA (get_peft_model); masked mode replaces each target linear's
 weight by W + s·((B A) ⊙ M), M = (W != 0), in plain torch.
 
-The fixture holds: losses (steps,) float64, every final lora_A / lora_B under PEFT's key names, and
+It prints the training loop's tokens/s (for docs/PERFORMANCE.md). The fixture holds: losses (steps,) float64, every final lora_A / lora_B under PEFT's key names, and
 eval_perplexity: the adapted model's perplexity on the first --eval-blocks blocks of the stream. With
 --our-adapter DIR (the adapter/ folder of an `llm-prune finetune --lora-mode plain` run), PEFT loads it onto
 the base (PeftModel.from_pretrained) and the fixture also holds peft_loaded_perplexity.
@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -158,6 +159,7 @@ def main():
     sched = get_linear_schedule_with_warmup(opt, a.warmup, a.steps)
     losses = []
     model.train()
+    t0 = time.perf_counter()
     for s in range(a.steps):
         opt.zero_grad()
         total = 0.0
@@ -172,6 +174,9 @@ def main():
         sched.step()
         losses.append(total)
         print(f"step {s + 1} loss {total:.6f}")
+    seconds = time.perf_counter() - t0
+    print(f"training: {seconds:.2f} s, {a.steps * a.grad_accum * a.seqlen / seconds:.0f} tokens/s "
+          f"(torch threads {torch.get_num_threads()})")
 
     out = {"losses": torch.tensor(losses, dtype=torch.float64)}
     for l in range(layers):
