@@ -27,7 +27,7 @@ public final class CausalLMBackward {
     public let rowsPerChunk: Int
     private var blocks: [Int?: DecoderBlock] = [:]
     private var inputs: [[Float]]
-    private var xf: [Float], rstdf: [Float], dxf: [Float], dy: [Float], dx: [Float]
+    private var xl: [Float], xf: [Float], rstdf: [Float], dxf: [Float], dy: [Float], dx: [Float]
     private var logits: [Float], chunkInputs: [Float], chunkGradients: [Float]
     private var gradients: BlockGradients
 
@@ -43,6 +43,7 @@ public final class CausalLMBackward {
         let n = batch * length, C = c.hiddenSize
         inputs = Array(repeating: [Float](repeating: 0, count: n * C), count: c.numHiddenLayers)
         xf = [Float](repeating: 0, count: n * C)
+        xl = xf
         rstdf = [Float](repeating: 0, count: n)
         dxf = xf; dy = xf; dx = xf
         let r = min(self.rowsPerChunk, n)
@@ -61,7 +62,7 @@ public final class CausalLMBackward {
 
     /// Bytes of the buffers (inputs of every block, one block, the logits chunk).
     public var bytes: Int {
-        let floats = inputs.reduce(0) { $0 + $1.count } + xf.count * 4 + dx.count + rstdf.count + logits.count
+        let floats = inputs.reduce(0) { $0 + $1.count } + xf.count * 5 + dx.count + rstdf.count + logits.count
             + chunkInputs.count * 2 + gradients.weights.reduce(0) { $0 + $1.count }
         return floats * 4 + blocks.values.reduce(0) { $0 + $1.bytes }
     }
@@ -92,15 +93,19 @@ public final class CausalLMBackward {
 
         // x₀ = embed(tokens); x_{l+1} = block_l(x_l), keeping only each block's input.
         let x0 = LlamaModel.embed(tokens, table: model.embeddings, batch: b, length: t)      // (N, C)
-        var current = x0.data
+        if L == 0 { xl = x0.data } else { inputs[0] = x0.data }
         for l in 0..<L {
-            inputs[l] = current
             let block = blocks[c.attentionWindow(layer: l)]!
             inputs[l].withUnsafeBufferPointer {
                 block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights[l], rope: rope, adapter: adapter(l))
             }
-            current = Array(block.output)
+            if l + 1 < L {
+                inputs[l + 1].withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: block.output) }
+            } else {
+                xl.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: block.output) }
+            }
         }
+        let current = xl                                                                      // x_L (N, C)
         // xf = rmsnorm(x_L)                                                                  (N, C), rstdf (N)
         current.withUnsafeBufferPointer { xp in
             model.finalNorm.data.withUnsafeBufferPointer { wp in
