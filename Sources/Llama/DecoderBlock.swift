@@ -1,127 +1,462 @@
+import Foundation
 import Tensor
 
-/// What one decoder block's forward pass keeps for a backward pass, all as computed (float32).
-/// N = B·T rows; NH, NKV heads of width HD; C hidden; I intermediate.
-public struct DecoderBlockCache: Sendable {
-    /// (B, T, C): the block's input x.
-    public var input: Tensor
-    /// (N): 1/rms of each input row (input RMSNorm).
-    public var inputRstd: Tensor
-    /// (B, T, C): RMSNorm(x) · input_layernorm — the input of q, k and v.
-    public var normedInput: Tensor
-    /// (B, T, NH·HD): queries after bias and RoPE.
-    public var q: Tensor
-    /// (B, T, NKV·HD): keys after bias and RoPE.
-    public var k: Tensor
-    /// (B, T, NKV·HD): values (after bias).
-    public var v: Tensor
-    /// (B, NH, T): per query row log Σ exp(scores); `Attention.probabilities` rebuilds P from q, k and this.
-    public var attentionLogSumExp: Tensor
-    /// (B, T, NH·HD): attention output before o_proj — the input of o.
-    public var attention: Tensor
-    /// (B, T, C): x + o_proj(attention), the residual stream between attention and MLP.
-    public var residual: Tensor
-    /// (N): 1/rms of each residual row (post-attention RMSNorm).
-    public var postAttentionRstd: Tensor
-    /// (B, T, C): RMSNorm(residual) · post_attention_layernorm — the input of gate and up.
-    public var normedResidual: Tensor
-    /// (B, T, I): gate_proj output (pre-activation).
-    public var gate: Tensor
-    /// (B, T, I): up_proj output.
-    public var up: Tensor
-    /// (B, T, I): silu(gate) · up — the input of down.
-    public var activation: Tensor
+/// How far a forward pass through the block goes. Each case names the activation that is complete
+/// (and readable through the block) when the pass stops there; Wanda-style statistics need the input
+/// of each pruning stage with the earlier stages already pruned.
+public enum BlockForwardStop: Int, Comparable, Sendable {
+    /// `normedInput` (N, C): the input of q, k, v.
+    case attentionInput
+    /// `attentionOutput` (N, nh·hd): the input of o.
+    case oInput
+    /// `normedResidual` (N, C): the input of gate and up.
+    case mlpInput
+    /// `mlpActivation` (N, F): the input of down.
+    case downInput
+    /// `output` (N, C): the whole block.
+    case output
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// One LLaMA decoder block:
+/// A trainable addition to some of a block's linear layers (LoRA): for a layer it adapts,
+/// out (N, out) += f(inp (N, in)) in the forward, and in the backward dx (N, in) += (∂f/∂inp)ᵀ·dy while
+/// the adapter accumulates its own parameters' gradients. The block calls `forward` right after the
+/// base linear and `backward` right after the base linear's backward, with the saved input, so a
+/// recomputed forward sees the same input it saw the first time.
+public protocol BlockAdapter: AnyObject {
+    /// Whether the adapter acts on this linear layer of the current block.
+    func adapts(_ kind: LinearKind) -> Bool
+    func forward(_ kind: LinearKind, out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int)
+    /// dx is nil when the caller does not need dL/dinp (the first block's q, k, v without an input gradient).
+    func backward(_ kind: LinearKind, dy: UnsafePointer<Float>, inp: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, rows: Int)
+}
+
+/// One LLaMA decoder block — Hugging Face's `LlamaDecoderLayer` / `Qwen2DecoderLayer` in float32 — as the
+/// single forward/backward pair that evaluation, pruning statistics, Wanda++ and fine-tuning all run.
 ///
-///     h = x + o_proj(Attention(RoPE(q_proj(RMSNorm(x))), RoPE(k_proj(·)), v_proj(·)))
-///     y = h + down_proj(silu(gate_proj(RMSNorm(h))) · up_proj(RMSNorm(h)))
+/// On a batch of B sequences of T tokens (N = B·T rows, positions 0..<T in every sequence):
 ///
-/// on a batch x of shape (B, T, C), positions 0..<T in every sequence.
-public enum DecoderBlock {
+///     xn1  = rmsnorm(x; w_in)                                 (N, C)
+///     q, k, v = xn1·W_qᵀ (+b_q), xn1·W_kᵀ (+b_k), xn1·W_vᵀ (+b_v), q and k rotated (rotate-half RoPE)
+///     attn = causal GQA softmax attention, per sequence      (N, nh·hd)
+///     h    = x + attn·W_oᵀ (+b_o)                             (N, C)
+///     xn2  = rmsnorm(h; w_post)
+///     act  = silu(xn2·W_gateᵀ) ⊙ (xn2·W_upᵀ)                  (N, F)
+///     y    = h + act·W_downᵀ                                  (N, C)
+///
+/// `forward` saves every activation of that listing in the block's buffers; `backward` is the listing
+/// read in reverse, op by op (llm.c style), reading those buffers. Attention probabilities are never
+/// stored: the forward keeps each softmax row's log-sum-exp (B, nh, T) and the backward rebuilds the
+/// probabilities of one block of 64 query rows of one head at a time (one such tile per core), so memory
+/// is fixed by `capacity` rows.
+///
+/// All buffers are allocated once at init; forward and backward allocate nothing. A block made with
+/// `backward: false` holds only the forward's buffers (evaluation). Not thread-safe: one block per
+/// concurrent caller.
+public final class DecoderBlock {
     /// Hands the input of a linear layer to a consumer (pruning statistics), as (B·T, in).
     /// It is called once per kind, in the order q, k, v, o, gate, up, down. q, k and v receive the same
-    /// tensor (one shared storage, no copy), as do gate and up: a consumer that wants one statistic per
+    /// tensor (one shared storage), as do gate and up: a consumer that wants one statistic per
     /// distinct input can act on `.q`, `.o`, `.gate` and `.down` only.
     public typealias Capture = (LinearKind, Tensor) -> Void
 
-    /// The block's output (B, T, C).
+    public let geometry: BlockGeometry
+    /// The most rows (B·T) one pass accepts.
+    public let capacity: Int
+    /// The longest sequence T one pass accepts (sizes the backward's attention scratch).
+    public let maxLength: Int
+    /// Whether the backward's work buffers exist.
+    public let hasBackward: Bool
+    /// B and T of the last forward pass.
+    public private(set) var batch: Int = 0
+    public private(set) var length: Int = 0
+    /// How far the last forward pass went; nil before any.
+    public private(set) var completed: BlockForwardStop?
+
+    /// N = B·T of the last forward pass.
+    public var rows: Int { batch * length }
+
+    // Saved activations of the forward pass.
+    private let x, xn1, rstd1, q, k, v, lse, attn, h, xn2, rstd2, gate, up, act, y: UnsafeMutablePointer<Float>
+    // Backward work buffers (unallocated placeholders without a backward).
+    private let dh, dxn, dact, dup, dattn, dq, dk, dv: UnsafeMutablePointer<Float>
+    private let attentionScratch: BlockKernels.AttentionScratch?
+    private var allocations: [(UnsafeMutablePointer<Float>, Int)] = []
+
+    /// A block for passes of up to `capacity` rows in sequences of up to `maxLength` (default `capacity`) tokens.
+    public init(geometry: BlockGeometry, capacity: Int, maxLength: Int? = nil, backward: Bool = true) throws {
+        try geometry.validate()
+        guard capacity > 0 else { throw BlockBackwardError.invalidGeometry("block capacity \(capacity) rows") }
+        let L = min(capacity, maxLength ?? capacity)
+        guard L > 0 else { throw BlockBackwardError.invalidGeometry("block sequence length \(L)") }
+        self.geometry = geometry
+        self.capacity = capacity
+        self.maxLength = L
+        self.hasBackward = backward
+        let N = capacity, C = geometry.hidden, F = geometry.intermediate
+        let qw = geometry.qWidth, kw = geometry.kvWidth
+        var list: [(UnsafeMutablePointer<Float>, Int)] = []
+        func buffer(_ n: Int, _ wanted: Bool = true) -> UnsafeMutablePointer<Float> {
+            let n = wanted ? max(1, n) : 1
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+            list.append((p, n))
+            return p
+        }
+        x = buffer(N * C); xn1 = buffer(N * C); rstd1 = buffer(N)
+        q = buffer(N * qw); k = buffer(N * kw); v = buffer(N * kw)
+        lse = buffer(geometry.heads * N); attn = buffer(N * qw)
+        h = buffer(N * C); xn2 = buffer(N * C); rstd2 = buffer(N)
+        gate = buffer(N * F); up = buffer(N * F); act = buffer(N * F); y = buffer(N * C)
+        dh = buffer(N * C, backward); dxn = buffer(N * C, backward); dact = buffer(N * F, backward)
+        dup = buffer(N * F, backward); dattn = buffer(N * qw, backward); dq = buffer(N * qw, backward)
+        dk = buffer(N * kw, backward); dv = buffer(N * kw, backward)
+        attentionScratch = backward ? BlockKernels.AttentionScratch(capacity: L, kvWidth: kw) : nil
+        allocations = list
+    }
+
+    deinit {
+        for (p, n) in allocations {
+            p.deinitialize(count: n)
+            p.deallocate()
+        }
+    }
+
+    /// Bytes a block of this geometry and capacity allocates (for memory estimates before building one).
+    public static func bytes(geometry g: BlockGeometry, capacity T: Int, workers: Int = workerCount) -> Int {
+        let C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
+        // Saved activations 5C + 2qw + 2kw + 3F + 2 + nh per token, backward buffers 2C + 2qw + 2kw + 2F.
+        let tape = T * (7 * C + 4 * qw + 4 * kw + 5 * F + 2 + g.heads)
+        let scratch = max(1, workers) * (2 * BlockKernels.attentionRowBlock * T + 2 * T * kw)
+        return (tape + scratch) * MemoryLayout<Float>.stride
+    }
+
+    /// Bytes held by the block's buffers.
+    public var bytes: Int {
+        allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride + (attentionScratch?.bytes ?? 0)
+    }
+
+    // MARK: Saved activations (valid after a forward pass that reached them)
+
+    /// rmsnorm(x; w_in) (N, C): the input of q, k, v.
+    public var normedInput: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: xn1, count: rows * geometry.hidden) }
+    /// The attention output before o (N, nh·hd): the input of o.
+    public var attentionOutput: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: attn, count: rows * geometry.qWidth) }
+    /// rmsnorm(h; w_post) (N, C): the input of gate and up.
+    public var normedResidual: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: xn2, count: rows * geometry.hidden) }
+    /// silu(gate) ⊙ up (N, F): the input of down.
+    public var mlpActivation: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: act, count: rows * geometry.intermediate) }
+    /// The block output (N, C).
+    public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: y, count: rows * geometry.hidden) }
+
+    /// Every saved activation by name (tests compare them with a reference): inputRstd (N), normedInput,
+    /// q, k (after RoPE), v, lse (B, nh, T), attention, residual (h), postAttentionRstd (N),
+    /// normedResidual, gate, up, activation.
+    public var savedActivations: [String: UnsafeBufferPointer<Float>] {
+        let n = rows, g = geometry
+        func b(_ p: UnsafeMutablePointer<Float>, _ w: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: p, count: n * w) }
+        return ["inputRstd": b(rstd1, 1), "normedInput": b(xn1, g.hidden), "q": b(q, g.qWidth), "k": b(k, g.kvWidth),
+                "v": b(v, g.kvWidth), "lse": b(lse, g.heads), "attention": b(attn, g.qWidth), "residual": b(h, g.hidden),
+                "postAttentionRstd": b(rstd2, 1), "normedResidual": b(xn2, g.hidden), "gate": b(gate, g.intermediate),
+                "up": b(up, g.intermediate), "activation": b(act, g.intermediate)]
+    }
+
+    /// The input of a weight matrix in the last forward pass: (N, in) of `m`.
+    public func input(of m: LinearKind) -> UnsafeBufferPointer<Float> {
+        switch m {
+        case .q, .k, .v: return normedInput
+        case .o: return attentionOutput
+        case .gate, .up: return normedResidual
+        case .down: return mlpActivation
+        }
+    }
+
+    // MARK: Forward
+
+    /// Runs the block on `input` (B, T, C) with B·T ≤ capacity and T ≤ maxLength, saving activations,
+    /// up to `stop`. The caller guarantees `parameters` were validated against the geometry (the Tensor
+    /// overloads check) and `rope` covers T positions of the geometry's head size.
+    public func forward(
+        _ input: UnsafePointer<Float>, batch B: Int = 1, tokens T: Int, parameters p: DecoderBlockWeights, rope: RoPE,
+        stop: BlockForwardStop = .output, adapter: BlockAdapter? = nil
+    ) {
+        precondition(B > 0 && T > 0 && B * T <= capacity && T <= maxLength && rope.positions >= T && rope.headDim == geometry.headDim,
+                     "block forward: \(B)×\(T) rows, capacity \(capacity) (T ≤ \(maxLength)), RoPE \(rope.positions)×\(rope.headDim)")
+        let g = geometry, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
+        batch = B
+        length = T
+        completed = nil
+        let singleThreaded = enterBLASPolicy(N)
+        defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
+        x.update(from: input, count: N * C)
+        p.inputNorm.data.withUnsafeBufferPointer { w in
+            RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
+        }                                                                                     // xn1 (N, C), rstd1 (N)
+        completed = .attentionInput
+        if stop == .attentionInput { return }
+
+        withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw) }
+        if let adapter, adapter.adapts(.q) { adapter.forward(.q, out: q, inp: xn1, rows: N) }
+        withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw) }
+        if let adapter, adapter.adapts(.k) { adapter.forward(.k, out: k, inp: xn1, rows: N) }
+        withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw) }
+        if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
+        rope.apply(q, batch: B, length: T, heads: g.heads)                                   // q (N, nh·hd)
+        rope.apply(k, batch: B, length: T, heads: g.kvHeads)                                 // k, v (N, nkv·hd)
+        Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
+                          heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+        completed = .oInput                                                                   // attn (N, nh·hd), lse (B, nh, T)
+        if stop == .oInput { return }
+
+        // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
+        h.update(from: x, count: N * C)
+        withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true) }
+        if let adapter, adapter.adapts(.o) { adapter.forward(.o, out: h, inp: attn, rows: N) }
+        p.postAttentionNorm.data.withUnsafeBufferPointer { w in
+            RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
+        }                                                                                     // h, xn2 (N, C), rstd2 (N)
+        completed = .mlpInput
+        if stop == .mlpInput { return }
+
+        withWeight(p, .gate) { w, b in Linear.forward(out: gate, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F) }
+        if let adapter, adapter.adapts(.gate) { adapter.forward(.gate, out: gate, inp: xn2, rows: N) }
+        withWeight(p, .up) { w, b in Linear.forward(out: up, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F) }
+        if let adapter, adapter.adapts(.up) { adapter.forward(.up, out: up, inp: xn2, rows: N) }
+        SwiGLU.forward(out: act, gate: gate, up: up, count: N * F)                           // gate, up, act (N, F)
+        completed = .downInput
+        if stop == .downInput { return }
+
+        y.update(from: h, count: N * C)
+        withWeight(p, .down) { w, b in Linear.forward(out: y, inp: act, weight: w, bias: b, rows: N, inFeatures: F, outFeatures: C, accumulate: true) }
+        if let adapter, adapter.adapts(.down) { adapter.forward(.down, out: y, inp: act, rows: N) }
+        completed = .output                                                                   // y (N, C)
+    }
+
+    /// Tensor form of `forward`: x is (T, C) or (B, T, C); returns the block output of the same shape.
+    @discardableResult
+    public func forward(_ input: Tensor, parameters: DecoderBlockWeights, rope: RoPE) throws -> Tensor {
+        let (B, T) = try checkSample(input, name: "block input", parameters: parameters, rope: rope)
+        input.data.withUnsafeBufferPointer { forward($0.baseAddress!, batch: B, tokens: T, parameters: parameters, rope: rope) }
+        return Tensor(shape: input.shape, data: Array(output))
+    }
+
+    /// The model's block forward (evaluation and pruning statistics): x (B, T, C) → y (B, T, C), through a
+    /// forward-only block sized for this batch. `capture` receives each linear's input (see `Capture`).
     public static func forward(
-        _ x: Tensor, weights: DecoderBlockWeights, configuration: LlamaConfiguration, rope: RoPE,
+        _ x: Tensor, weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
         capture: Capture? = nil
     ) -> Tensor {
-        run(x, weights: weights, configuration: configuration, rope: rope, capture: capture, keep: false).output
-    }
-
-    /// The block's output (B, T, C) and the intermediates a backward pass needs.
-    public static func forwardWithCache(
-        _ x: Tensor, weights: DecoderBlockWeights, configuration: LlamaConfiguration, rope: RoPE,
-        capture: Capture? = nil
-    ) -> (output: Tensor, cache: DecoderBlockCache) {
-        let r = run(x, weights: weights, configuration: configuration, rope: rope, capture: capture, keep: true)
-        return (r.output, r.cache!)
-    }
-
-    private static func run(
-        _ x: Tensor, weights w: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
-        capture: Capture?, keep: Bool
-    ) -> (output: Tensor, cache: DecoderBlockCache?) {
         precondition(x.rank == 3 && x.shape[2] == c.hiddenSize, "DecoderBlock: input \(x.shape), hidden size \(c.hiddenSize)")
         precondition(rope.headDim == c.headDim && rope.positions >= x.shape[1],
                      "DecoderBlock: RoPE table (\(rope.positions) positions, head_dim \(rope.headDim)) for input \(x.shape)")
         let b = x.shape[0], t = x.shape[1], n = b * t
-        let nh = c.numAttentionHeads, nkv = c.numKeyValueHeads, hd = c.headDim
-        let eps = Float(c.rmsNormEps)
-
-        // Attention half.
-        let (xn, rstd1) = RMSNorm.forward(x, weight: w.inputNorm, eps: eps)            // (B, T, C), (N)
-        if let capture {
-            let flat = xn.reshaped([n, c.hiddenSize])
-            capture(.q, flat); capture(.k, flat); capture(.v, flat)
+        if n == 0 { return x }
+        let block: DecoderBlock
+        do {
+            block = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: weights.layer),
+                                     capacity: n, maxLength: t, backward: false)
+        } catch {
+            preconditionFailure("DecoderBlock: \(error)")
         }
-        var q = Linear.forward(xn, weight: w.q, bias: w.qBias)                          // (B, T, NH·HD)
-        var k = Linear.forward(xn, weight: w.k, bias: w.kBias)                          // (B, T, NKV·HD)
-        let v = Linear.forward(xn, weight: w.v, bias: w.vBias)                          // (B, T, NKV·HD)
-        q.data.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, batch: b, length: t, heads: nh) }
-        k.data.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, batch: b, length: t, heads: nkv) }
-        let (att, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv,
-                                           window: c.attentionWindow(layer: w.layer))   // (B, T, NH·HD), (B, NH, T)
-        capture?(.o, att.reshaped([n, nh * hd]))
-        var h = Linear.forward(att, weight: w.o, bias: w.oBias)                         // (B, T, C)
-        add(&h, x)
-
-        // MLP half.
-        let (hn, rstd2) = RMSNorm.forward(h, weight: w.postAttentionNorm, eps: eps)    // (B, T, C), (N)
+        x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
         if let capture {
-            let flat = hn.reshaped([n, c.hiddenSize])
-            capture(.gate, flat); capture(.up, flat)
+            let attention = Tensor(shape: [n, c.hiddenSize], data: Array(block.normedInput))
+            capture(.q, attention); capture(.k, attention); capture(.v, attention)
+            capture(.o, Tensor(shape: [n, block.geometry.qWidth], data: Array(block.attentionOutput)))
+            let mlp = Tensor(shape: [n, c.hiddenSize], data: Array(block.normedResidual))
+            capture(.gate, mlp); capture(.up, mlp)
+            capture(.down, Tensor(shape: [n, c.intermediateSize], data: Array(block.mlpActivation)))
         }
-        let gate = Linear.forward(hn, weight: w.gate)                                   // (B, T, I)
-        let up = Linear.forward(hn, weight: w.up)                                       // (B, T, I)
-        let act = SwiGLU.forward(gate: gate, up: up)                                    // (B, T, I)
-        capture?(.down, act.reshaped([n, c.intermediateSize]))
-        var y = Linear.forward(act, weight: w.down)                                     // (B, T, C)
-        add(&y, h)
-
-        guard keep else { return (y, nil) }
-        let cache = DecoderBlockCache(
-            input: x, inputRstd: rstd1, normedInput: xn, q: q, k: k, v: v, attentionLogSumExp: lse,
-            attention: att, residual: h, postAttentionRstd: rstd2, normedResidual: hn,
-            gate: gate, up: up, activation: act)
-        return (y, cache)
+        return Tensor(shape: x.shape, data: Array(block.output))
     }
 
-    /// a += b elementwise (same shapes; the residual connections).
-    static func add(_ a: inout Tensor, _ b: Tensor) {
-        precondition(a.count == b.count)
-        a.data.withUnsafeMutableBufferPointer { ap in
-            b.data.withUnsafeBufferPointer { bp in
-                let a = ap.baseAddress!, b = bp.baseAddress!
-                parallelChunks(ap.count, minimumPerThread: 65_536) { range in
-                    for i in range { a[i] += b[i] }
-                }
+    // MARK: Backward
+
+    /// Given dL/dy (N, C) for the batch of the last complete forward pass (with the same `parameters`
+    /// and `rope`), overwrites `gradients` with dL/dW of the matrices in `matrices` (default all seven;
+    /// with dL/db for the biases present) and, when `inputGradient` is given, writes dL/dx (N, C) there.
+    /// Matrices left out keep their previous gradient and cost no GEMM.
+    public func backward(
+        outputGradient dy: UnsafePointer<Float>, parameters p: DecoderBlockWeights, rope: RoPE,
+        gradients: inout BlockGradients, inputGradient dx: UnsafeMutablePointer<Float>? = nil,
+        matrices: Set<LinearKind>? = nil, adapter: BlockAdapter? = nil
+    ) {
+        precondition(completed == .output && hasBackward, "block backward needs a backward-capable block and a complete forward pass")
+        let g = geometry, B = batch, T = length, N = rows, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
+        let singleThreaded = enterBLASPolicy(N)
+        defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
+        let all = matrices == nil
+        func wants(_ m: LinearKind) -> Bool { all || matrices!.contains(m) }
+        func adapted(_ m: LinearKind) -> Bool { adapter?.adapts(m) ?? false }
+
+        // y = h + act·W_downᵀ                                   dact (N, F), dW_down (C, F)
+        withWeight(p, .down) { w, _ in
+            withGradient(&gradients, .down, wants(.down)) { dw, db in
+                BlockKernels.linearBackward(dx: dact, dWeight: dw, dBias: db, dy, act, weight: w,
+                                            T: N, inFeatures: F, outFeatures: C, accumulateDx: false)
             }
         }
+        if adapted(.down) { adapter!.backward(.down, dy: dy, inp: act, dx: dact, rows: N) }
+        // act = silu(gate) ⊙ up                                 dgate (in dact), dup (N, F)
+        BlockKernels.swigluBackward(dgate: dact, dup: dup, dact, gate: gate, up: up, count: N * F)
+        // gate, up = xn2·W_gateᵀ, xn2·W_upᵀ                      dxn2 (N, C)
+        withWeight(p, .gate) { w, _ in
+            withGradient(&gradients, .gate, wants(.gate)) { dw, db in
+                BlockKernels.linearBackward(dx: dxn, dWeight: dw, dBias: db, dact, xn2, weight: w,
+                                            T: N, inFeatures: C, outFeatures: F, accumulateDx: false)
+            }
+        }
+        if adapted(.gate) { adapter!.backward(.gate, dy: dact, inp: xn2, dx: dxn, rows: N) }
+        withWeight(p, .up) { w, _ in
+            withGradient(&gradients, .up, wants(.up)) { dw, db in
+                BlockKernels.linearBackward(dx: dxn, dWeight: dw, dBias: db, dup, xn2, weight: w,
+                                            T: N, inFeatures: C, outFeatures: F, accumulateDx: true)
+            }
+        }
+        if adapted(.up) { adapter!.backward(.up, dy: dup, inp: xn2, dx: dxn, rows: N) }
+        // xn2 = rmsnorm(h); h also feeds the residual (dy)       dh (N, C)
+        dh.update(from: dy, count: N * C)
+        p.postAttentionNorm.data.withUnsafeBufferPointer { w in
+            BlockKernels.rmsnormBackward(dh, dxn, h, rstd: rstd2, weight: w.baseAddress!, T: N, C: C, accumulate: true)
+        }
+        // h = x + attn·W_oᵀ                                     dattn (N, nh·hd)
+        withWeight(p, .o) { w, _ in
+            withGradient(&gradients, .o, wants(.o)) { dw, db in
+                BlockKernels.linearBackward(dx: dattn, dWeight: dw, dBias: db, dh, attn, weight: w,
+                                            T: N, inFeatures: qw, outFeatures: C, accumulateDx: false)
+            }
+        }
+        if adapted(.o) { adapter!.backward(.o, dy: dh, inp: attn, dx: dattn, rows: N) }
+        // attn = attention(q, k, v), per sequence               dq (N, nh·hd), dk, dv (N, nkv·hd)
+        for b in 0..<B {
+            let rq = b * T * qw, rk = b * T * kw
+            BlockKernels.attentionBackward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
+                                           lse: lse + b * g.heads * T, q: q + rq, k: k + rk, v: v + rk,
+                                           T: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
+                                           window: g.attentionWindow, scratch: attentionScratch!)
+        }
+        // q, k = RoPE(·): a rotation, whose backward is the rotation by the opposite angle.
+        rope.apply(dq, batch: B, length: T, heads: g.heads, sign: -1)
+        rope.apply(dk, batch: B, length: T, heads: g.kvHeads, sign: -1)
+        // q, k, v = xn1·Wᵀ                                       dxn1 (N, C), only when the caller wants dL/dx
+        let wantDx = dx != nil
+        for (m, d, width) in [(LinearKind.q, dq, qw), (.k, dk, kw), (.v, dv, kw)] {
+            if wantDx || wants(m) {
+                withWeight(p, m) { w, _ in
+                    withGradient(&gradients, m, wants(m)) { dw, db in
+                        BlockKernels.linearBackward(dx: wantDx ? dxn : nil, dWeight: dw, dBias: db, d, xn1, weight: w,
+                                                    T: N, inFeatures: C, outFeatures: width, accumulateDx: m != .q)
+                    }
+                }
+            }
+            if adapted(m) { adapter!.backward(m, dy: d, inp: xn1, dx: wantDx ? dxn : nil, rows: N) }
+        }
+        // xn1 = rmsnorm(x); x also feeds the residual (dh)       dx (N, C)
+        if let dx {
+            dx.update(from: dh, count: N * C)
+            p.inputNorm.data.withUnsafeBufferPointer { w in
+                BlockKernels.rmsnormBackward(dx, dxn, x, rstd: rstd1, weight: w.baseAddress!, T: N, C: C, accumulate: true)
+            }
+        }
+    }
+
+    /// Tensor form of `backward`: dy has the shape of the last forward input; returns dL/dx of that shape.
+    @discardableResult
+    public func backward(
+        _ outputGradient: Tensor, parameters: DecoderBlockWeights, rope: RoPE, gradients: inout BlockGradients
+    ) throws -> Tensor {
+        guard completed == .output, hasBackward else {
+            throw BlockBackwardError.shapeMismatch("backward called without a complete forward pass")
+        }
+        guard outputGradient.count == rows * geometry.hidden, outputGradient.shape.last == geometry.hidden else {
+            throw BlockBackwardError.shapeMismatch(
+                "output gradient is \(outputGradient.shape), the forward batch was \(batch)×\(length)×\(geometry.hidden)")
+        }
+        try checkGradients(gradients, parameters: parameters)
+        var dx = Tensor.zeros(outputGradient.shape)
+        outputGradient.data.withUnsafeBufferPointer { dy in
+            dx.data.withUnsafeMutableBufferPointer { d in
+                backward(outputGradient: dy.baseAddress!, parameters: parameters, rope: rope,
+                         gradients: &gradients, inputGradient: d.baseAddress!)
+            }
+        }
+        return dx
+    }
+
+    // MARK: Checks for the Tensor API
+
+    /// Validates a (T, C) or (B, T, C) batch, the parameters and the RoPE table; returns (B, T).
+    public func checkSample(_ input: Tensor, name: String, parameters: DecoderBlockWeights, rope: RoPE) throws -> (Int, Int) {
+        try parameters.validate(against: geometry)
+        guard input.rank == 2 || input.rank == 3, input.shape.last == geometry.hidden else {
+            throw BlockBackwardError.shapeMismatch("\(name) is \(input.shape), expected [T, \(geometry.hidden)] or [B, T, \(geometry.hidden)]")
+        }
+        let B = input.rank == 3 ? input.shape[0] : 1, T = input.shape[input.rank - 2]
+        guard B > 0, T > 0, B * T <= capacity, T <= maxLength else {
+            throw BlockBackwardError.shapeMismatch("\(name) has \(B)×\(T) tokens; the block holds 1...\(capacity) rows, T ≤ \(maxLength)")
+        }
+        guard rope.positions >= T, rope.headDim == geometry.headDim else {
+            throw BlockBackwardError.shapeMismatch(
+                "RoPE table is \(rope.positions)×\(rope.headDim / 2), need \(T) positions × \(geometry.headDim / 2)")
+        }
+        return (B, T)
+    }
+
+    /// Validates that `gradients` has the parameters' shapes, biases included.
+    public func checkGradients(_ gradients: BlockGradients, parameters: DecoderBlockWeights) throws {
+        guard gradients.weights.count == 7, gradients.biases.count == 7 else {
+            throw BlockBackwardError.shapeMismatch("gradients need 7 weights and 7 bias slots")
+        }
+        for m in LinearKind.allCases {
+            if gradients.weights[m.index].shape != parameters.weights[m.index].shape {
+                throw BlockBackwardError.shapeMismatch(
+                    "gradient of \(m.projectionName) is \(gradients.weights[m.index].shape), weight is \(parameters.weights[m.index].shape)")
+            }
+            if (gradients.biases[m.index]?.count) != (parameters.biases[m.index]?.count) {
+                throw BlockBackwardError.shapeMismatch("gradient of \(m.projectionName).bias does not match the bias")
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Below this many multiply-adds per projection GEMM, the block runs BLAS single-threaded: such GEMMs
+    /// take well under a millisecond, and OpenBLAS's worker threads, spinning between the many small
+    /// calls, compete with the kernels' own threads for the cores (measured on stories260K: ~1.7× less
+    /// CPU time per sample).
+    public static let singleThreadedBLASBelow = 1 << 24
+
+    /// Opens a single-threaded BLAS scope when the pass is small (see above); true when it did.
+    private func enterBLASPolicy(_ N: Int) -> Bool {
+        let g = geometry
+        let work = N * g.hidden * max(g.intermediate, g.qWidth)
+        guard work < Self.singleThreadedBLASBelow else { return false }
+        BLAS.enterSingleThreaded()
+        return true
+    }
+}
+
+@inline(__always)
+private func withWeight<R>(_ p: DecoderBlockWeights, _ m: LinearKind,
+                           _ body: (UnsafePointer<Float>, UnsafePointer<Float>?) -> R) -> R {
+    p.weights[m.index].data.withUnsafeBufferPointer { w in
+        if let b = p.biases[m.index] {
+            return b.data.withUnsafeBufferPointer { bb in body(w.baseAddress!, bb.baseAddress!) }
+        }
+        return body(w.baseAddress!, nil)
+    }
+}
+
+@inline(__always)
+private func withGradient<R>(_ g: inout BlockGradients, _ m: LinearKind, _ wanted: Bool,
+                             _ body: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard wanted else { return body(nil, nil) }
+    let i = m.index
+    return g.weights[i].data.withUnsafeMutableBufferPointer { w in
+        if g.biases[i] != nil {
+            return g.biases[i]!.data.withUnsafeMutableBufferPointer { bb in body(w.baseAddress!, bb.baseAddress!) }
+        }
+        return body(w.baseAddress!, nil)
     }
 }

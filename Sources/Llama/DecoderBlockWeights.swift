@@ -1,14 +1,36 @@
 import Tensor
 
+extension LinearKind {
+    /// The position of the layer in `allCases` (q 0 … down 6): indexes `DecoderBlockWeights.weights`,
+    /// `BlockGradients.weights` and per-matrix optimizer state.
+    public var index: Int {
+        switch self {
+        case .q: return 0
+        case .k: return 1
+        case .v: return 2
+        case .o: return 3
+        case .gate: return 4
+        case .up: return 5
+        case .down: return 6
+        }
+    }
+
+    /// The Hugging Face module name (`q_proj`, ..., `down_proj`), for messages and fixture keys.
+    public var projectionName: String { String(modulePath.split(separator: ".").last!) }
+}
+
 /// The parameters of one decoder block: seven (out, in) matrices as the checkpoint stores them, optional
-/// biases (q/k/v for qwen2 and llama with `attention_bias`; o for llama with `attention_bias`), and the two
-/// RMSNorm weight vectors. Pruning reads and replaces matrices by `LinearKind` through the subscript.
+/// biases (q/k/v for qwen2 and llama with `attention_bias`; o for llama with `attention_bias`; gate/up/down
+/// for `mlp_bias`, which only the block kernels take), and the two RMSNorm weight vectors. Pruning reads
+/// and replaces matrices by `LinearKind` through the subscript; the block kernels index `weights` and
+/// `biases` by `LinearKind.index`.
 public struct DecoderBlockWeights: Sendable, Equatable {
     /// The block's index in the model (selects its attention window, names its tensors).
     public var layer: Int
-    public var q: Tensor, k: Tensor, v: Tensor, o: Tensor
-    public var gate: Tensor, up: Tensor, down: Tensor
-    public var qBias: Tensor?, kBias: Tensor?, vBias: Tensor?, oBias: Tensor?
+    /// The (out, in) matrices in `LinearKind.allCases` order.
+    public var weights: [Tensor]
+    /// The optional (out) biases, same order.
+    public var biases: [Tensor?]
     /// (C): `input_layernorm.weight`, applied before attention.
     public var inputNorm: Tensor
     /// (C): `post_attention_layernorm.weight`, applied before the MLP.
@@ -22,58 +44,56 @@ public struct DecoderBlockWeights: Sendable, Equatable {
         qBias: Tensor? = nil, kBias: Tensor? = nil, vBias: Tensor? = nil, oBias: Tensor? = nil,
         inputNorm: Tensor, postAttentionNorm: Tensor
     ) throws {
-        self.layer = layer
-        self.q = q; self.k = k; self.v = v; self.o = o
-        self.gate = gate; self.up = up; self.down = down
-        self.qBias = qBias; self.kBias = kBias; self.vBias = vBias; self.oBias = oBias
-        self.inputNorm = inputNorm
-        self.postAttentionNorm = postAttentionNorm
+        self.init(layer: layer, weights: [q, k, v, o, gate, up, down],
+                  biases: [qBias, kBias, vBias, oBias, nil, nil, nil],
+                  inputNorm: inputNorm, postAttentionNorm: postAttentionNorm)
         try validate(configuration: c)
     }
 
-    /// The (out, in) weight of a linear layer.
+    /// Block weights without a configuration (kernel tests, Wanda++ on a bare block); check them with
+    /// `validate(against:)` before running the block.
+    public init(layer: Int = 0, weights: [Tensor], biases: [Tensor?] = Array(repeating: nil, count: 7),
+                inputNorm: Tensor, postAttentionNorm: Tensor) {
+        self.layer = layer
+        self.weights = weights
+        self.biases = biases
+        self.inputNorm = inputNorm
+        self.postAttentionNorm = postAttentionNorm
+    }
+
+    public var q: Tensor { get { weights[0] } _modify { yield &weights[0] } }
+    public var k: Tensor { get { weights[1] } _modify { yield &weights[1] } }
+    public var v: Tensor { get { weights[2] } _modify { yield &weights[2] } }
+    public var o: Tensor { get { weights[3] } _modify { yield &weights[3] } }
+    public var gate: Tensor { get { weights[4] } _modify { yield &weights[4] } }
+    public var up: Tensor { get { weights[5] } _modify { yield &weights[5] } }
+    public var down: Tensor { get { weights[6] } _modify { yield &weights[6] } }
+    public var qBias: Tensor? { biases[0] }
+    public var kBias: Tensor? { biases[1] }
+    public var vBias: Tensor? { biases[2] }
+    public var oBias: Tensor? { biases[3] }
+
+    /// The (out, in) weight of a linear layer; a new value must keep the shape.
     public subscript(kind: LinearKind) -> Tensor {
-        get {
-            switch kind {
-            case .q: return q
-            case .k: return k
-            case .v: return v
-            case .o: return o
-            case .gate: return gate
-            case .up: return up
-            case .down: return down
-            }
-        }
-        set {
-            precondition(newValue.shape == self[kind].shape, "\(kind) weight must keep shape \(self[kind].shape), got \(newValue.shape)")
-            switch kind {
-            case .q: q = newValue
-            case .k: k = newValue
-            case .v: v = newValue
-            case .o: o = newValue
-            case .gate: gate = newValue
-            case .up: up = newValue
-            case .down: down = newValue
-            }
+        get { weights[kind.index] }
+        _modify {
+            let shape = weights[kind.index].shape
+            yield &weights[kind.index]
+            precondition(weights[kind.index].shape == shape, "\(kind) weight must keep shape \(shape), got \(weights[kind.index].shape)")
         }
     }
 
     /// The bias of a linear layer, nil when it has none.
-    public func bias(_ kind: LinearKind) -> Tensor? {
-        switch kind {
-        case .q: return qBias
-        case .k: return kBias
-        case .v: return vBias
-        case .o: return oBias
-        case .gate, .up, .down: return nil
-        }
-    }
+    public func bias(_ kind: LinearKind) -> Tensor? { biases[kind.index] }
 
     /// Checks every tensor against the shapes the configuration implies.
     public func validate(configuration c: LlamaConfiguration) throws {
         func check(_ t: Tensor?, _ name: String, _ shape: [Int]) throws {
             guard let t else { throw LlamaError.missingTensor(name) }
             if t.shape != shape { throw LlamaError.shapeMismatch(tensor: name, expected: shape, found: t.shape) }
+        }
+        guard weights.count == 7, biases.count == 7 else {
+            throw LlamaError.invalidInput("block \(layer) holds \(weights.count) weights and \(biases.count) bias slots, not 7")
         }
         try check(inputNorm, LlamaTensorNames.inputNorm(layer: layer), [c.hiddenSize])
         try check(postAttentionNorm, LlamaTensorNames.postAttentionNorm(layer: layer), [c.hiddenSize])
@@ -86,6 +106,29 @@ public struct DecoderBlockWeights: Sendable, Equatable {
             } else if bias(kind) != nil {
                 throw LlamaError.unusedTensors([name])
             }
+        }
+    }
+
+    /// Checks every tensor against a bare geometry (no configuration); the message names the tensor.
+    public func validate(against g: BlockGeometry) throws {
+        guard weights.count == 7, biases.count == 7 else {
+            throw BlockBackwardError.shapeMismatch("block needs 7 weights and 7 bias slots, got \(weights.count) and \(biases.count)")
+        }
+        for m in LinearKind.allCases {
+            let (o, i) = g.shape(of: m)
+            if weights[m.index].shape != [o, i] {
+                throw BlockBackwardError.shapeMismatch("\(m.projectionName).weight is \(weights[m.index].shape), expected [\(o), \(i)]")
+            }
+            if let b = biases[m.index], b.count != o {
+                throw BlockBackwardError.shapeMismatch("\(m.projectionName).bias has \(b.count) values, expected \(o)")
+            }
+        }
+        if inputNorm.count != g.hidden {
+            throw BlockBackwardError.shapeMismatch("input_layernorm.weight has \(inputNorm.count) values, expected \(g.hidden)")
+        }
+        if postAttentionNorm.count != g.hidden {
+            throw BlockBackwardError.shapeMismatch(
+                "post_attention_layernorm.weight has \(postAttentionNorm.count) values, expected \(g.hidden)")
         }
     }
 

@@ -24,6 +24,8 @@ public struct PruningRecord: Codable, Sendable, Equatable {
     public var results: [String: Double]
     /// Anything else worth keeping (memory estimate, notes about the input checkpoint).
     public var notes: [String: String]
+    /// Present when the checkpoint was fine-tuned after pruning (`llm-prune finetune`).
+    public var fineTuning: FineTuningRecord?
 
     public init(toolVersion: String, arguments: [String], inputModel: String, summary: PruningSummary,
                 results: [String: Double] = [:], notes: [String: String] = [:], created: Date = Date()) {

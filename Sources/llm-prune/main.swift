@@ -9,6 +9,7 @@ let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
     "convert": (ConvertCommand.spec, ConvertCommand.run),
     "bench-gemm": (BenchGEMMCommand.spec, BenchGEMMCommand.run),
     "eval": (EvalCommand.spec, EvalCommand.run),
+    "finetune": (FinetuneCommand.spec, FinetuneCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),
     "clean": (CleanCommand.spec, CleanCommand.run),

@@ -5,19 +5,19 @@ import Testing
 
 /// A random block: weights N(0, σ²) with σ = 1/√in (so activations stay O(1) and the softmax is far
 /// from uniform), norm weights around 1, biases N(0, 0.1²) where asked.
-func randomBackwardBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: false, count: 7), seed: UInt64) -> BlockParameters {
+func randomBackwardBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: false, count: 7), seed: UInt64) -> DecoderBlockWeights {
     var rng = SeededGenerator(seed: seed)
     func tensor(_ shape: [Int], _ sigma: Double, _ mean: Double = 0) -> Tensor {
         Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(mean + sigma * rng.nextGaussian()) })
     }
-    let weights = BlockMatrix.allCases.map { m -> Tensor in
+    let weights = LinearKind.allCases.map { m -> Tensor in
         let (o, i) = g.shape(of: m)
         // Larger q/k weights sharpen the attention so its gradient is exercised away from uniform.
         let gain: Double = (m == .q || m == .k) ? 2.5 : 1
         return tensor([o, i], gain / Double(i).squareRoot())
     }
-    let biases = BlockMatrix.allCases.map { m in bias[m.rawValue] ? tensor([g.shape(of: m).out], 0.1) : nil }
-    return BlockParameters(weights: weights, biases: biases,
+    let biases = LinearKind.allCases.map { m in bias[m.index] ? tensor([g.shape(of: m).out], 0.1) : nil }
+    return DecoderBlockWeights(weights: weights, biases: biases,
                            inputNorm: tensor([g.hidden], 0.2, 1), postAttentionNorm: tensor([g.hidden], 0.2, 1))
 }
 
@@ -98,15 +98,15 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
              bias: [true, true, true, false, false, false, false]),
     ]
 
-    static func losses(_ p: BlockParameters, _ g: BlockGeometry, x: Tensor, rope: RopeTable) -> [(String, BlockLoss, BlockParameters)] {
+    static func losses(_ p: DecoderBlockWeights, _ g: BlockGeometry, x: Tensor, rope: RoPE) -> [(String, BlockLoss, DecoderBlockWeights)] {
         let T = x.shape[0]
         var rng = SeededGenerator(seed: 99)
         let r = (0..<(T * g.hidden)).map { _ in rng.nextGaussian() }
         // The RO loss compares a perturbed ("sparse") copy against the dense block's output.
         let dense = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
         var sparse = p
-        for m in BlockMatrix.allCases {
-            for i in stride(from: 0, to: sparse.weights[m.rawValue].count, by: 2) { sparse.weights[m.rawValue].data[i] = 0 }
+        for m in LinearKind.allCases {
+            for i in stride(from: 0, to: sparse.weights[m.index].count, by: 2) { sparse.weights[m.index].data[i] = 0 }
         }
         return [("⟨R, y⟩", .projection(r), p), ("‖y‖₂", .norm, p), ("Σ(y_dense − y)²", .squaredError(target: dense), sparse)]
     }
@@ -114,10 +114,10 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
     @Test(arguments: cases)
     func weightAndInputGradientsMatchFloat64FiniteDifferences(_ c: Case) throws {
         let g = c.g, T = 7
-        let rope = RopeTable(headDim: g.headDim, positions: T, theta: 10000)
+        let rope = RoPE(headDim: g.headDim, theta: 10000, scaling: nil, positions: T)
         let base = randomBackwardBlock(g, bias: c.bias, seed: 7)
         let x = randomBackwardInput(T: T, C: g.hidden, seed: 11)
-        let tape = try DecoderBlockTape(geometry: g, capacity: T)
+        let tape = try DecoderBlock(geometry: g, capacity: T)
 
         for (lossName, loss, p) in Self.losses(base, g, x: x, rope: rope) {
             let y = try tape.forward(x, parameters: p, rope: rope)
@@ -127,18 +127,18 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
 
             let naive = NaiveBackwardBlock(p, geometry: g, rope: rope)
             let x64 = x.data.map(Double.init)
-            for m in BlockMatrix.allCases {
-                let fd = centralDifferences(count: p.weights[m.rawValue].count, step: Self.step) { i, h in
+            for m in LinearKind.allCases {
+                let fd = centralDifferences(count: p.weights[m.index].count, step: Self.step) { i, h in
                     var n = naive
-                    n.w[m.rawValue][i] += h
+                    n.w[m.index][i] += h
                     return loss.value(n.forward(x64, T: T))
                 }
-                let err = gradientError(grads.weights[m.rawValue].data, fd)
+                let err = gradientError(grads.weights[m.index].data, fd)
                 #expect(err <= Self.tolerance, "\(c.name), \(lossName): d/d\(m) relative error \(err)")
-                if let db = grads.biases[m.rawValue] {
+                if let db = grads.biases[m.index] {
                     let fdb = centralDifferences(count: db.count, step: Self.step) { i, h in
                         var n = naive
-                        n.b[m.rawValue]![i] += h
+                        n.b[m.index]![i] += h
                         return loss.value(n.forward(x64, T: T))
                     }
                     let errb = gradientError(db.data, fdb)
@@ -158,10 +158,10 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
     @Test(arguments: cases)
     func forwardMatchesFloat64Reference(_ c: Case) throws {
         let g = c.g, T = 9
-        let rope = RopeTable(headDim: g.headDim, positions: T, theta: 10000)
+        let rope = RoPE(headDim: g.headDim, theta: 10000, scaling: nil, positions: T)
         let p = randomBackwardBlock(g, bias: c.bias, seed: 3)
         let x = randomBackwardInput(T: T, C: g.hidden, seed: 4)
-        let tape = try DecoderBlockTape(geometry: g, capacity: T)
+        let tape = try DecoderBlock(geometry: g, capacity: T)
         let y = try tape.forward(x, parameters: p, rope: rope)
         let ref = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
         #expect(gradientError(y.data, ref) <= 1e-5)
@@ -171,42 +171,42 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
     /// give exactly what a fresh tape gives (no state leaks from the previous sample's buffers).
     @Test func reusedTapeMatchesFreshTapeOnShorterSample() throws {
         let g = Self.cases[0].g
-        let rope = RopeTable(headDim: g.headDim, positions: 12, theta: 10000)
+        let rope = RoPE(headDim: g.headDim, theta: 10000, scaling: nil, positions: 12)
         let p = randomBackwardBlock(g, seed: 5)
         let long = randomBackwardInput(T: 12, C: g.hidden, seed: 6), short = randomBackwardInput(T: 5, C: g.hidden, seed: 8)
-        let reused = try DecoderBlockTape(geometry: g, capacity: 12)
+        let reused = try DecoderBlock(geometry: g, capacity: 12)
         var g1 = BlockGradients(like: p), g2 = BlockGradients(like: p)
         let yl = try reused.forward(long, parameters: p, rope: rope)
         try reused.backward(yl, parameters: p, rope: rope, gradients: &g1)
         let ys = try reused.forward(short, parameters: p, rope: rope)
         let dx1 = try reused.backward(ys, parameters: p, rope: rope, gradients: &g1)
-        let fresh = try DecoderBlockTape(geometry: g, capacity: 5)
+        let fresh = try DecoderBlock(geometry: g, capacity: 5)
         let ys2 = try fresh.forward(short, parameters: p, rope: rope)
         let dx2 = try fresh.backward(ys2, parameters: p, rope: rope, gradients: &g2)
         #expect(ys == ys2)
         #expect(dx1 == dx2)
-        for m in BlockMatrix.allCases { #expect(g1[m] == g2[m], "\(m)") }
+        for m in LinearKind.allCases { #expect(g1[m] == g2[m], "\(m)") }
     }
 
     /// The up-front estimate the pruning driver's memory check uses equals what a tape allocates.
     @Test func tapeSizeEstimateMatchesAllocation() throws {
         for c in Self.cases {
             for T in [1, 7, 130] {
-                let tape = try DecoderBlockTape(geometry: c.g, capacity: T)
-                #expect(DecoderBlockTape.bytes(geometry: c.g, capacity: T) == tape.bytes, "\(c.name), T \(T)")
+                let tape = try DecoderBlock(geometry: c.g, capacity: T)
+                #expect(DecoderBlock.bytes(geometry: c.g, capacity: T) == tape.bytes, "\(c.name), T \(T)")
             }
         }
     }
 
     @Test func badShapesThrowOneLineErrors() throws {
         let g = Self.cases[0].g
-        let rope = RopeTable(headDim: g.headDim, positions: 4, theta: 10000)
+        let rope = RoPE(headDim: g.headDim, theta: 10000, scaling: nil, positions: 4)
         let p = randomBackwardBlock(g, seed: 1)
-        let tape = try DecoderBlockTape(geometry: g, capacity: 4)
+        let tape = try DecoderBlock(geometry: g, capacity: 4)
         #expect(throws: BlockBackwardError.self) { try tape.forward(randomBackwardInput(T: 5, C: g.hidden, seed: 1), parameters: p, rope: rope) }
         #expect(throws: BlockBackwardError.self) { try tape.forward(randomBackwardInput(T: 3, C: g.hidden + 1, seed: 1), parameters: p, rope: rope) }
         var bad = p
-        bad[.down] = Tensor.zeros([3, 3])
+        bad.weights[LinearKind.down.index] = Tensor.zeros([3, 3])
         do {
             try tape.forward(randomBackwardInput(T: 3, C: g.hidden, seed: 1), parameters: bad, rope: rope)
             Issue.record("a wrong down_proj shape was accepted")
@@ -215,7 +215,7 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
             #expect(!"\(error)".contains("\n"))
         }
         #expect(throws: BlockBackwardError.self) {
-            try DecoderBlockTape(geometry: BlockGeometry(hidden: 8, intermediate: 8, heads: 3, kvHeads: 2, rmsNormEps: 1e-5), capacity: 4)
+            try DecoderBlock(geometry: BlockGeometry(hidden: 8, intermediate: 8, heads: 3, kvHeads: 2, rmsNormEps: 1e-5), capacity: 4)
         }
         var grads = BlockGradients(like: p)
         #expect(throws: BlockBackwardError.self) {

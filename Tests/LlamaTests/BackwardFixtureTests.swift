@@ -11,8 +11,8 @@ private let fixtureNames = ["llama-gqa", "llama-mha", "llama-bias", "qwen2-bias"
 private struct LoadedFixture {
     let file: BackwardFixtureFile
     let geometry: BlockGeometry
-    let parameters: BlockParameters
-    let rope: RopeTable
+    let parameters: DecoderBlockWeights
+    let rope: RoPE
     let x: Tensor
 
     init(_ name: String) throws {
@@ -22,15 +22,15 @@ private struct LoadedFixture {
                                  headDim: try file.int("head_dim"), rmsNormEps: Float(try file.double("rms_norm_eps")),
                                  attentionWindow: try file.int("sliding_window") > 0 ? try file.int("sliding_window") : nil)
         parameters = try Self.parameters(file, prefix: "")
-        rope = RopeTable(headDim: geometry.headDim, positions: try file.int("tokens"), theta: try file.double("rope_theta"))
+        rope = RoPE(headDim: geometry.headDim, theta: try file.double("rope_theta"), scaling: nil, positions: try file.int("tokens"))
         x = try file.tensor("x")
     }
 
     /// The layer's parameters; `prefix` "ro." swaps in the 2:4-pruned weights (biases and norms stay).
-    static func parameters(_ f: BackwardFixtureFile, prefix: String) throws -> BlockParameters {
-        BlockParameters(
-            weights: try BlockMatrix.allCases.map { try f.tensor("\(prefix)\($0).weight") },
-            biases: try BlockMatrix.allCases.map { try f.optionalTensor("\($0).bias") },
+    static func parameters(_ f: BackwardFixtureFile, prefix: String) throws -> DecoderBlockWeights {
+        DecoderBlockWeights(
+            weights: try LinearKind.allCases.map { try f.tensor("\(prefix)\($0.projectionName).weight") },
+            biases: try LinearKind.allCases.map { try f.optionalTensor("\($0.projectionName).bias") },
             inputNorm: try f.tensor("input_layernorm.weight"),
             postAttentionNorm: try f.tensor("post_attention_layernorm.weight"))
     }
@@ -46,7 +46,7 @@ private struct LoadedFixture {
     func ropeTablesMatchTransformers(_ name: String) throws {
         let f = try LoadedFixture(name)
         let cos = try f.file.tensor("rope.cos"), sin = try f.file.tensor("rope.sin")
-        let mine = (Tensor(shape: cos.shape, data: f.rope.cos), Tensor(shape: sin.shape, data: f.rope.sin))
+        let mine = (Tensor(shape: cos.shape, data: f.rope.cosTable), Tensor(shape: sin.shape, data: f.rope.sinTable))
         // float32 angles up to T·1 rad; cos/sin of the same float angle differ by at most an ulp or two.
         #expect(mine.0.maxAbsDifference(cos) <= 1e-6)
         #expect(mine.1.maxAbsDifference(sin) <= 1e-6)
@@ -55,7 +55,7 @@ private struct LoadedFixture {
     @Test(arguments: fixtureNames)
     func forwardMatchesTransformers(_ name: String) throws {
         let f = try LoadedFixture(name)
-        let tape = try DecoderBlockTape(geometry: f.geometry, capacity: f.x.shape[0])
+        let tape = try DecoderBlock(geometry: f.geometry, capacity: f.x.shape[0])
         let y = try tape.forward(f.x, parameters: f.parameters, rope: f.rope)
         let err = y.relativeError(to: try f.file.tensor("y"))
         #expect(err <= 1e-5, "\(name): dense output relative error \(err)")
@@ -71,7 +71,7 @@ private struct LoadedFixture {
     func gradientsMatchAutograd(_ name: String) throws {
         let f = try LoadedFixture(name)
         let T = f.x.shape[0]
-        let tape = try DecoderBlockTape(geometry: f.geometry, capacity: T)
+        let tape = try DecoderBlock(geometry: f.geometry, capacity: T)
         let r = try f.file.tensor("proj.r")
         let dense = f.parameters
         let sparse = try LoadedFixture.parameters(f.file, prefix: "ro.")
@@ -95,14 +95,14 @@ private struct LoadedFixture {
             }
             var grads = BlockGradients(like: p)
             let dx = try tape.backward(dy, parameters: p, rope: f.rope, gradients: &grads)
-            for m in BlockMatrix.allCases {
-                let err = grads[m].relativeError(to: try f.file.tensor("\(loss).grad.\(m).weight"))
+            for m in LinearKind.allCases {
+                let err = grads[m].relativeError(to: try f.file.tensor("\(loss).grad.\(m.projectionName).weight"))
                 #expect(err <= Self.tolerance, "\(name) \(loss): \(m).weight relative error \(err)")
-                if let db = grads.biases[m.rawValue] {
-                    let errb = db.relativeError(to: try f.file.tensor("\(loss).grad.\(m).bias"))
+                if let db = grads.biases[m.index] {
+                    let errb = db.relativeError(to: try f.file.tensor("\(loss).grad.\(m.projectionName).bias"))
                     #expect(errb <= Self.tolerance, "\(name) \(loss): \(m).bias relative error \(errb)")
                 } else {
-                    #expect(f.file.file.info("\(loss).grad.\(m).bias") == nil, "\(name): \(m) has a bias we ignored")
+                    #expect(f.file.file.info("\(loss).grad.\(m.projectionName).bias") == nil, "\(name): \(m) has a bias we ignored")
                 }
             }
             let errx = dx.relativeError(to: try f.file.tensor("\(loss).grad.x"))

@@ -13,14 +13,14 @@ struct NaiveBackwardBlock {
     var normPost: [Double]
     let cos: [Double], sin: [Double]
 
-    init(_ p: BlockParameters, geometry: BlockGeometry, rope: RopeTable) {
+    init(_ p: DecoderBlockWeights, geometry: BlockGeometry, rope: RoPE) {
         g = geometry
         w = p.weights.map { $0.data.map(Double.init) }
         b = p.biases.map { $0?.data.map(Double.init) }
         normIn = p.inputNorm.data.map(Double.init)
         normPost = p.postAttentionNorm.data.map(Double.init)
-        cos = rope.cos.map(Double.init)
-        sin = rope.sin.map(Double.init)
+        cos = rope.cosTable.map(Double.init)
+        sin = rope.sinTable.map(Double.init)
     }
 
     private func rmsnorm(_ x: [Double], _ weight: [Double], T: Int, C: Int) -> [Double] {
@@ -34,9 +34,9 @@ struct NaiveBackwardBlock {
         return y
     }
 
-    private func linear(_ x: [Double], _ m: BlockMatrix, T: Int) -> [Double] {
+    private func linear(_ x: [Double], _ m: LinearKind, T: Int) -> [Double] {
         let (o, i) = g.shape(of: m)
-        let wm = w[m.rawValue], bm = b[m.rawValue]
+        let wm = w[m.index], bm = b[m.index]
         var y = [Double](repeating: 0, count: T * o)
         for t in 0..<T {
             for r in 0..<o {

@@ -7,7 +7,7 @@ import Testing
 /// Agreement with the project's PyTorch reference (scripts/reference_prune.py, fixtures in
 /// Fixtures/reference) on stories260K, the shared calibration ids (128 × 512), at 2:4, block 0.
 @Suite struct WandaPlusPlusReferenceTests {
-    static let names: [BlockMatrix: String] = [
+    static let names: [LinearKind: String] = [
         .q: "self_attn.q_proj", .k: "self_attn.k_proj", .v: "self_attn.v_proj", .o: "self_attn.o_proj",
         .gate: "mlp.gate_proj", .up: "mlp.up_proj", .down: "mlp.down_proj",
     ]
@@ -21,13 +21,13 @@ import Testing
     }
 
     /// Block 0 of stories260K pruned by `variant` directly (no driver), with its statistics kept.
-    static func pruneBlock0(_ variant: WandaPlusPlusVariant) throws -> (BlockParameters, WandaPlusPlusBlockRecord) {
+    static func pruneBlock0(_ variant: WandaPlusPlusVariant) throws -> (DecoderBlockWeights, WandaPlusPlusBlockRecord) {
         let model = try Stories260K()
         let samples = 128, tokens = 512
         let inputs = try model.embeddedCalibration(samples: samples, tokens: tokens)
         var block = try model.block(0)
         let g = Stories260K.geometry
-        let rope = RopeTable(headDim: g.headDim, positions: tokens, theta: 10000)
+        let rope = RoPE(headDim: g.headDim, theta: 10000, scaling: nil, positions: tokens)
         var rng = SeededGenerator(seed: 0)
         let pruner = try WandaPlusPlusBlock(geometry: g, options: WandaPlusPlusOptions(variant: variant))
         let record = try inputs.withUnsafeBufferPointer {
@@ -49,12 +49,12 @@ import Testing
         let (block, record) = try Self.pruneBlock0(.rgsOnly)
         let G = try #require(record.gradientScores)
         let norms = try #require(record.columnNorms)
-        for m in BlockMatrix.allCases {
+        for m in LinearKind.allCases {
             let key = "model.layers.0.\(Self.names[m]!)"
-            let err = G[m.rawValue].relativeError(to: try reference.float("G.\(key).weight"))
+            let err = G[m.index].relativeError(to: try reference.float("G.\(key).weight"))
             #expect(err <= 1e-3, "G of \(m): relative error \(err)")
             let xref = try reference.float("xnorm.\(key)")
-            let xerr = Tensor(shape: xref.shape, data: norms[m.rawValue]).relativeError(to: xref)
+            let xerr = Tensor(shape: xref.shape, data: norms[m.index]).relativeError(to: xref)
             #expect(xerr <= 1e-4, "‖X‖ of \(m): relative error \(xerr)")
             let fraction = try Self.maskAgreement(block[m], reference, "\(key).weight")
             #expect(fraction >= 0.99, "\(m): masks agree on \(fraction)")
@@ -71,12 +71,12 @@ import Testing
         let drawsJSON = try #require(reference.metadata["ro_draws"], "the reference fixture records no RO draws")
         let draws = try #require(try JSONSerialization.jsonObject(with: Data(drawsJSON.utf8)) as? [[[Int]]])
         #expect(record.roundSamples == draws.first)
-        for m in BlockMatrix.allCases {
+        for m in LinearKind.allCases {
             let key = "model.layers.0.\(Self.names[m]!)"
             let fraction = try Self.maskAgreement(block[m], reference, "\(key).weight")
             #expect(fraction >= 0.99, "\(m): masks agree on \(fraction)")
             if variant.usesGradientScore {
-                let err = try #require(record.gradientScores)[m.rawValue].relativeError(to: try reference.float("G.\(key).weight"))
+                let err = try #require(record.gradientScores)[m.index].relativeError(to: try reference.float("G.\(key).weight"))
                 #expect(err <= 1e-3, "G after RO of \(m): relative error \(err)")
             }
         }

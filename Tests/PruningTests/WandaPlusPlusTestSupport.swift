@@ -61,7 +61,7 @@ struct WandaTensorFile {
 /// stories260K's geometry and block `layer` read from its checkpoint (config values as config.json states).
 struct Stories260K {
     static let geometry = BlockGeometry(hidden: 64, intermediate: 172, heads: 8, kvHeads: 4, rmsNormEps: 1e-5)
-    static let modelNames: [BlockMatrix: String] = [
+    static let modelNames: [LinearKind: String] = [
         .q: "self_attn.q_proj", .k: "self_attn.k_proj", .v: "self_attn.v_proj", .o: "self_attn.o_proj",
         .gate: "mlp.gate_proj", .up: "mlp.up_proj", .down: "mlp.down_proj",
     ]
@@ -72,10 +72,10 @@ struct Stories260K {
         file = try WandaTensorFile(sharedData("models/stories260K/model.safetensors"))
     }
 
-    func block(_ layer: Int) throws -> BlockParameters {
+    func block(_ layer: Int) throws -> DecoderBlockWeights {
         let p = "model.layers.\(layer)."
-        return BlockParameters(
-            weights: try BlockMatrix.allCases.map { try file.float(p + Self.modelNames[$0]! + ".weight") },
+        return DecoderBlockWeights(
+            weights: try LinearKind.allCases.map { try file.float(p + Self.modelNames[$0]! + ".weight") },
             inputNorm: try file.float(p + "input_layernorm.weight"),
             postAttentionNorm: try file.float(p + "post_attention_layernorm.weight"))
     }

@@ -8,7 +8,7 @@ private func wandappFixture(_ name: String) throws -> WandaTensorFile {
     try WandaTensorFile(wandaPackageRoot().appendingPathComponent("Fixtures/wandapp/\(name).safetensors"))
 }
 
-private let hfNames: [BlockMatrix: String] = [
+private let hfNames: [LinearKind: String] = [
     .q: "q_proj", .k: "k_proj", .v: "v_proj", .o: "o_proj", .gate: "gate_proj", .up: "up_proj", .down: "down_proj",
 ]
 
@@ -38,24 +38,24 @@ private let hfNames: [BlockMatrix: String] = [
     struct Loaded {
         let f: WandaTensorFile
         let g: BlockGeometry
-        let block: BlockParameters
+        let block: DecoderBlockWeights
         let x: [Float]
         let samples: Int, tokens: Int
-        let rope: RopeTable
+        let rope: RoPE
 
         init() throws {
             let file = try wandappFixture("tiny-block")
             f = file
             g = BlockGeometry(hidden: 16, intermediate: 26, heads: 4, kvHeads: 2, rmsNormEps: 1e-5)
-            block = BlockParameters(
-                weights: try BlockMatrix.allCases.map { try file.float("\(hfNames[$0]!).weight") },
+            block = DecoderBlockWeights(
+                weights: try LinearKind.allCases.map { try file.float("\(hfNames[$0]!).weight") },
                 inputNorm: try file.float("input_layernorm.weight"),
                 postAttentionNorm: try file.float("post_attention_layernorm.weight"))
             let xt = try file.float("x")
             x = xt.data
             samples = xt.shape[0]
             tokens = xt.shape[1]
-            rope = RopeTable(headDim: 4, positions: tokens, theta: 10000)
+            rope = RoPE(headDim: 4, theta: 10000, scaling: nil, positions: tokens)
         }
     }
 
@@ -74,7 +74,7 @@ private let hfNames: [BlockMatrix: String] = [
                              select: referenceSelector(n: 2, m: 4), keepStatistics: true)
         }
         let v = variant.rawValue
-        for m in BlockMatrix.allCases {
+        for m in LinearKind.allCases {
             let expected = try t.f.float("\(v).\(hfNames[m]!).weight")
             let err = block[m].relativeError(to: expected)
             // Float32 roundoff through ≤ 8 optimizer steps of ~1e-3 each: ~1e-6 relative.
@@ -82,7 +82,7 @@ private let hfNames: [BlockMatrix: String] = [
             let zerosMine = block[m].data.map { $0 == 0 }, zerosRef = expected.data.map { $0 == 0 }
             #expect(zerosMine == zerosRef, "\(v) \(m): masks differ in \(zip(zerosMine, zerosRef).filter { $0 != $1 }.count) entries")
             if variant.usesGradientScore {
-                let gerr = try #require(record.gradientScores)[m.rawValue].relativeError(to: try t.f.float("\(v).G.\(hfNames[m]!).weight"))
+                let gerr = try #require(record.gradientScores)[m.index].relativeError(to: try t.f.float("\(v).G.\(hfNames[m]!).weight"))
                 #expect(gerr <= 1e-4, "\(v) \(m): G relative error \(gerr)")
             }
         }
@@ -109,7 +109,7 @@ private let hfNames: [BlockMatrix: String] = [
             try pruner.prune(&block, inputs: $0, samples: t.samples, tokens: t.tokens, rope: t.rope, generator: &rng,
                              select: referenceSelector(n: 2, m: 4))
         }
-        for m in BlockMatrix.allCases {
+        for m in LinearKind.allCases {
             let (rows, cols) = (block[m].shape[0], block[m].shape[1])
             for r in 0..<rows {
                 for c0 in stride(from: 0, to: cols, by: 4) {

@@ -11,7 +11,7 @@ public typealias MaskSelector = (
 
 /// The pruning stages of a block in the order it consumes its inputs; the matrices of a stage share
 /// one input, and each stage's input depends on the earlier stages.
-public let wandaPlusPlusStages: [[BlockMatrix]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
+public let wandaPlusPlusStages: [[LinearKind]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
 
 /// What Wanda++ did to one block (for `pruning.json` and tests).
 public struct WandaPlusPlusBlockRecord: Sendable {
@@ -35,7 +35,7 @@ public struct WandaPlusPlusBlockRecord: Sendable {
 /// Wanda++ on one decoder block: regional gradient scores, regional optimization and the final
 /// stage-by-stage prune (docs/algorithms.md, "Per block").
 ///
-/// Calibration inputs X̂ (N, T, C) are read one sample at a time through a `DecoderBlockTape`; the
+/// Calibration inputs X̂ (N, T, C) are read one sample at a time through a `DecoderBlock`; the
 /// gradient, RMSprop and score buffers are allocated once per block.
 public struct WandaPlusPlusBlock {
     public let geometry: BlockGeometry
@@ -56,8 +56,8 @@ public struct WandaPlusPlusBlock {
     /// - label: names the block in errors and progress ("block 3").
     /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
     public func prune(
-        _ block: inout BlockParameters, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
-        rope: RopeTable, generator: inout SeededGenerator, select: MaskSelector,
+        _ block: inout DecoderBlockWeights, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
+        rope: RoPE, generator: inout SeededGenerator, select: MaskSelector,
         keepStatistics: Bool = false, label: String = "block", progress: ((String) -> Void)? = nil
     ) throws -> WandaPlusPlusBlockRecord {
         let g = geometry, C = g.hidden
@@ -66,8 +66,8 @@ public struct WandaPlusPlusBlock {
         guard tokens > 0, inputs.count == samples * tokens * C else {
             throw WandaPlusPlusError("\(label): calibration inputs hold \(inputs.count) values, expected \(samples) × \(tokens) × \(C)")
         }
-        guard rope.positions >= tokens, rope.halfDim * 2 == g.headDim else {
-            throw WandaPlusPlusError("\(label): RoPE table of \(rope.positions) positions × \(rope.halfDim) for \(tokens) tokens, head size \(g.headDim)")
+        guard rope.positions >= tokens, rope.headDim == g.headDim else {
+            throw WandaPlusPlusError("\(label): RoPE table of \(rope.positions) positions × \(rope.headDim / 2) for \(tokens) tokens, head size \(g.headDim)")
         }
         if let i = firstNonFinite(inputs) {
             throw WandaPlusPlusError("\(label): calibration input sample \(i / (tokens * C)) holds NaN or infinity")
@@ -143,7 +143,7 @@ public struct WandaPlusPlusBlock {
 
     /// G alone, for the first `samples` inputs: RMS over samples of ∂‖f(X̂ₙ)‖₂/∂W per matrix.
     public func regionalGradients(
-        _ block: BlockParameters, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int, rope: RopeTable
+        _ block: DecoderBlockWeights, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int, rope: RoPE
     ) throws -> [Tensor] {
         try block.validate(against: geometry)
         guard samples > 0, tokens > 0, inputs.count >= samples * tokens * geometry.hidden else {
@@ -160,7 +160,7 @@ public struct WandaPlusPlusBlock {
 private final class Workspace {
     let g: BlockGeometry
     let tokens: Int
-    let tape: DecoderBlockTape
+    let tape: DecoderBlock
     var grads: BlockGradients
     /// dL/dy (T, C), and the dense block's output (T, C) for the RO loss.
     var dy: [Float]
@@ -171,10 +171,10 @@ private final class Workspace {
     /// Σ x_j² of the current stage's input, float64.
     var columnSquares: [Double]
 
-    init(geometry: BlockGeometry, parameters: BlockParameters, tokens: Int) throws {
+    init(geometry: BlockGeometry, parameters: DecoderBlockWeights, tokens: Int) throws {
         g = geometry
         self.tokens = tokens
-        tape = try DecoderBlockTape(geometry: geometry, capacity: tokens)
+        tape = try DecoderBlock(geometry: geometry, capacity: tokens)
         grads = BlockGradients(like: parameters)
         dy = [Float](repeating: 0, count: tokens * geometry.hidden)
         target = dy
@@ -186,8 +186,8 @@ private final class Workspace {
 
     /// G_ij = sqrt((1/N) Σₙ (∂‖f(X̂ₙ)‖₂/∂W_ij)²) for samples 0..<N; squares summed in float32
     /// (N ≤ a few hundred terms of one sign: relative rounding below N·2⁻²⁴).
-    func regionalGradients(_ p: BlockParameters, samples: Int, sample: (Int) -> UnsafePointer<Float>,
-                           rope: RopeTable, progress: (Int) -> Void) -> [Tensor] {
+    func regionalGradients(_ p: DecoderBlockWeights, samples: Int, sample: (Int) -> UnsafePointer<Float>,
+                           rope: RoPE, progress: (Int) -> Void) -> [Tensor] {
         var acc = p.weights.map { Tensor.zeros($0.shape) }
         let n = tokens * g.hidden
         for s in 0..<samples {
@@ -230,8 +230,8 @@ private final class Workspace {
     /// earlier stages; score S = (α·G + ‖X_j‖₂)·|W| with G, or |W|·‖X_j‖₂ (Wanda) without.
     /// Returns the norms of each matrix when `keepNorms`.
     @discardableResult
-    func stagedPrune(_ p: inout BlockParameters, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
-                     rope: RopeTable, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
+    func stagedPrune(_ p: inout DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
+                     rope: RoPE, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
                      keepNorms: Bool) throws -> [[Float]]? {
         var kept: [[Float]] = Array(repeating: [], count: 7)
         let stops: [BlockForwardStop] = [.attentionInput, .oInput, .mlpInput, .downInput]
@@ -255,12 +255,12 @@ private final class Workspace {
             // Rounded to float32 after the float64 square root, as the reference does.
             let norms = (0..<inFeatures).map { Float(columnSquares[$0].squareRoot()) }
             if let j = norms.firstIndex(where: { !$0.isFinite }) {
-                throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0]) is not finite (NaN or overflow in the pruned block)")
+                throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0].projectionName) is not finite (NaN or overflow in the pruned block)")
             }
             for m in stage {
-                try pruneMatrix(&p.weights[m.rawValue], G: G?[m.rawValue], norms: norms, alpha: alpha, select: select,
-                                name: "\(label) \(m)")
-                if keepNorms { kept[m.rawValue] = norms }
+                try pruneMatrix(&p.weights[m.index], G: G?[m.index], norms: norms, alpha: alpha, select: select,
+                                name: "\(label) \(m.projectionName)")
+                if keepNorms { kept[m.index] = norms }
             }
         }
         return keepNorms ? kept : nil
@@ -302,8 +302,8 @@ private final class Workspace {
     }
 
     /// One RMSprop step on Σ(f_dense(x) − f(x))² for one sample; returns the loss before the step.
-    func optimizationStep(_ p: inout BlockParameters, dense: BlockParameters, input: UnsafePointer<Float>,
-                          rope: RopeTable, optimizer: RMSprop) -> Double {
+    func optimizationStep(_ p: inout DecoderBlockWeights, dense: DecoderBlockWeights, input: UnsafePointer<Float>,
+                          rope: RoPE, optimizer: RMSprop) -> Double {
         let n = tokens * g.hidden
         tape.forward(input, tokens: tokens, parameters: dense, rope: rope)
         target.withUnsafeMutableBufferPointer { t in _ = t.update(fromContentsOf: tape.output) }

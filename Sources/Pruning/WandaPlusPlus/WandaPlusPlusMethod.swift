@@ -96,14 +96,14 @@ public final class WandaPlusPlusMethod: PruningMethod {
         // when the new one is complete).
         let recomputes = options.variant.usesRegionalOptimization && options.roRounds > 0
         let g = options.variant.usesGradientScore ? (recomputes ? 2 : 1) : 0
-        let tape = DecoderBlockTape.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
+        let tape = DecoderBlock.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
         return 4 * p * (copies + g) + 5 * largest + tape + 8 * sequenceLength * c.hiddenSize
     }
 
     public func pruneBlock(_ context: BlockPruningContext) throws {
         if context.layer == 0 { records = [:] }   // a new run
         let geometry = BlockGeometry(configuration: context.configuration, layer: context.layer)
-        var block = BlockParameters(context.weights)
+        var block = context.weights
         let pattern = context.pattern
         let select: MaskSelector = { scores, rows, cols, pruned in
             Selection.prunedMask(scores: scores, rows: rows, cols: cols, pattern: pattern, into: pruned)
@@ -113,7 +113,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
         do {
             record = try WandaPlusPlusBlock(geometry: geometry, options: options).prune(
                 &block, inputs: context.inputs, samples: context.sampleCount, tokens: context.sequenceLength,
-                rope: RopeTable(context.rope), generator: &generator, select: select,
+                rope: context.rope, generator: &generator, select: select,
                 keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
                 label: "block \(context.layer)", progress: { context.report($0) })
         } catch let e as WandaPlusPlusError {
@@ -122,7 +122,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
             throw PruningError("block \(context.layer): \(e)")
         }
         context.generator = generator
-        block.write(into: &context.weights)
+        context.weights = block
         records[context.layer] = record
     }
 }
