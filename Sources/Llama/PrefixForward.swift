@@ -114,12 +114,25 @@ extension LlamaModel {
             }
         } } }
         var h = Linear.forward(att, weight: w.o, bias: w.oBias)
-        DecoderBlock.add(&h, x)
+        Self.addInPlace(&h, x)
         let (hn, _) = RMSNorm.forward(h, weight: w.postAttentionNorm, eps: eps)
         let act = SwiGLU.forward(gate: Linear.forward(hn, weight: w.gate), up: Linear.forward(hn, weight: w.up))
         var y = Linear.forward(act, weight: w.down)
-        DecoderBlock.add(&y, h)
+        Self.addInPlace(&y, h)
         return y
+    }
+
+    /// a += b elementwise (the residual connections).
+    static func addInPlace(_ a: inout Tensor, _ b: Tensor) {
+        precondition(a.count == b.count)
+        a.data.withUnsafeMutableBufferPointer { ap in
+            b.data.withUnsafeBufferPointer { bp in
+                let a = ap.baseAddress!, b = bp.baseAddress!
+                parallelChunks(ap.count, minimumPerThread: 65_536) { range in
+                    for i in range { a[i] += b[i] }
+                }
+            }
+        }
     }
 
     /// RoPE of x (B, T, H, HD) where row b's positions are offsets[b] + 0..<T.

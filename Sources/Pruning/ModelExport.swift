@@ -53,10 +53,7 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
         for kind in LinearKind.allCases { b[kind] = try r(b[kind]) }
         b.inputNorm = try r(b.inputNorm)
         b.postAttentionNorm = try r(b.postAttentionNorm)
-        b.qBias = try b.qBias.map(r)
-        b.kBias = try b.kBias.map(r)
-        b.vBias = try b.vBias.map(r)
-        b.oBias = try b.oBias.map(r)
+        b.biases = try b.biases.map { try $0.map(r) }
         return b
     }
 
