@@ -191,8 +191,10 @@ private final class InputProbe: PruningMethod {
         #expect(e.blockBytes == 4 * (4096 + 2048 + 2048 + 4096 + 3 * 11008 + 128))
         #expect(e.activationBytes == 2 * 128 * 512 * 64 * 4)
         #expect(e.embeddingBytes == 512 * 64 * 4)
-        // XᵀX (float64 sum + float32 batch) and column sums for inputs of width 64, 64, 64 and 172.
-        #expect(e.statisticsBytes == 3 * (12 * 64 * 64 + 8 * 64) + 12 * 172 * 172 + 8 * 172)
+        // XᵀX (float64 sum + a float64 chunk of gramRows tokens) and column sums for inputs of width 64, 64, 64
+        // and 172.
+        let r = InputStatistics.gramRows
+        #expect(e.statisticsBytes == 3 * (8 * 64 * 64 + 8 * r * 64 + 8 * 64) + 8 * 172 * 172 + 8 * r * 172 + 8 * 172)
         #expect(e.totalBytes == e.blockBytes + e.activationBytes
                 + max(e.embeddingBytes, e.statisticsBytes + max(e.forwardBytes, e.compressionBytes)))
         let magnitude = MemoryEstimate.estimate(configuration: c, method: MagnitudePruning(), sampleCount: 128, sequenceLength: 512)
