@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]),
     ],
     targets: [
         .systemLibrary(
@@ -18,26 +18,36 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        .systemLibrary(
+            name: "CBZip2",
+            providers: [.apt(["libbz2-dev"])]
+        ),
+        // Runs before main: puts OpenBLAS on the best kernel for the CPU and on one thread (see the source).
+        .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CBLASRuntime"]),
         .target(name: "JSON"),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
+        .target(name: "GGUF"),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
-        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors"]),
+        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
-        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
-        .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
+            dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors"]),
+        // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
+        .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
         .testTarget(name: "CLITests"),
     ],

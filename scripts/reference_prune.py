@@ -8,6 +8,8 @@ where this script deliberately differs from the public code is listed in scripts
 
 Model: transformers LlamaForCausalLM in float32 with eager attention, pruned one decoder block at a time
 (the spec's shared pipeline). Statistics are accumulated in float64; scores and weights stay float32.
+With --dtype float64 every step runs in float64 through this script's own transcription of the block
+(transformers keeps RMSNorm, softmax and RoPE in float32 even for a float64 model).
 
 Run `reference_prune.py --help` for the flags. The script prints one JSON line (results and timings) on
 stdout at the end; progress goes to stderr.
@@ -46,6 +48,8 @@ STAGES = [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_a
 # A near tie: two scores whose relative gap is at most this; float32 rounding differences between two
 # implementations can flip such decisions.
 NEAR_TIE_RTOL = 1e-6
+# The dtype of weights, activations, scores and the SparseGPT solve: float32, or float64 with --dtype float64.
+DT = torch.float32
 
 
 def tune_malloc() -> None:
@@ -189,26 +193,87 @@ class _StopForward(Exception):
 @dataclass
 class BlockContext:
     """What every block call needs besides its input: the causal mask and RoPE tables for positions 0..T-1."""
-    mask: torch.Tensor           # (1, 1, T, T), 0 on and below the diagonal, float32 min above
+    mask: torch.Tensor           # (1, 1, T, T), 0 on and below the diagonal, finfo(DT).min above
     position_ids: torch.Tensor   # (1, T)
     cos_sin: tuple               # each (1, T, head_dim)
     chunk: int                   # samples per forward call
+    config: object = None        # set in float64 mode: blocks go through block_forward_float64
 
     def call(self, block, x: torch.Tensor) -> torch.Tensor:
+        if self.config is not None:
+            return block_forward_float64(block, x, self)
         return block(x, attention_mask=self.mask, position_ids=self.position_ids,
                      position_embeddings=self.cos_sin)
 
 
-def make_context(model, seqlen: int) -> BlockContext:
+def rope_tables_float64(cfg, seqlen: int) -> tuple:
+    """cos, sin (1, T, head_dim) in float64 from the spec: inv_freq_i = theta^(-2i/HD), angle = p * inv_freq_i,
+    all in float64 (transformers computes both in float32, so its angles at p = 512 are off by up to
+    512 * 2^-24 rad)."""
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"--dtype float64 supports only the default RoPE, not {rope.get('rope_type')!r}")
+    theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0)))
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    freqs = torch.arange(seqlen, dtype=torch.float64)[:, None] * inv[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)[None]
+    return emb.cos(), emb.sin()
+
+
+def _rms_norm64(x: torch.Tensor, norm, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * norm.weight
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def block_forward_float64(block, x: torch.Tensor, ctx: "BlockContext") -> torch.Tensor:
+    """One LLaMA decoder block, transcribed from LlamaDecoderLayer with every step in x's dtype (float64):
+    RMSNorm, q/k/v (through the block's own linears, so the statistics hooks see their inputs), RoPE with
+    ctx's tables, causal GQA attention (query head h reads KV head h // (NH / NKV)), softmax, o, SwiGLU MLP,
+    both residuals."""
+    cfg = ctx.config
+    b, t, _ = x.shape
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
+    eps = cfg.rms_norm_eps
+    att = block.self_attn
+    h = _rms_norm64(x, block.input_layernorm, eps)
+    q = att.q_proj(h).view(b, t, nh, hd).transpose(1, 2)
+    k = att.k_proj(h).view(b, t, nkv, hd).transpose(1, 2)
+    v = att.v_proj(h).view(b, t, nkv, hd).transpose(1, 2)
+    cos, sin = ctx.cos_sin[0][:, None, :t], ctx.cos_sin[1][:, None, :t]
+    q = q * cos + _rotate_half(q) * sin
+    k = k * cos + _rotate_half(k) * sin
+    k = k.repeat_interleave(nh // nkv, dim=1)
+    v = v.repeat_interleave(nh // nkv, dim=1)
+    s = torch.matmul(q, k.transpose(2, 3)) * (hd ** -0.5) + ctx.mask[:, :, :t, :t]
+    o = torch.matmul(torch.softmax(s, dim=-1), v).transpose(1, 2).reshape(b, t, nh * hd)
+    x = x + att.o_proj(o)
+    h = _rms_norm64(x, block.post_attention_layernorm, eps)
+    mlp = block.mlp
+    return x + mlp.down_proj(torch.nn.functional.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+
+
+def make_context(model, seqlen: int, rope: str = "transformers") -> BlockContext:
+    """rope: "transformers" (the model's rotary embedding, float32 tables cast to DT) or "float64"
+    (rope_tables_float64). In float64 mode (DT float64) blocks run through block_forward_float64."""
     cfg = model.config
-    mask = torch.full((seqlen, seqlen), torch.finfo(torch.float32).min).triu(1)[None, None]
+    mask = torch.full((seqlen, seqlen), torch.finfo(DT).min, dtype=DT).triu(1)[None, None]
     pos = torch.arange(seqlen)[None]
-    dummy = torch.zeros(1, seqlen, cfg.hidden_size)
-    cos, sin = model.model.rotary_emb(dummy, pos)
+    dummy = torch.zeros(1, seqlen, cfg.hidden_size, dtype=DT)
+    if rope == "float64":
+        cos, sin = rope_tables_float64(cfg, seqlen)
+    else:
+        cos, sin = model.model.rotary_emb(dummy, pos)
     # Keep one forward's attention probabilities (chunk, heads, T, T) at 16 MiB or less where possible,
     # below glibc's mmap threshold (see tune_malloc).
     chunk = max(1, (1 << 22) // (cfg.num_attention_heads * seqlen * seqlen))
-    return BlockContext(mask, pos, (cos, sin), chunk)
+    return BlockContext(mask, pos, (cos.to(DT), sin.to(DT)), chunk,
+                        config=cfg if DT == torch.float64 else None)
 
 
 def linear_of(block, name: str) -> torch.nn.Linear:
@@ -288,14 +353,22 @@ def prune_magnitude(block, prefix: str, pattern: Pattern) -> list[LayerRecord]:
     return recs
 
 
-def prune_wanda(ctx, block, xs, prefix, pattern, record_xnorm: bool) -> list[LayerRecord]:
+def dump_sumsq(dump: dict | None, stats: dict, prefix: str) -> None:
+    """--dump: sum of x_j^2 of the four distinct linear inputs (q = k = v, o, gate = up, down)."""
+    if dump is not None:
+        for name in ("self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"):
+            dump[f"sumsq.{prefix}.{name}"] = stats[name]["sumsq"].numpy().copy()
+
+
+def prune_wanda(ctx, block, xs, prefix, pattern, record_xnorm: bool, dump: dict | None = None) -> list[LayerRecord]:
     # All seven layers' statistics from one pass over the not-yet-pruned block, as the reference code.
     stats = collect_inputs(ctx, block, xs, LINEARS, want_hessian=False)
+    dump_sumsq(dump, stats, prefix)
     recs = []
     for name in LINEARS:
         lin = linear_of(block, name)
         W = lin.weight.data
-        xnorm = stats[name]["sumsq"].sqrt().float()
+        xnorm = stats[name]["sumsq"].sqrt().to(DT)
         score = W.abs() * xnorm[None, :]
         pruned, ties = select_pruned(score, pattern)
         W[pruned] = 0
@@ -310,8 +383,8 @@ def sparsegpt_layer(W: torch.Tensor, xtx: torch.Tensor, count: int, pattern: Pat
                     percdamp: float) -> tuple[torch.Tensor, TieStats]:
     """SparseGPT on one (out, in) weight; returns the new weight and the tie statistics."""
     rows, cols = W.shape
-    W = W.clone().float()
-    H = (xtx * (2.0 / count)).float()
+    W = W.clone().to(DT)
+    H = (xtx * (2.0 / count)).to(DT)
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
@@ -360,8 +433,10 @@ def sparsegpt_layer(W: torch.Tensor, xtx: torch.Tensor, count: int, pattern: Pat
     return W, ties
 
 
-def prune_sparsegpt(ctx, block, xs, prefix, pattern, args, record_weights: bool) -> list[LayerRecord]:
+def prune_sparsegpt(ctx, block, xs, prefix, pattern, args, record_weights: bool,
+                    dump: dict | None = None) -> list[LayerRecord]:
     stats = collect_inputs(ctx, block, xs, LINEARS, want_hessian=True)
+    dump_sumsq(dump, stats, prefix)
     recs = []
     for name in LINEARS:
         lin = linear_of(block, name)
@@ -372,7 +447,7 @@ def prune_sparsegpt(ctx, block, xs, prefix, pattern, args, record_weights: bool)
         del st["xtx"]
         rec = LayerRecord(f"{prefix}.{name}.weight", lin.weight.data != 0, ties)
         if record_weights:
-            rec.extras[f"W.{prefix}.{name}.weight"] = lin.weight.data.numpy().copy()
+            rec.extras[f"W.{prefix}.{name}.weight"] = lin.weight.data.float().numpy().copy()
         recs.append(rec)
     return recs
 
@@ -399,7 +474,7 @@ def regional_gradients(ctx, block, xs: torch.Tensor, indices: list[int]) -> dict
         for w in weights.values():
             w.grad = None
             w.requires_grad_(False)
-    return {n: (a / len(indices)).sqrt().float() for n, a in acc.items()}
+    return {n: (a / len(indices)).sqrt().to(DT) for n, a in acc.items()}
 
 
 def staged_prune(ctx, block, xs_sel: torch.Tensor, pattern: Pattern, G: dict | None, alpha: float,
@@ -411,7 +486,7 @@ def staged_prune(ctx, block, xs_sel: torch.Tensor, pattern: Pattern, G: dict | N
     ties, xnorms = {}, {}
     for stage in STAGES:
         stats = collect_inputs(ctx, block, xs_sel, [stage[0]], want_hessian=False, stop_after=stage[0])
-        xnorm = stats[stage[0]]["sumsq"].sqrt().float()
+        xnorm = stats[stage[0]]["sumsq"].sqrt().to(DT)
         for name in stage:
             W = linear_of(block, name).weight.data
             if G is not None:
@@ -497,21 +572,35 @@ def prune_wandapp(ctx, block, xs, prefix, pattern, args, variant: str, rng: Seed
 # ----------------------------------------------------------------------------------------------------
 # Data and evaluation
 
+def encode_with_special_tokens(tokenizer_path: str, text: str) -> list[int]:
+    """text tokenized once by the model's tokenizer.json with the special tokens its post-processor adds
+    (transformers' add_special_tokens=True): one leading BOS for the LLaMA-1/2-style tokenizers, none for
+    SmolLM2's."""
+    from tokenizers import Tokenizer
+    return Tokenizer.from_file(tokenizer_path).encode(text, add_special_tokens=True).ids
+
+
 def wikitext_eval_ids(tokenizer_path: str, eval_file: str) -> list[int]:
     """The WikiText-2 evaluation string (rows as the HF wikitext-2-raw-v1 test split holds them, joined
-    with "\\n\\n"), tokenized once with one leading BOS by the model's tokenizer.json."""
-    from tokenizers import Tokenizer
+    with "\\n\\n"), tokenized once by encode_with_special_tokens."""
     with open(eval_file, encoding="utf-8") as f:
         rows = [row if row.strip() else "" for row in f]
-    text = "\n\n".join(rows)
-    tok = Tokenizer.from_file(tokenizer_path)
-    ids = tok.encode(text, add_special_tokens=False).ids
-    bos = tok.token_to_id("<s>")
-    return [bos] + ids
+    return encode_with_special_tokens(tokenizer_path, "\n\n".join(rows))
 
 
 @torch.no_grad()
-def perplexity(model, ids: list[int], seqlen: int, batch: int, max_windows: int | None = None) -> dict:
+def logits_float64(model, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
+    """The model's logits through block_forward_float64 (embedding, blocks, final RMSNorm, lm_head)."""
+    h = model.model.embed_tokens(x)
+    for block in model.model.layers:
+        h = ctx.call(block, h)
+    return model.lm_head(_rms_norm64(h, model.model.norm, model.config.rms_norm_eps))
+
+
+@torch.no_grad()
+def perplexity(model, ids: list[int], seqlen: int, batch: int, max_windows: int | None = None,
+               ctx: BlockContext | None = None) -> dict:
+    """With a float64 ctx (BlockContext.config set) the logits come from logits_float64, in float64."""
     nwin = len(ids) // seqlen
     if max_windows is not None:
         nwin = min(nwin, max_windows)
@@ -520,8 +609,11 @@ def perplexity(model, ids: list[int], seqlen: int, batch: int, max_windows: int 
     count = 0
     for i in range(0, nwin, batch):
         x = data[i:i + batch]
-        logits = model(input_ids=x, use_cache=False).logits
-        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        if ctx is not None and ctx.config is not None:
+            lp = torch.log_softmax(logits_float64(model, x, ctx)[:, :-1], dim=-1)
+        else:
+            logits = model(input_ids=x, use_cache=False).logits
+            lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         nll = -lp.gather(-1, x[:, 1:, None]).squeeze(-1)
         total += float(nll.double().sum())
         count += nll.numel()
@@ -538,7 +630,7 @@ def load_calibration(args, model_dir: str) -> torch.Tensor:
                              f"({args.nsamples}, {args.seqlen})")
         return ids[:args.nsamples, :args.seqlen].long()
     # Plain-text protocol (benchmarks only; not the Swift sampler's draws): tokenize the whole text once
-    # with one BOS, then nsamples windows at offsets nextInt(below: len - seqlen) of SeededGenerator(seed).
+    # (with the post-processor's special tokens: one BOS for LLaMA-2-style tokenizers), then nsamples windows at offsets nextInt(below: len - seqlen) of SeededGenerator(seed).
     ids = wikitext_ids_plain(os.path.join(model_dir, "tokenizer.json"), args.calibration_text)
     rng = SeededGenerator(args.seed)
     out = torch.empty(args.nsamples, args.seqlen, dtype=torch.long)
@@ -550,11 +642,8 @@ def load_calibration(args, model_dir: str) -> torch.Tensor:
 
 
 def wikitext_ids_plain(tokenizer_path: str, path: str) -> list[int]:
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file(tokenizer_path)
     with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return [tok.token_to_id("<s>")] + tok.encode(text, add_special_tokens=False).ids
+        return encode_with_special_tokens(tokenizer_path, f.read())
 
 
 def load_model(model_dir: str, layers: int | None):
@@ -569,6 +658,8 @@ def load_model(model_dir: str, layers: int | None):
     model = LlamaForCausalLM.from_pretrained(model_dir, config=cfg, dtype=torch.float32,
                                              attn_implementation="eager")
     model.eval()
+    if DT != torch.float32:
+        model.to(DT)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -577,9 +668,13 @@ def load_model(model_dir: str, layers: int | None):
 # ----------------------------------------------------------------------------------------------------
 # Driver
 
-def prune_model(model, calib: torch.Tensor, args, pattern: Pattern) -> tuple[list[LayerRecord], dict, list]:
+def prune_model(model, calib: torch.Tensor, args, pattern: Pattern,
+                dump: dict | None = None) -> tuple[list[LayerRecord], dict, list]:
+    """Prunes every block; with `dump` (--dump) also stores there each block's input on the first
+    --dump-samples samples (`input.<l>`) and the statistics the method collected (`sumsq.*`). Method
+    dense: no pruning, the statistics of a Wanda pass only (for --dump)."""
     seqlen = calib.shape[1]
-    ctx = make_context(model, seqlen)
+    ctx = make_context(model, seqlen, args.rope)
     method = args.method
     layers = model.model.layers
     records: list[LayerRecord] = []
@@ -594,22 +689,29 @@ def prune_model(model, calib: torch.Tensor, args, pattern: Pattern) -> tuple[lis
         t0 = time.time()
         prefix = f"model.layers.{l}"
         rec0 = (l == 0 and args.block0 != "none")
-        if method == "magnitude":
+        if dump is not None and xs is not None:
+            dump[f"input.{l}"] = xs[:args.dump_samples].numpy().copy()
+        if method == "dense":
+            recs = []
+            dump_sumsq(dump, collect_inputs(ctx, block, xs, LINEARS, want_hessian=False), prefix)
+        elif method == "magnitude":
             recs = prune_magnitude(block, prefix, pattern)
         elif method == "wanda":
-            recs = prune_wanda(ctx, block, xs, prefix, pattern, record_xnorm=rec0)
+            recs = prune_wanda(ctx, block, xs, prefix, pattern, record_xnorm=rec0, dump=dump)
         elif method == "sparsegpt":
-            recs = prune_sparsegpt(ctx, block, xs, prefix, pattern, args, record_weights=rec0)
+            recs = prune_sparsegpt(ctx, block, xs, prefix, pattern, args, record_weights=rec0, dump=dump)
         else:
             block_draws: list[list[int]] = []
             recs = prune_wandapp(ctx, block, xs, prefix, pattern, args, method, rng, record=rec0,
                                  draws=block_draws)
             draws.append(block_draws)
         records.extend(recs)
-        if xs is not None and l + 1 < len(layers):
+        if xs is not None and (l + 1 < len(layers) or dump is not None):
             xs = block_forward_all(ctx, block, xs)   # the next block sees the pruned block's outputs
         timings[l] = time.time() - t0
         log(f"block {l}: {timings[l]:.2f} s")
+    if dump is not None and xs is not None:
+        dump[f"input.{len(layers)}"] = xs[:args.dump_samples].numpy().copy()   # the last block's output
     return records, timings, draws
 
 
@@ -628,6 +730,46 @@ def validate(records: list[LayerRecord], model, pattern: Pattern) -> None:
                 worst = int(nz[:, c:c + pattern.m].sum(1).max())
                 if worst > pattern.n:
                     raise AssertionError(f"{r.name}: a group at column {c} keeps {worst} > {pattern.n}")
+
+
+def load_kept_masks(path: str) -> dict:
+    """Kept masks (bool, flat) by weight name from a fixture of this script (U8 packbits) or from a
+    checkpoint (a .safetensors file or a folder of them; kept = weight != 0)."""
+    files = [path]
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
+    masks = {}
+    for fp in files:
+        with safe_open(fp, "pt") as f:
+            for name in f.keys():
+                if not name.endswith(".weight") or ".layers." not in name:
+                    continue
+                t = f.get_tensor(name)
+                if t.dtype == torch.uint8:
+                    masks[name] = torch.from_numpy(np.unpackbits(t.numpy(), bitorder="little").astype(bool))
+                elif t.dim() == 2:
+                    masks[name] = (t != 0).reshape(-1)
+    return masks
+
+
+def compare_masks(records: list, path: str) -> dict:
+    """Fraction of weights whose kept/pruned decision equals `path`'s (load_kept_masks), per layer name;
+    logs one line per block (the seven linears in LINEARS order)."""
+    other = load_kept_masks(path)
+    agree = {}
+    for r in records:
+        if r.name not in other:
+            raise ValueError(f"{path}: no {r.name}")
+        o = other[r.name][:r.kept.numel()]
+        if o.numel() != r.kept.numel():
+            raise ValueError(f"{path}: {r.name} has {o.numel()} entries, expected {r.kept.numel()}")
+        agree[r.name] = float((o == r.kept.reshape(-1)).double().mean())
+    blocks = sorted({int(n.split(".")[2]) for n in agree})
+    log(f"mask agreement with {path} ({', '.join(n.split('.')[1] for n in LINEARS)}):")
+    for b in blocks:
+        row = [agree.get(f"model.layers.{b}.{n}.weight") for n in LINEARS]
+        log(f"  block {b:2d}: " + " ".join("   -    " if v is None else f"{v:.6f}" for v in row))
+    return agree
 
 
 def packbits_kept(kept: torch.Tensor) -> np.ndarray:
@@ -668,7 +810,28 @@ def main(argv=None) -> dict:
                     help="block-0 extras in the fixture: all (G, xnorm, W), stats (G, xnorm), none (masks only)")
     ap.add_argument("--summary", default=None,
                     help="JSON file to update with this run's results under the key <method>-<pattern>")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="float64: weights, activations, scores, the SparseGPT solve and the evaluation in "
+                         "float64 through this script's block transcription (default float32, transformers)")
+    ap.add_argument("--rope", choices=["transformers", "float64"], default=None,
+                    help="RoPE tables: transformers' (float32 angles) or float64 from the spec "
+                         "(default: float64 with --dtype float64, else transformers)")
+    ap.add_argument("--eval-seqlen", type=int, default=None, help="evaluation window (default --seqlen)")
+    ap.add_argument("--save-calibration", default=None,
+                    help="write the calibration ids used as a safetensors int64 input_ids (nsamples, seqlen)")
+    ap.add_argument("--dump", default=None,
+                    help="safetensors of diagnostics: input.<l> (the input of block l, l = 0..L, on the first "
+                         "--dump-samples samples) and sumsq.model.layers.<l>.<linear> (sum of x^2 per input "
+                         "feature that the method used; method dense: those of a Wanda pass, no pruning)")
+    ap.add_argument("--dump-samples", type=int, default=2)
+    ap.add_argument("--compare", action="append", default=[],
+                    help="a fixture of this script or a pruned checkpoint (file or folder): log per-layer "
+                         "mask agreement with it (repeatable)")
     args = ap.parse_args(argv)
+    global DT
+    DT = torch.float64 if args.dtype == "float64" else torch.float32
+    if args.rope is None:
+        args.rope = "float64" if args.dtype == "float64" else "transformers"
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -681,12 +844,25 @@ def main(argv=None) -> dict:
     result = {"method": args.method, "sparsity": str(pattern), "seqlen": args.seqlen,
               "model": args.model, "layers": len(model.model.layers)}
     records = []
+    dump = {} if args.dump else None
+    if args.save_calibration:
+        calib = load_calibration(args, args.model)
+        os.makedirs(os.path.dirname(os.path.abspath(args.save_calibration)), exist_ok=True)
+        save_file({"input_ids": calib.numpy().astype(np.int64)}, args.save_calibration,
+                  metadata={"source": args.calibration_tokens or args.calibration_text, "seed": str(args.seed),
+                            "tokenizer": os.path.join(args.model, "tokenizer.json")})
+        log(f"wrote {args.save_calibration} {tuple(calib.shape)}")
+    if args.method == "dense" and dump is not None:
+        prune_model(model, load_calibration(args, args.model), args, pattern, dump)
     if args.method != "dense":
         calib = load_calibration(args, args.model)
         t_calib = time.time()
-        records, block_times, draws = prune_model(model, calib, args, pattern)
+        records, block_times, draws = prune_model(model, calib, args, pattern, dump)
         t_pruned = time.time()
         validate(records, model, pattern)
+        for path in args.compare:
+            agree = compare_masks(records, path)
+            result.setdefault("mask_agreement_min", {})[path] = min(agree.values())
         if any(draws):
             result["ro_draws"] = draws
         result["prune_seconds"] = t_pruned - t_calib
@@ -705,11 +881,13 @@ def main(argv=None) -> dict:
     if args.eval_file:
         t0 = time.time()
         ids = wikitext_eval_ids(os.path.join(args.model, "tokenizer.json"), args.eval_file)
-        ev = perplexity(model, ids, args.seqlen, args.eval_batch, args.eval_windows)
-        result.update({"perplexity": ev["perplexity"], "eval_tokens": ev["tokens"],
+        eval_seqlen = args.eval_seqlen or args.seqlen
+        ev = perplexity(model, ids, eval_seqlen, args.eval_batch, args.eval_windows,
+                        make_context(model, eval_seqlen, args.rope) if DT == torch.float64 else None)
+        result.update({"perplexity": ev["perplexity"], "eval_seqlen": eval_seqlen, "eval_tokens": ev["tokens"],
                        "eval_windows": ev["windows"], "eval_seconds": time.time() - t0})
         label = args.method if args.method == "dense" else f"{args.method} {pattern}"
-        log(f"{label}: WikiText-2 perplexity {ev['perplexity']:.4f} at seqlen {args.seqlen} "
+        log(f"{label}: WikiText-2 perplexity {ev['perplexity']:.4f} at seqlen {eval_seqlen} "
             f"({ev['tokens']} tokens, {ev['windows']} windows)")
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if args.out_dir and args.method != "dense":
@@ -717,6 +895,11 @@ def main(argv=None) -> dict:
         args.out = os.path.join(args.out_dir, name)
     if args.out:
         write_fixture(args.out, records, result, args)
+    if dump is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(args.dump)), exist_ok=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in dump.items()}, args.dump,
+                  metadata={"dtype": args.dtype, "rope": args.rope, "method": args.method})
+        log(f"wrote {args.dump} ({len(dump)} tensors)")
     if args.summary:
         update_summary(args.summary, result, args, pattern)
     print(json.dumps({k: v for k, v in result.items()

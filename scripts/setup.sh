@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system libraries llm-prune links against (OpenBLAS, zlib) when they are missing.
+# Installs the system libraries llm-prune links against (OpenBLAS, zlib, bzip2) when they are missing.
 # Debian/Ubuntu only; run as root or with sudo available.
 set -euo pipefail
 need=()
 pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+[ -f /usr/include/bzlib.h ] || need+=(libbz2-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

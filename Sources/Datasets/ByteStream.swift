@@ -11,8 +11,14 @@ import Darwin
 /// The format is sniffed, not taken from the file name, so a `.json` that is really gzip (or a `.gz` that is
 /// not) reads correctly. Gzip files may hold several concatenated members (what `cat a.gz b.gz` and
 /// parallel compressors produce); they decompress to the concatenation of their contents, as `gzip -d` does.
+///
+/// Reading is bounded: at most `limit` bytes of content (after decompression) are delivered, then the
+/// stream throws, so a file that never ends (a FIFO fed from /dev/zero), a gzip bomb or a mistaken huge
+/// file cannot exhaust memory. Devices and sockets are refused outright (/dev/zero would never end).
 final class ByteStream {
     let path: String
+    let limit: Int
+    private var delivered = 0
     private let fd: Int32
     private var inflater: Inflater?
     /// Raw bytes read ahead of the inflater (the sniffed first chunk).
@@ -20,16 +26,28 @@ final class ByteStream {
     private var fileEOF = false
     private static let chunkSize = 1 << 20
 
-    init(url: URL) throws {
+    init(url: URL, limit: Int = TextReader.maxBytes) throws {
         path = url.path
+        self.limit = limit
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw DatasetError(.fileNotFound, "\(path): no such file")
         }
         if isDirectory.boolValue { throw DatasetError(.unreadable, "\(path): is a directory, not a file") }
-        let opened = open(path, O_RDONLY)
+        let opened = open(path, O_RDONLY | O_CLOEXEC)
         if opened < 0 { throw DatasetError(.unreadable, "\(path): cannot open: \(String(cString: strerror(errno)))") }
         fd = opened
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            let kind = st.st_mode & S_IFMT
+            // (Thrown after every property is set, so deinit closes fd.)
+            if kind != S_IFREG && kind != S_IFIFO {
+                throw DatasetError(.unreadable, "\(path): is not a regular file or a pipe")
+            }
+            if kind == S_IFREG && Int(st.st_size) > limit {
+                throw DatasetError(.tooLarge, "\(path): is \(formatCount(Int(st.st_size))) bytes, more than the \(formatCount(limit)) accepted")
+            }
+        }
         pending = try readRaw()
         if pending.count >= 2 && pending[0] == 0x1F && pending[1] == 0x8B {
             inflater = try Inflater(path: path)
@@ -60,8 +78,18 @@ final class ByteStream {
         return buffer
     }
 
-    /// The next chunk of (decompressed) content, or nil at the end.
+    /// The next chunk of (decompressed) content, or nil at the end; throws once more than `limit` bytes
+    /// of content would have been delivered.
     func next() throws -> [UInt8]? {
+        guard let chunk = try nextUnbounded() else { return nil }
+        delivered += chunk.count
+        if delivered > limit {
+            throw DatasetError(.tooLarge, "\(path): holds more than the \(formatCount(limit)) bytes accepted\(isGzip ? " (decompressed)" : "")")
+        }
+        return chunk
+    }
+
+    private func nextUnbounded() throws -> [UInt8]? {
         guard let inflater else {
             if !pending.isEmpty { defer { pending = [] }; return pending }
             let chunk = try readRaw()

@@ -63,7 +63,7 @@ public enum CalibrationSource: Sendable {
         .documents(try TextReader.jsonLines(at: url, field: field), name: "JSONL \(url.path) (field \"\(field)\")")
     }
 
-    /// A whole text file, byte for byte, sampled by the plain-text protocol (one BOS for the whole file).
+    /// A whole text file, byte for byte, sampled by the plain-text protocol (tokenized once, as a whole).
     public static func plainText(_ url: URL) throws -> CalibrationSource {
         .text(try TextReader.plainText(at: url), name: "text \(url.path)")
     }
@@ -143,8 +143,11 @@ public enum Calibration {
     /// - `.text`: `sampleText` (plain-text protocol);
     /// - `.tokens`: `takeRows` (used as is; `seed`, `encode` and `bosTokenID` are not used).
     /// - Parameters:
-    ///   - encode: text → token ids without special tokens.
-    ///   - bosTokenID: prepended to every tokenized document or text; nil when the tokenizer has no BOS.
+    ///   - encode: text → the token ids the model sees, as transformers' `tokenizer(text)` gives them
+    ///     (the special tokens the tokenizer's post-processor adds, e.g. the LLaMA-2 family's BOS, and
+    ///     no others: SmolLM2's adds none).
+    ///   - bosTokenID: an extra id put before every tokenized document or text; nil (what llm-prune
+    ///     passes) when `encode` already adds what the tokenizer adds.
     public static func sample(_ source: CalibrationSource,
                               nsamples: Int = defaultSampleCount, seqlen: Int, seed: UInt64 = defaultSeed,
                               encode: (String) throws -> [Int], bosTokenID: Int?) throws -> CalibrationSet {
@@ -161,7 +164,7 @@ public enum Calibration {
     }
 
     /// The C4 protocol (Wanda's and SparseGPT's `get_c4`): for each sample, draw a document uniformly at
-    /// random until one tokenizes ([BOS] + encode(document)) to more than `seqlen` tokens, then take the
+    /// random until one tokenizes ([bosTokenID] + encode(document)) to more than `seqlen` tokens, then take the
     /// window of `seqlen` tokens at a start drawn uniformly from [0, count − seqlen − 1]. One generator
     /// seeded with `seed` makes all draws, in that order.
     ///
@@ -218,7 +221,7 @@ public enum Calibration {
     }
 
     /// The plain-text protocol (SparseGPT's for WikiText-2 and PTB): tokenize the whole text once
-    /// ([BOS] + encode(text)), then `sampleTokenStream`.
+    /// ([bosTokenID] + encode(text)), then `sampleTokenStream`.
     public static func sampleText(_ text: String, name: String,
                                   nsamples: Int = defaultSampleCount, seqlen: Int, seed: UInt64 = defaultSeed,
                                   encode: (String) throws -> [Int], bosTokenID: Int?) throws -> CalibrationSet {

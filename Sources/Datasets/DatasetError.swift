@@ -10,6 +10,8 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable, Sendable 
     public enum Kind: String, Sendable {
         case fileNotFound, unreadable, badGzip, invalidUTF8, badJSON, missingField
         case emptySource, tooSmall, badTokenMatrix, invalidArgument
+        /// More bytes than `TextReader.maxBytes` (or the limit given).
+        case tooLarge
     }
 
     public let kind: Kind

@@ -6,7 +6,8 @@ public enum EvaluationDataset: String, CaseIterable, Sendable {
     /// `TextReader.wikiTextEvaluationString(at:)`, the Wanda / SparseGPT protocol.
     case wikitext2
     /// Any plain text file, taken whole and byte for byte (`TextReader.plainText(at:)`): the file is one
-    /// document, tokenized once with one leading BOS, with no row splitting or newline translation.
+    /// document, tokenized once (with the special tokens the tokenizer adds), with no row splitting or newline
+    /// translation.
     case text
 
     /// The text to tokenize for `file`.
@@ -20,12 +21,13 @@ public enum EvaluationDataset: String, CaseIterable, Sendable {
 
 /// A token stream cut into non-overlapping windows of `seqlen` tokens for perplexity.
 ///
-/// Definition: `tokens` = [BOS] + encode(text) (no BOS when the tokenizer has none); window i is
+/// Definition: `tokens` = encode(text), the ids transformers' `tokenizer(text)` gives (a BOS only where the
+/// tokenizer's post-processor adds one); window i is
 /// `tokens[i·seqlen ..< (i+1)·seqlen]` for i in 0..<⌊tokens.count / seqlen⌋; the last
 /// `tokens.count mod seqlen` tokens are dropped. Perplexity is exp of the mean next-token NLL over every
 /// position of every window that has a successor in the same window.
 public struct EvaluationWindows: Sendable, Equatable {
-    /// The whole token stream, (N,), BOS first when there is one.
+    /// The whole token stream, (N,).
     public let tokens: [Int]
     public let seqlen: Int
     /// What the tokens came from, for printing and the run record (e.g. the file and dataset kind).
@@ -47,8 +49,8 @@ public struct EvaluationWindows: Sendable, Equatable {
         self.source = source
     }
 
-    /// Tokenizes `text` once (`bosTokenID` first, then `encode(text)`) and windows it.
-    /// - Parameter encode: text → token ids without special tokens.
+    /// Tokenizes `text` once (`bosTokenID` first if given, then `encode(text)`) and windows it.
+    /// - Parameter encode: text → the token ids the model sees (with the post-processor's special tokens).
     public init(text: String, source: String, seqlen: Int,
                 encode: (String) throws -> [Int], bosTokenID: Int?) throws {
         if text.isEmpty { throw DatasetError(.emptySource, "\(source): the evaluation text is empty") }

@@ -3,14 +3,19 @@ import Foundation
 /// Readers for the local text sources the project uses. Every reader accepts a plain or a gzip-compressed
 /// file (detected by its first bytes, not its name) and requires UTF-8.
 public enum TextReader {
+    /// The most content bytes (after decompression) any reader accepts from one file: 1 GiB, twice the
+    /// largest text the protocols use (WikiText-103 train, a decompressed C4 shard). More is refused with
+    /// an error instead of being read into memory.
+    public static let maxBytes = 1 << 30
+
     /// The documents of a JSON-lines file: for each non-blank line, which must hold one JSON object, the
     /// string value of `field`. Blank lines (only spaces, tabs, CR) are skipped; line numbers in errors count
     /// every physical line from 1. The file is streamed, so only the extracted strings stay in memory.
     ///
     /// - Throws: `DatasetError` for a missing or unreadable file, corrupt gzip data, invalid UTF-8, a line
     ///   that is not a JSON object, or an object without `field` or whose `field` is not a string.
-    public static func jsonLines(at url: URL, field: String = "text") throws -> [String] {
-        let stream = try ByteStream(url: url)
+    public static func jsonLines(at url: URL, field: String = "text", maxBytes: Int = maxBytes) throws -> [String] {
+        let stream = try ByteStream(url: url, limit: maxBytes)
         let path = stream.path
         var documents: [String] = []
         try forEachLine(in: stream) { lineNumber, line in
@@ -49,8 +54,8 @@ public enum TextReader {
     }
 
     /// A whole file as text, byte for byte: no newline translation, a UTF-8 byte-order mark (if any) kept.
-    public static func plainText(at url: URL) throws -> String {
-        let stream = try ByteStream(url: url)
+    public static func plainText(at url: URL, maxBytes: Int = maxBytes) throws -> String {
+        let stream = try ByteStream(url: url, limit: maxBytes)
         let bytes = try stream.readAll()
         return try decodeUTF8(bytes[...], path: stream.path)
     }
@@ -63,8 +68,8 @@ public enum TextReader {
     /// is one row; a row keeps its line including the trailing `\n` when the line has at least one character
     /// that is not whitespace by Python's `str.isspace`, and is the empty string otherwise. A last line
     /// without a terminator is a row too; an empty file has no rows.
-    public static func wikiTextRows(at url: URL) throws -> [String] {
-        let stream = try ByteStream(url: url)
+    public static func wikiTextRows(at url: URL, maxBytes: Int = maxBytes) throws -> [String] {
+        let stream = try ByteStream(url: url, limit: maxBytes)
         let bytes = try stream.readAll()
         // Validate once for a precise error; the per-line conversions below then cannot fail.
         _ = try decodeUTF8(bytes[...], path: stream.path)

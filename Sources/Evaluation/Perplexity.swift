@@ -17,7 +17,7 @@ public struct PerplexityResult: Sendable, Equatable {
     public var nll: Double
     public var predictedTokens: Int
     public var seqlen: Int
-    /// Tokens of the encoded text (BOS included), windows evaluated, tokens dropped at the end.
+    /// Tokens of the encoded text (with the special tokens the tokenizer adds), windows evaluated, tokens dropped at the end.
     public var tokens: Int
     public var windows: Int
     public var droppedTokens: Int

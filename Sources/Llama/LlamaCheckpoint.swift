@@ -47,6 +47,14 @@ public struct LlamaCheckpoint {
         configuration = c
         self.source = source
         let present = Set(source.tensorNames)
+        // A config.json claiming more layers than the checkpoint has block tensors is refused before the
+        // expected-name table (about 10 entries a layer) is built, so the table stays proportional to the
+        // data present. (A layer missing only some tensors is reported below as the first missing tensor.)
+        let blockTensors = present.filter { $0.hasPrefix("model.layers.") }.count
+        if c.numHiddenLayers > blockTensors {
+            throw LlamaError.invalidConfiguration(
+                "num_hidden_layers is \(c.numHiddenLayers) but the checkpoint holds only \(blockTensors) block tensors")
+        }
         var expected = LlamaTensorNames.all(configuration: c)
         if c.tieWordEmbeddings && present.contains(LlamaTensorNames.lmHead) {
             expected.append((LlamaTensorNames.lmHead, [c.vocabSize, c.hiddenSize]))
@@ -134,6 +142,14 @@ public struct LlamaCheckpoint {
             qBias: bias(.q), kBias: bias(.k), vBias: bias(.v), oBias: bias(.o),
             inputNorm: tensor(LlamaTensorNames.inputNorm(layer: layer), [c.hiddenSize]),
             postAttentionNorm: tensor(LlamaTensorNames.postAttentionNorm(layer: layer), [c.hiddenSize]))
+    }
+
+    /// Reads the embedding table, the final norm and the head (when not tied) one at a time and throws
+    /// if any holds a NaN or an infinity: the tensors outside the blocks, which pruning copies unread.
+    public func checkNonBlockTensorsFinite() throws {
+        _ = try loadEmbeddings()
+        _ = try loadFinalNorm()
+        _ = try loadHead()
     }
 
     /// The whole model in memory.

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The architecture of a LLaMA-family decoder as Hugging Face's config.json describes it, for the model
 /// types `llama`, `mistral` and `qwen2`, with transformers' defaults and per-type semantics.
@@ -194,7 +195,17 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             throw LlamaError.invalidConfiguration(
                 "num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
         }
-        guard rmsNormEps > 0 else { throw LlamaError.invalidConfiguration("rms_norm_eps \(rmsNormEps) must be positive") }
+        try Self.checkBounds([
+            ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+            ("num_attention_heads", numAttentionHeads), ("num_key_value_heads", numKeyValueHeads),
+            ("head_dim", headDim), ("intermediate_size", intermediateSize), ("vocab_size", vocabSize),
+            ("max_position_embeddings", maxPositionEmbeddings),
+        ])
+        if numAttentionHeads * headDim > Self.limits["hidden_size"]! {
+            throw LlamaError.invalidConfiguration(
+                "num_attention_heads × head_dim = \(numAttentionHeads * headDim) exceeds the \(Self.limits["hidden_size"]!) this tool accepts")
+        }
+        guard rmsNormEps.isFinite, rmsNormEps > 0 else { throw LlamaError.invalidConfiguration("rms_norm_eps \(rmsNormEps) must be positive and finite") }
 
         // RoPE: rope_scaling (older files) wins over rope_parameters (transformers 5), as in transformers.
         let scalingDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeScaling)
@@ -205,7 +216,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         }
         let topTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
         ropeTheta = try rope["rope_theta"].map { try $0.number("rope_theta") } ?? topTheta ?? 10000
-        guard ropeTheta > 0 else { throw LlamaError.invalidConfiguration("rope_theta \(ropeTheta) must be positive") }
+        guard ropeTheta.isFinite, ropeTheta > 0 else { throw LlamaError.invalidConfiguration("rope_theta \(ropeTheta) must be positive and finite") }
         let partial = try rope["partial_rotary_factor"].map { try $0.number("partial_rotary_factor") }
             ?? c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor)
         if let partial, partial != 1 {
@@ -216,7 +227,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             guard let value = rope[key] else {
                 throw LlamaError.invalidConfiguration("rope scaling '\(ropeType)' needs '\(key)'")
             }
-            return try value.number(key)
+            let v = try value.number(key)
+            guard v.isFinite else { throw LlamaError.invalidConfiguration("rope key '\(key)' is \(v), not a finite number") }
+            return v
         }
         switch ropeType {
         case "default":
@@ -227,8 +240,15 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             ropeScaling = .linear(factor: f)
         case "llama3":
             let f = try factor("factor"), low = try factor("low_freq_factor"), high = try factor("high_freq_factor")
-            let original = try rope["original_max_position_embeddings"].map {
-                Int(try $0.number("original_max_position_embeddings"))
+            let original = try rope["original_max_position_embeddings"].map { value -> Int in
+                // A float too large for Int (1e30) would trap in the conversion: check it first.
+                let v = try value.number("original_max_position_embeddings")
+                let bound = Self.limits["max_position_embeddings"]!
+                guard v.isFinite, v == v.rounded(), v >= 1, v <= Double(bound) else {
+                    throw LlamaError.invalidConfiguration(
+                        "rope key 'original_max_position_embeddings' is \(v), not an integer in 1...\(bound)")
+                }
+                return Int(v)
             } ?? maxPositionEmbeddings
             guard f > 0, low > 0, high > low, original > 0 else {
                 throw LlamaError.invalidConfiguration(
@@ -245,6 +265,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         if let window, window <= 0 {
             throw LlamaError.invalidConfiguration("sliding_window \(window) must be positive")
         }
+        if let window { try Self.checkBounds([("sliding_window", window)], limit: Self.limits["max_position_embeddings"]!) }
         switch type {
         case .llama:
             slidingWindow = nil; useSlidingWindow = nil; maxWindowLayers = nil; layerTypes = nil
@@ -320,6 +341,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
 
     /// Decodes config.json bytes; `source` names the file in errors.
     public init(jsonData: Data, source: String = "config.json") throws {
+        try Self.precheck(jsonData, source: source)
         do {
             self = try JSONDecoder().decode(LlamaConfiguration.self, from: jsonData)
         } catch let error as LlamaError {
@@ -336,6 +358,16 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         var isDirectory: ObjCBool = false
         let file = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
             ? url.appendingPathComponent("config.json") : url
+        var st = stat()
+        if stat(file.path, &st) == 0 {
+            // A folder or a device (/dev/zero would be read forever) where the file should be.
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFDIR { throw LlamaError.unreadableConfiguration(file: file.path, reason: "is a directory, not a file") }
+            if kind != S_IFREG { throw LlamaError.unreadableConfiguration(file: file.path, reason: "is not a regular file") }
+            if st.st_size > 1 << 26 {
+                throw LlamaError.unreadableConfiguration(file: file.path, reason: "is \(st.st_size) bytes, more than a config.json can need")
+            }
+        }
         let data: Data
         do {
             data = try Data(contentsOf: file)
@@ -344,6 +376,74 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             throw LlamaError.unreadableConfiguration(file: file.path, reason: reason)
         }
         try self.init(jsonData: data, source: file.path)
+    }
+
+    /// The largest value accepted for each size key. Far above any released model (the largest have
+    /// hidden 16384, 126 layers, vocab 262144, 10M positions), they keep a corrupt or hostile config.json
+    /// from overflowing the shape arithmetic or sizing a table of billions of entries before any tensor
+    /// is read; the checkpoint's tensors must then match the shapes exactly.
+    public static let limits: [String: Int] = [
+        "hidden_size": 1 << 20, "num_hidden_layers": 1 << 14, "num_attention_heads": 1 << 14,
+        "num_key_value_heads": 1 << 14, "head_dim": 1 << 14, "intermediate_size": 1 << 22,
+        "vocab_size": 1 << 24, "max_position_embeddings": 1 << 30,
+    ]
+
+    private static func checkBounds(_ values: [(String, Int)], limit: Int? = nil) throws {
+        for (key, value) in values {
+            let bound = limit ?? limits[key]!
+            if value > bound {
+                throw LlamaError.invalidConfiguration("\(key) \(value) exceeds the limit of \(bound) this tool accepts")
+            }
+        }
+    }
+
+    /// Checks what JSONDecoder reports vaguely, with the file's own key names: that the text is JSON, that
+    /// the top level is an object, and that every integer key holds an integer that fits.
+    private static func precheck(_ data: Data, source: String) throws {
+        let root: JSONValue
+        do {
+            root = try JSONValue.parse(data)
+        } catch let e as JSONSyntaxError {
+            throw LlamaError.unreadableConfiguration(file: source, reason: "not valid JSON: \(e.reason) at byte \(e.offset)")
+        }
+        guard case .object = root else {
+            throw LlamaError.unreadableConfiguration(file: source, reason: "the top level is \(kindName(root)), not a JSON object")
+        }
+        let integerKeys: [CodingKeys] = [
+            .hiddenSize, .numHiddenLayers, .numAttentionHeads, .numKeyValueHeads, .headDim, .intermediateSize,
+            .vocabSize, .maxPositionEmbeddings, .bosTokenId, .slidingWindow, .maxWindowLayers,
+        ]
+        var checked: [(String, JSONValue)] = integerKeys.compactMap { k in root[k.rawValue].map { (k.rawValue, $0) } }
+        if case .array(let ids)? = root[CodingKeys.eosTokenId.rawValue] {
+            checked += ids.map { (CodingKeys.eosTokenId.rawValue, $0) }
+        } else if let id = root[CodingKeys.eosTokenId.rawValue] {
+            checked.append((CodingKeys.eosTokenId.rawValue, id))
+        }
+        for (key, value) in checked {
+            guard case .number(let text) = value else { continue }  // wrong types: JSONDecoder names them
+            if value.intValue == nil {
+                let v = Double(text) ?? .nan
+                let why = !(v.isFinite && v == v.rounded()) ? "not an integer"
+                    : abs(v) < 0x1p63 ? "not an integer literal" : "outside the range of a 64-bit integer"
+                throw LlamaError.unreadableConfiguration(file: source, reason: "key '\(key)' is \(text), \(why)")
+            }
+        }
+        for (key, value) in [("rms_norm_eps", root["rms_norm_eps"]), ("rope_theta", root["rope_theta"])] {
+            if case .number(let text)? = value, !(Double(text)?.isFinite ?? false) {
+                throw LlamaError.unreadableConfiguration(file: source, reason: "key '\(key)' is \(text), too large for a double")
+            }
+        }
+    }
+
+    private static func kindName(_ v: JSONValue) -> String {
+        switch v {
+        case .array: return "an array"
+        case .string: return "a string"
+        case .number: return "a number"
+        case .bool: return "a boolean"
+        case .null: return "null"
+        case .object: return "an object"
+        }
     }
 
     private static func path(_ codingPath: [CodingKey]) -> String {

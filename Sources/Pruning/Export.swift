@@ -256,7 +256,8 @@ public final class PrunedCheckpointWriter {
             allSpecs.append(spec)
         }
         do {
-            if source.usedIndex {
+            // Several files need an index for transformers to load them, whether or not the input had one.
+            if source.usedIndex || source.shardFiles.count > 1 {
                 written += try SafeTensorsWriter.writeSharded(allSpecs, shardOf: shardOf, metadata: source.metadata,
                                                               to: temporary, data: data)
                 written.append(SafeTensorsCheckpoint.indexFileName)

@@ -1,7 +1,7 @@
 import Foundation
-import SafeTensors
 import Tensor
 import Tokenizers
+import SafeTensors
 import Llama
 import Datasets
 import Evaluation
@@ -12,7 +12,7 @@ public enum CalibrationFormat: String, CaseIterable, Sendable {
     case c4
     /// JSON lines with a chosen field (C4 protocol).
     case jsonl
-    /// A plain text file, tokenized whole with one BOS, random windows of the stream (SparseGPT protocol).
+    /// A plain text file, tokenized whole (special tokens as the tokenizer adds them), random windows of the stream (SparseGPT protocol).
     case text
     /// A safetensors file holding an integer `input_ids` tensor (nsamples, seqlen), used as is.
     case tokens
@@ -43,6 +43,8 @@ public struct PruningJobOptions {
     public var output: URL?
     /// Evaluate the pruned model on this dataset and file.
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// Score the pruned model on these zero-shot tasks.
+    public var zeroShot: ZeroShotOptions?
     /// The command line, for the run record.
     public var arguments: [String]
     public var toolVersion: String
@@ -51,16 +53,22 @@ public struct PruningJobOptions {
     /// Continue the interrupted run of the same identity (`RunIdentity`) writing `output`, from its last
     /// finished block; without one, start at block 0.
     public var resume = false
+    /// How a GGUF input is written (`--output-format`, `--dtype`): a Hugging Face folder in BF16 unless
+    /// told otherwise. A Hugging Face input keeps its own dtypes and layout.
+    public var ggufOutputStorage: CheckpointStorage = .safetensors(.BF16)
+    /// A folder whose tokenizer.json replaces the model's own tokenizer (`--tokenizer`).
+    public var tokenizerDirectory: URL? = nil
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
                 seqlen: Int? = nil, seed: UInt64 = 0, output: URL? = nil,
                 evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil,
+                zeroShot: ZeroShotOptions? = nil,
                 arguments: [String] = [], toolVersion: String, settings: [String: String] = [:]) {
         self.model = model; self.method = method; self.pattern = pattern
         self.calibrationFile = calibrationFile; self.calibrationFormat = calibrationFormat
         self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
-        self.seed = seed; self.output = output; self.evaluation = evaluation
+        self.seed = seed; self.output = output; self.evaluation = evaluation; self.zeroShot = zeroShot
         self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
     }
 }
@@ -69,6 +77,7 @@ public struct PruningJobOptions {
 public struct PruningJobResult {
     public var summary: PruningSummary
     public var perplexity: PerplexityResult?
+    public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
     public var memoryEstimate: RunMemoryEstimate
     public var seconds: Double
@@ -87,13 +96,27 @@ public enum PruningJob {
         let start = Date()
         if let output = o.output { try WorkFolders.checkDestination(output, input: o.model) }
         if o.resume && o.output == nil { throw PruningError("--resume needs --output (the run to continue is found beside it)") }
-        let checkpoint = try LlamaCheckpoint(directory: o.model)
+        let checkpoint = try LlamaCheckpoint(model: o.model)
         let c = checkpoint.configuration
-        let tokenizer = try Tokenizer(directory: o.model)
+        // Opened only when text is to be tokenized (token-id calibration and no evaluation need none).
+        var openedTokenizer: Tokenizer?
+        func textTokenizer() throws -> Tokenizer {
+            if let t = openedTokenizer { return t }
+            let t = try ModelInput.tokenizer(for: checkpoint, at: o.model, tokenizerDirectory: o.tokenizerDirectory)
+            openedTokenizer = t
+            return t
+        }
+        let isGGUF = checkpoint.source is GGUFWeights
         let seqlen = o.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
         if seqlen > c.maxPositionEmbeddings {
             throw PruningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
         }
+        if let e = o.evaluation, let s = e.seqlen, s > c.maxPositionEmbeddings {
+            throw PruningError("--eval-seqlen \(s) exceeds the model's max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        // The tensors the blocks do not hold are copied to the output as they are: refuse NaN or ∞ there
+        // as loading refuses it in the blocks, before any work.
+        try checkpoint.checkNonBlockTensorsFinite()
 
         // Refuse a run that cannot fit before any work is done.
         let evalSeqlen = o.evaluation.map { $0.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings) }
@@ -103,6 +126,10 @@ public enum PruningJob {
                                evaluation: o.evaluation.map { ($0.file, evalSeqlen!) }, writesOutput: o.output != nil,
                                prunedElementBytes: prunedElementBytes(checkpoint)))
         try estimate.check(availableBytes: availableMemory)
+        if o.evaluation != nil || o.zeroShot != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
+
+        // Zero-shot data is read now, so a bad file fails before the pruning time is spent.
+        let zeroShotSuite = try o.zeroShot.map { try ZeroShotSuite(options: $0) }
 
         var calibration: CalibrationSet? = nil
         if o.method.needsCalibrationInputs {
@@ -113,17 +140,56 @@ public enum PruningJob {
             if case .tokens(let m) = source {
                 calibration = try Calibration.takeRows(of: m, nsamples: o.nsamples, seqlen: seqlen, vocabularySize: c.vocabSize)
             } else {
+                let tokenizer = try textTokenizer()
                 calibration = try Calibration.sample(
                     source, nsamples: o.nsamples, seqlen: seqlen, seed: o.seed,
-                    encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                    encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            }
+        }
+
+        // The weights are evaluated as they are (or would be) written: rounded to the output's storage
+        // (a Hugging Face input: each pruned linear in its input dtype; a GGUF input: `ggufOutputStorage`),
+        // so the reported perplexity is the written model's.
+        var writer: PrunedCheckpointWriter? = nil
+        var keptBlocks: [DecoderBlockWeights] = []
+        let converter = try o.output.map { output in
+            isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: o.ggufOutputStorage, output: output,
+                                                   tokenizerDirectory: o.tokenizerDirectory) : nil
+        } ?? nil
+        let inputDTypes = (checkpoint.source as? SafeTensorsCheckpoint).map { st in
+            Dictionary(uniqueKeysWithValues: st.tensorNames.compactMap { n in st.info(n).map { (n, $0.dtype) } })
+        } ?? [:]
+        func rounded(_ block: DecoderBlockWeights) throws -> DecoderBlockWeights {
+            if isGGUF { return try o.ggufOutputStorage.round(block) }
+            var b = block
+            for kind in LinearKind.allCases {
+                let dtype = inputDTypes[LlamaTensorNames.weight(kind, layer: block.layer)] ?? .F32
+                b[kind] = Tensor(shape: b[kind].shape, data: try CheckpointStorage.safetensors(dtype).stored(b[kind].data, shape: b[kind].shape))
+            }
+            return b
+        }
+        func stored(_ t: Tensor) throws -> Tensor {
+            isGGUF ? Tensor(shape: t.shape, data: try o.ggufOutputStorage.stored(t.data, shape: t.shape)) : t
+        }
+        // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
+        // before hours of pruning, not after.
+        var evaluationWindows: EvaluationWindows? = nil
+        if let e = o.evaluation {
+            let tokenizer = try textTokenizer()
+            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
+            evaluationWindows = try EvaluationWindows(
+                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
+                encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            if let w = evaluationWindows, w.count == 0 {
+                throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
             }
         }
 
         let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed)
-        var writer: PrunedCheckpointWriter? = nil
+        if o.resume && isGGUF { throw PruningError("--resume is not available for a GGUF input yet") }
         var runCheckpoint: RunCheckpoint? = nil
         var resumedAt: Int? = nil
-        if let output = o.output {
+        if let output = o.output, !isGGUF {
             let identity = RunIdentity(
                 toolVersion: o.toolVersion, model: o.model, method: o.method.name, settings: o.settings,
                 pattern: o.pattern.description, seed: o.seed, nsamples: calibration?.nsamples ?? o.nsamples,
@@ -142,55 +208,60 @@ public enum PruningJob {
             }
             writer = w
             runCheckpoint = rc
+            // The resumed blocks, as written, for the evaluation (the new ones are kept as they come).
+            if let done = resumedAt, o.evaluation != nil || o.zeroShot != nil {
+                let staged = try LlamaCheckpoint(configuration: c, source: w.prunedWeights)
+                for l in 0..<done { keptBlocks.append(try staged.loadBlock(l)) }
+            }
         }
-        var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
             options: pruningOptions, progress: progress, checkpoints: runCheckpoint
         ) { block in
-            try writer?.stage(block)
-            if o.evaluation != nil && writer == nil { keptBlocks.append(block) }
+            if isGGUF { try converter?.stage(block) } else { try writer?.stage(block) }
+            if o.evaluation != nil || o.zeroShot != nil { keptBlocks.append(try rounded(block)) }
         }
 
         var perplexity: PerplexityResult? = nil
-        if let e = o.evaluation {
-            // With an output, the model evaluated is the one written (pruned blocks in the output's dtype,
-            // read back from the staged files): the figure is the checkpoint's, and a resumed run's
-            // equals an uninterrupted one's.
-            let model: LlamaModel
-            if let writer {
-                model = try LlamaCheckpoint(configuration: c, source: writer.prunedWeights).loadModel()
-            } else {
-                model = try LlamaModel(
-                    configuration: c, embeddings: try checkpoint.loadEmbeddings(), blocks: keptBlocks,
-                    finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
-            }
+        var zeroShot: [ZeroShotResult] = []
+        if o.evaluation != nil || o.zeroShot != nil {
+            let model = try LlamaModel(
+                configuration: c, embeddings: try stored(try checkpoint.loadEmbeddings()), blocks: keptBlocks,
+                finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
             keptBlocks = []
-            let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            let windows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
-            perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            if let windows = evaluationWindows {
+                perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+            }
             TestHooks.pause("evaluated")
+            if let suite = zeroShotSuite {
+                zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)
+            }
         }
 
-        if let writer {
+        if writer != nil || converter != nil {
             var results: [String: Double] = [:]
+            var notes = o.settings
             if let p = perplexity, let e = o.evaluation {
-                results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                // JSON has no infinity: a perplexity that overflowed is kept as a note.
+                if p.perplexity.isFinite {
+                    results["\(e.dataset.rawValue)_perplexity"] = p.perplexity
+                } else {
+                    notes["\(e.dataset.rawValue)_perplexity"] = "\(p.perplexity)"
+                }
                 results["\(e.dataset.rawValue)_seqlen"] = Double(p.seqlen)
                 results["\(e.dataset.rawValue)_tokens"] = Double(p.tokens)
                 results["\(e.dataset.rawValue)_windows"] = Double(p.windows)
             }
-            var notes = o.settings
+            results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             notes.merge(o.method.runNotes) { _, method in method }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             if let resumedAt { notes["resumed_at_block"] = String(resumedAt) }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
-            try writer.finish(record: record)
+            if let writer { try writer.finish(record: record) }
+            if let converter { try converter.finish(record: record) }
         }
-        return PruningJobResult(summary: summary, perplexity: perplexity, output: o.output,
+        return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
                                 memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
     }
 

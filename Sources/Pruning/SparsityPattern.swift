@@ -14,7 +14,11 @@ public enum SparsityPattern: Equatable, Hashable, Sendable, CustomStringConverti
     case unstructured(Double)
     case nm(n: Int, m: Int)
 
-    /// Parses `0.5` (any ratio in [0, 1)) or `N:M` with 0 < N < M (e.g. `2:4`, `4:8`).
+    /// The largest group size M accepted (patterns in use are 2:4 to 16:32; a group wider than a row is
+    /// just the row, so larger M only invites overflow in the group arithmetic).
+    public static let maxGroupSize = 1 << 16
+
+    /// Parses `0.5` (any ratio in [0, 1)) or `N:M` with 0 < N < M ≤ `maxGroupSize` (e.g. `2:4`, `4:8`).
     public init(parsing text: String) throws {
         let s = text.trimmingCharacters(in: .whitespaces)
         if let colon = s.firstIndex(of: ":") {
@@ -24,6 +28,9 @@ public enum SparsityPattern: Equatable, Hashable, Sendable, CustomStringConverti
             }
             guard n > 0, n < m else {
                 throw PruningError("invalid sparsity '\(text)': N:M needs 0 < N < M, such as 2:4 or 4:8")
+            }
+            guard m <= Self.maxGroupSize else {
+                throw PruningError("invalid sparsity '\(text)': M must be at most \(Self.maxGroupSize)")
             }
             self = .nm(n: n, m: m)
             return
@@ -137,7 +144,8 @@ public enum Selection {
             }
         case .nm(let n, let m):
             parallelRows(rows, cols) { range in
-                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: m)
+                // A group never holds more than a row (M may exceed the width when built in code).
+                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: min(m, cols))
                 defer { scratch.deallocate() }
                 for r in range {
                     var c0 = 0
@@ -147,7 +155,7 @@ public enum Selection {
                         pruneLowest(UnsafeBufferPointer(rebasing: scores[base..<(base + w)]), count: max(0, w - n),
                                     into: UnsafeMutableBufferPointer(rebasing: pruned[base..<(base + w)]),
                                     scratch: scratch)
-                        c0 += m
+                        c0 += w
                     }
                 }
             }
@@ -236,13 +244,13 @@ public enum SparsityCheck {
         for r in 0..<rows {
             var c0 = 0
             while c0 < cols {
-                let end = min(cols, c0 + m)
+                let end = c0 + min(m, cols - c0)
                 var nz = 0
                 for c in c0..<end where values[r * cols + c] != 0 { nz += 1 }
                 if nz > n {
                     throw PruningError("\(name) violates \(n):\(m): row \(r), columns \(c0)..<\(end) hold \(nz) non-zeros")
                 }
-                c0 += m
+                c0 = end
             }
         }
     }

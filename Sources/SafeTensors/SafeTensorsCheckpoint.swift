@@ -5,11 +5,13 @@ import JSON
 /// `model.safetensors.index.json`.
 ///
 /// Which files hold the checkpoint:
-/// - an index whose `weight_map` is valid, names only files that exist, and whose every entry is found in
-///   the shard it names: exactly the files it names (extra `*.safetensors` in the folder are ignored and
-///   listed in `notes`);
-/// - otherwise (no index, unreadable index, a named file missing, an entry not in its shard): every
-///   `*.safetensors` file in the folder, by name, and `notes` says why the index was not used.
+/// - with an index: exactly the files its `weight_map` names (extra `*.safetensors` in the folder are
+///   ignored and listed in `notes`). An index that is not JSON, has no `weight_map` object, names a file
+///   that is not a plain file name in the folder (a missing shard, `../x`), or puts a tensor in a shard
+///   that does not hold it is an error (`invalidIndex`, or `missingShard` for a missing file): a loader
+///   that trusts the index, as transformers does, would not load the folder either.
+/// - without an index: every `*.safetensors` file in the folder, by name. Files named in the Hugging Face
+///   pattern `<prefix>-NNNNN-of-MMMMM.safetensors` must form the complete set 1...MMMMM (`missingShard`).
 ///
 /// A tensor name in two of those files is an error. Every file is opened (mapped and validated) at `init`;
 /// tensor data is converted only when asked for, one tensor at a time.
@@ -65,15 +67,16 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         let indexURL = directory.appendingPathComponent(Self.indexFileName)
         if fm.fileExists(atPath: indexURL.path) {
             switch Self.readIndex(indexURL, directory: directory) {
-            case let .unusable(reason):
-                notes.append("\(Self.indexFileName) not used: \(reason); reading every *.safetensors file instead")
+            case let .unusable(kind, reason):
+                throw SafeTensorsError(kind, file: indexURL.path, reason)
             case let .usable(index):
                 let names = index.files.sorted()
                 let opened = try names.map { try SafeTensorsFile(url: directory.appendingPathComponent($0)) }
                 let fileByName = Dictionary(uniqueKeysWithValues: zip(names, opened))
                 let misplaced = index.entries.first { entry in fileByName[entry.file]?.info(entry.tensor) == nil }
                 if let misplaced {
-                    notes.append("\(Self.indexFileName) not used: it puts '\(misplaced.tensor)' in \(misplaced.file), which has no such tensor; reading every *.safetensors file instead")
+                    throw SafeTensorsError(.invalidIndex, file: indexURL.path, tensor: misplaced.tensor,
+                                           "is mapped to \(misplaced.file), which has no such tensor")
                 } else {
                     chosen = (names, opened)
                     let extra = globbed.filter { !names.contains($0) }
@@ -90,6 +93,10 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         } else {
             guard !globbed.isEmpty else {
                 throw SafeTensorsError(.noFiles, file: directory.path, "no *.safetensors file in the folder")
+            }
+            if let missing = Self.missingShard(globbed) {
+                throw SafeTensorsError(.missingShard, file: directory.path,
+                                       "shard \(missing) is missing (the folder has \(globbed.joined(separator: ", ")))")
             }
             names = globbed
             opened = try globbed.map { try SafeTensorsFile(url: directory.appendingPathComponent($0)) }
@@ -121,41 +128,81 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
 
     private enum IndexReading {
         case usable(Index)
-        case unusable(String)
+        case unusable(SafeTensorsError.Kind, String)
+    }
+
+    /// The first absent member of a set of `<prefix>-NNNNN-of-MMMMM.safetensors` shard names, if any.
+    public static func missingShard(_ names: [String]) -> String? {
+        var present: [String: Set<Int>] = [:]   // "<prefix>|<total>" → shard numbers
+        for name in names {
+            guard name.hasSuffix(".safetensors") else { continue }
+            let stem = name.dropLast(".safetensors".count)
+            let parts = stem.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count >= 4, parts[parts.count - 2] == "of",
+                  let k = Int(parts[parts.count - 3]), let total = Int(parts[parts.count - 1]),
+                  parts[parts.count - 3].count == 5, parts[parts.count - 1].count == 5,
+                  (1...total).contains(k)
+            else { continue }
+            let prefix = parts[0..<(parts.count - 3)].joined(separator: "-")
+            present["\(prefix)|\(parts[parts.count - 1])", default: []].insert(k)
+        }
+        for key in present.keys.sorted() {
+            let split = key.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
+            let prefix = String(split[0]), totalText = String(split[1])
+            let total = Int(totalText)!
+            if let k = (1...total).first(where: { !present[key]!.contains($0) }) {
+                let number = String(k), padded = String(repeating: "0", count: max(0, 5 - number.count)) + number
+                return "\(prefix)-\(padded)-of-\(totalText).safetensors"
+            }
+        }
+        return nil
     }
 
     /// Reads the index and checks that it names only files present in `directory`; `.unusable` says why
     /// not (unreadable, malformed, naming an absent file).
     private static func readIndex(_ url: URL, directory: URL) -> IndexReading {
-        guard let data = FileManager.default.contents(atPath: url.path) else { return .unusable("it cannot be read") }
+        var st = stat()
+        guard stat(url.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            return .unusable(.invalidIndex, "is not a regular file")
+        }
+        guard st.st_size <= SafeTensorsFile.maxHeaderBytes else {
+            return .unusable(.invalidIndex, "is \(st.st_size) bytes, more than the \(SafeTensorsFile.maxHeaderBytes) accepted")
+        }
+        guard let data = FileManager.default.contents(atPath: url.path) else { return .unusable(.io, "cannot be read") }
         let json: JSONValue
         do {
             json = try JSONValue.parse([UInt8](data))
         } catch let e as JSONSyntaxError {
-            return .unusable("it is not valid JSON (\(e.reason) at byte \(e.offset))")
+            return .unusable(.invalidIndex, "is not valid JSON (\(e.reason) at byte \(e.offset))")
         } catch {
-            return .unusable("it is not valid JSON")
+            return .unusable(.invalidIndex, "is not valid JSON")
         }
         guard case let .object(top) = json,
               let weightMap = top.first(where: { $0.key == "weight_map" })?.value,
               case let .object(members) = weightMap
-        else { return .unusable("it has no weight_map object") }
+        else { return .unusable(.invalidIndex, "has no weight_map object") }
         var index = Index(files: [], entries: [])
         var seen = Set<String>()
         for (tensor, value) in members {
             guard case let .string(file) = value else {
-                return .unusable("its weight_map entry '\(tensor)' is not a file name")
+                return .unusable(.invalidIndex, "its weight_map entry '\(tensor)' is \(value.rendered(limit: 40)), not a file name")
             }
             index.entries.append((tensor, file))
             if seen.insert(file).inserted { index.files.append(file) }
         }
-        guard !index.files.isEmpty else { return .unusable("its weight_map is empty") }
+        guard !index.files.isEmpty else { return .unusable(.invalidIndex, "its weight_map is empty") }
         for name in index.files {
+            // Shards live beside the index: a path (`../../etc/passwd`, `sub/x`) is refused unread.
+            if name.isEmpty || name.contains("/") || name == "." || name == ".." || name.contains("\0") {
+                return .unusable(.invalidIndex, "its weight_map names \(jsonQuoted(name)), which is not a file name in the folder")
+            }
             var isDirectory: ObjCBool = false
             let path = directory.appendingPathComponent(name).path
-            if name.contains("/") || !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-                || isDirectory.boolValue {
-                return .unusable("it names \(name), which is not in the folder")
+            if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+                return .unusable(.missingShard, "names shard \(name), which is missing from the folder")
+            }
+            if isDirectory.boolValue {
+                return .unusable(.invalidIndex, "names shard \(name), which is a folder, not a file")
             }
         }
         return .usable(index)

@@ -35,6 +35,11 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
         case dtypeMismatch
         /// A checkpoint folder without any `.safetensors` file.
         case noFiles
+        /// `model.safetensors.index.json` is not JSON, has no `weight_map`, names something that is not a
+        /// file of the folder, or maps a tensor to a shard without it.
+        case invalidIndex
+        /// A shard the index names, or a member of a `-NNNNN-of-MMMMM` set, is absent.
+        case missingShard
         /// The writer was given inconsistent tensors (wrong element count, bad name, value out of range).
         case invalidArgument
     }

@@ -1,11 +1,23 @@
 import COpenBLAS
+import CBLASRuntime
+import Dispatch
 import Foundation
 
 /// Thin, checked wrappers over CBLAS. All matrices are row-major float32.
+///
+/// OpenBLAS runs on one thread, set once at process start (`CBLASRuntime`) and never changed; every
+/// parallel GEMM is split here across the project's own workers into slices of C whose bounds depend only
+/// on the shape and the worker count. So a result never depends on what else the process runs at the
+/// same time, and no call changes a process-wide setting.
 public enum BLAS {
     /// C(m, n) = alpha · op(A) · op(B) + beta · C, with op(X) = X or Xᵀ.
     /// `a` holds A as stored: (m, k) when not transposed, (k, m) when transposed; likewise `b`.
-    @inlinable
+    ///
+    /// Large products are split into row blocks of C (or column blocks, when C has too few rows), one
+    /// single-threaded sgemm per block. OpenBLAS's bits depend on how C is cut (its micro-kernels of
+    /// different widths sum in different orders), so the cut is a function of the shape and the machine's
+    /// worker count only: inside a `singleThreaded` scope, or on a worker of `parallelFor`/`parallelChunks`,
+    /// the same blocks run one after the other on the calling thread, and give the same bits.
     public static func gemm(
         transA: Bool = false, transB: Bool = false,
         m: Int, n: Int, k: Int,
@@ -17,55 +29,98 @@ public enum BLAS {
         let lda = lda ?? (transA ? m : k)
         let ldb = ldb ?? (transB ? k : n)
         let ldc = ldc ?? n
+        let parts = partCount(m * n * max(k, 1))
+        if parts == 1 {
+            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        if m >= parts * rowGrain {
+            // Row blocks: rows r0..<r1 of C need rows r0..<r1 of op(A) and all of B.
+            let chunk = roundUp((m + parts - 1) / parts, rowGrain)
+            let count = (m + chunk - 1) / chunk
+            inWorkers(count) { p in
+                let r0 = p * chunk, r1 = min(m, r0 + chunk)
+                sgemm(transA, transB, r1 - r0, n, k, alpha, transA ? a + r0 : a + r0 * lda, lda,
+                      b, ldb, beta, c + r0 * ldc, ldc)
+            }
+        } else {
+            // Column blocks: columns c0..<c1 of C need all of A and columns c0..<c1 of op(B).
+            let chunk = roundUp((n + parts - 1) / parts, columnGrain)
+            let count = (n + chunk - 1) / chunk
+            inWorkers(count) { p in
+                let c0 = p * chunk, c1 = min(n, c0 + chunk)
+                sgemm(transA, transB, m, c1 - c0, k, alpha, a, lda,
+                      transB ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc)
+            }
+        }
+    }
+
+    /// Multiply-adds below which a GEMM runs on the calling thread alone: dispatching to a worker costs
+    /// some microseconds, about what 4M multiply-adds take on one core.
+    public static let multiplyAddsPerPart = 1 << 22
+
+    /// Row blocks are multiples of this many rows, column blocks of `columnGrain` columns (multiples of
+    /// the micro-kernels' tile sizes, so no slice boundary adds an edge tile).
+    static let rowGrain = 16
+    static let columnGrain = 32
+
+    /// How many blocks a product of `work` multiply-adds is cut into (whatever thread calls).
+    static func partCount(_ work: Int) -> Int {
+        max(1, min(workerCount, work / multiplyAddsPerPart))
+    }
+
+    @inline(__always)
+    static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Sets how many threads OpenBLAS itself may use (a process-wide setting). Kernels that split work
-    /// across the cores themselves should use `singleThreaded(_:)` instead of calling this.
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
-
+    /// OpenBLAS's own thread count: 1 for the whole process (set at start, see `CBLASRuntime`).
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
-    /// Runs `body` with OpenBLAS single-threaded, for kernels that already occupy every core with their
-    /// own workers (two levels of threads would oversubscribe the machine).
-    ///
-    /// OpenBLAS has one thread count per process, so a plain save/set/restore is wrong as soon as two
-    /// threads do it at once: the second saves the first's 1 and restores it last, leaving the whole process
-    /// single-threaded for good. Scopes are therefore counted: the first one to open saves the count and
-    /// sets 1, the last one to close restores it, whichever threads they run on.
-    ///
-    /// Any other GEMM running in the process while a scope is open also runs single-threaded. OpenBLAS
-    /// results of some shapes differ in the last bits with the thread count, so bit-for-bit reproducibility
-    /// holds for one model pass at a time (as a CLI run does), not for two passes racing in one process.
+    /// Runs `body` with this thread's GEMMs on this thread alone, for kernels that already occupy every
+    /// core with their own workers (two levels of threads would oversubscribe the machine). The scope is
+    /// per thread: it changes nothing for other threads and no process-wide setting, and every GEMM gives
+    /// the same bits inside and outside it (same blocks, run in turn).
     public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
-        enterSingleThreaded()
-        defer { leaveSingleThreaded() }
+        llmprune_serial_enter()
+        defer { llmprune_serial_leave() }
         return try body()
     }
 
-    /// Opens a `singleThreaded` scope for code whose scope is not one closure; pair with `leaveSingleThreaded()`.
-    public static func enterSingleThreaded() {
-        scopeLock.lock(); defer { scopeLock.unlock() }
-        if openScopes == 0 {
-            threadsOutsideScopes = threads
-            if threadsOutsideScopes != 1 { setThreads(1) }
-        }
-        openScopes += 1
-    }
+    /// Opens a `singleThreaded` scope on this thread for code whose scope is not one closure; pair with
+    /// `leaveSingleThreaded()` on the same thread.
+    public static func enterSingleThreaded() { llmprune_serial_enter() }
 
-    /// Closes a scope opened by `enterSingleThreaded()`.
+    /// Closes a scope opened by `enterSingleThreaded()` on this thread.
     public static func leaveSingleThreaded() {
-        scopeLock.lock(); defer { scopeLock.unlock() }
-        precondition(openScopes > 0, "BLAS.leaveSingleThreaded without a matching enterSingleThreaded")
-        openScopes -= 1
-        if openScopes == 0 && threadsOutsideScopes != 1 { setThreads(threadsOutsideScopes) }
+        precondition(llmprune_serial_depth() > 0, "BLAS.leaveSingleThreaded without a matching enterSingleThreaded")
+        llmprune_serial_leave()
     }
 
-    private static let scopeLock = NSLock()
-    nonisolated(unsafe) private static var openScopes = 0
-    nonisolated(unsafe) private static var threadsOutsideScopes = 1
+    /// Whether GEMMs called on this thread now run unsplit.
+    public static var isSingleThreadedHere: Bool { llmprune_serial_depth() > 0 }
+}
+
+@inline(__always) func roundUp(_ x: Int, _ multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }
+
+/// Runs `body(p)` for p in 0..<count, one worker each, every worker marked single-threaded for BLAS;
+/// in order on the calling thread when it is itself marked.
+func inWorkers(_ count: Int, _ body: (Int) -> Void) {
+    if count == 1 || llmprune_serial_depth() > 0 {
+        for p in 0..<count { body(p) }
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: count) { p in
+            llmprune_serial_enter()
+            body(p)
+            llmprune_serial_leave()
+        }
+    }
 }
 
 extension Tensor {

@@ -161,11 +161,40 @@ public struct TensorShapeError: Error, CustomStringConvertible, Equatable {
 extension BLAS {
     /// C(n, n) = alpha · AᵀA + beta · C for a row-major A (k, n): the Gram matrix of A's columns
     /// (`cblas_ssyrk`). Only `triangle` of C is written; the other one is left as it was.
+    ///
+    /// Large products are split across the workers into bands of rows of C with about equal areas of the
+    /// triangle (bounds from the shape alone): each band is one ssyrk for its diagonal block and one sgemm
+    /// for the rest of its rows.
     public static func syrkTransposed(n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
                                       beta: Float = 0, c: UnsafeMutablePointer<Float>, triangle: Triangle) {
         if n == 0 { return }
-        cblas_ssyrk(CblasRowMajor, triangle == .upper ? CblasUpper : CblasLower, CblasTrans,
-                    Int32(n), Int32(k), alpha, a, Int32(lda ?? n), beta, c, Int32(n))
+        let lda = lda ?? n
+        let parts = n < 2 * rowGrain ? 1 : partCount(n * n / 2 * max(k, 1))  // the same cut on any thread
+        let uplo = triangle == .upper ? CblasUpper : CblasLower
+        if parts == 1 {
+            cblas_ssyrk(CblasRowMajor, uplo, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(n))
+            return
+        }
+        // Band p of the lower triangle holds rows up to n·sqrt((p+1)/parts): equal triangle areas.
+        // The upper triangle's bands are the lower's mirrored (counted from the last row).
+        var cuts = [0]
+        for p in 1..<parts {
+            let x = roundUp(Int((Double(n) * (Double(p) / Double(parts)).squareRoot()).rounded()), rowGrain)
+            cuts.append(min(n, max(cuts.last!, x)))
+        }
+        cuts.append(n)
+        if triangle == .upper { cuts = cuts.reversed().map { n - $0 } }
+        inWorkers(parts) { p in
+            let r0 = cuts[p], r1 = cuts[p + 1], rows = r1 - r0
+            if rows == 0 { return }
+            cblas_ssyrk(CblasRowMajor, uplo, CblasTrans, Int32(rows), Int32(k), alpha, a + r0, Int32(lda),
+                        beta, c + r0 * n + r0, Int32(n))
+            // The off-diagonal part of the band: columns 0..<r0 (lower) or r1..<n (upper).
+            let (c0, c1) = triangle == .lower ? (0, r0) : (r1, n)
+            if c1 > c0 {
+                sgemm(true, false, rows, c1 - c0, k, alpha, a + r0, lda, a + c0, lda, beta, c + r0 * n + c0, n)
+            }
+        }
     }
 
     /// The float64 form of `syrkTransposed` (`cblas_dsyrk`).

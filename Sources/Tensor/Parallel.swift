@@ -1,10 +1,12 @@
+import CBLASRuntime
 import Dispatch
 import Foundation
 
 /// How many worker threads the kernels split their work across (the machine's active cores).
 public let workerCount: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-/// Runs `body(i)` for every i in 0..<n, spread over the cores in contiguous chunks.
+/// Runs `body(i)` for every i in 0..<n, spread over the cores in contiguous chunks. GEMMs inside a
+/// dispatched chunk run unsplit on its worker (see `BLAS.singleThreaded`).
 /// Small `n` runs inline: dispatching costs more than it saves below a few thousand flops.
 public func parallelFor(_ n: Int, minimumPerThread: Int = 1, _ body: (Int) -> Void) {
     if n <= 0 { return }
@@ -18,7 +20,11 @@ public func parallelFor(_ n: Int, minimumPerThread: Int = 1, _ body: (Int) -> Vo
         DispatchQueue.concurrentPerform(iterations: threads) { t in
             let start = t * chunk
             let end = min(n, start + chunk)
-            if start < end { for i in start..<end { body(i) } }
+            if start < end {
+                llmprune_serial_enter()
+                for i in start..<end { body(i) }
+                llmprune_serial_leave()
+            }
         }
     }
 }
@@ -33,7 +39,11 @@ public func parallelChunks(_ n: Int, minimumPerThread: Int = 1, _ body: (Range<I
         DispatchQueue.concurrentPerform(iterations: threads) { t in
             let start = t * chunk
             let end = min(n, start + chunk)
-            if start < end { body(start..<end) }
+            if start < end {
+                llmprune_serial_enter()
+                body(start..<end)
+                llmprune_serial_leave()
+            }
         }
     }
 }

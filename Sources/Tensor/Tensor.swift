@@ -43,17 +43,26 @@ public struct Tensor: Sendable, Equatable {
         return data[(i * c)..<((i + 1) * c)]
     }
 
-    /// Largest absolute difference between two tensors of the same shape.
+    /// Largest absolute difference between two tensors of the same shape; NaN when any difference is
+    /// NaN (a NaN or an ∞ − ∞ on either side), so a `<= tolerance` check fails on a NaN output.
     public func maxAbsDifference(_ other: Tensor) -> Float {
         precondition(shape == other.shape, "shape \(shape) vs \(other.shape)")
         var m: Float = 0
-        for i in 0..<data.count { m = max(m, abs(data[i] - other.data[i])) }
+        for i in 0..<data.count { m = maxPropagatingNaN(m, abs(data[i] - other.data[i])) }
         return m
     }
 
     /// ‖a − b‖∞ / max(‖b‖∞, tiny): the relative error used by the tests against reference fixtures.
+    /// NaN when either tensor holds a NaN (see `maxAbsDifference`).
     public func relativeError(to reference: Tensor) -> Float {
-        let scale = reference.data.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = reference.data.reduce(Float(0)) { maxPropagatingNaN($0, abs($1)) }
         return maxAbsDifference(reference) / max(scale, 1e-30)
     }
+}
+
+/// `max(a, b)`, but NaN when either is NaN. Swift's `max` returns the other operand for a NaN in some
+/// argument orders, so a max-fold over differences silently skips NaNs; error measures use this instead.
+@inline(__always)
+public func maxPropagatingNaN<T: FloatingPoint>(_ a: T, _ b: T) -> T {
+    a.isNaN || b.isNaN ? .nan : max(a, b)
 }

@@ -148,6 +148,11 @@ public final class BPEModel: @unchecked Sendable {
     /// Number of entries in the model's vocabulary.
     public var vocabularyCount: Int { vocab.count }
 
+    /// The exclusive bound on token ids for a vocabulary of `entries` entries (model vocabulary plus added
+    /// tokens): ids may leave gaps, but not more than 2^20 beyond the entry count, and never 2^24 or more.
+    /// Id-indexed tables are sized by the largest id, so a hostile id of 2^31 − 1 must not size them.
+    public static func idBound(entries: Int) -> Int { min(1 << 24, entries + (1 << 20)) }
+
     /// Builds the model from a `tokenizer.json` `"model"` object.
     public init(json: JSONValue) throws {
         let c = try StageConfig(json, stage: "model")
@@ -163,9 +168,15 @@ public final class BPEModel: @unchecked Sendable {
         var idToToken: [Int32: String] = [:]
         var scalarIDs: [UInt32: Int32] = [:]
         vocab.reserveCapacity(vocabJSON.count)
+        let idBound = BPEModel.idBound(entries: vocabJSON.count)
         for (token, value) in vocabJSON {
-            guard let id = value.intValue, id >= 0, id <= Int(Int32.max) else {
+            guard let id = value.intValue, id >= 0 else {
                 throw TokenizerError.invalid("BPE model", "vocab entry \"\(token)\" has no valid id")
+            }
+            // Tables indexed by id are sized by the largest id: bound it by the entries present.
+            guard id < idBound else {
+                throw TokenizerError.invalid("BPE model", "vocab entry \"\(token)\" has id \(id), beyond the \(idBound) ids "
+                                             + "\(vocabJSON.count) entries can plausibly span")
             }
             let id32 = Int32(id)
             vocab[Array(token.utf8)] = id32
@@ -211,11 +222,20 @@ public final class BPEModel: @unchecked Sendable {
         fuseUnknown = try c.bool("fuse_unk", default: false)
         byteFallback = try c.bool("byte_fallback", default: false)
         ignoreMerges = try c.bool("ignore_merges", default: false)
-        let prefix = try c.optionalString("continuing_subword_prefix").map { Array($0.unicodeScalars) }
+        // An empty prefix or suffix (transformers 5 writes "") is no prefix or suffix; nil keeps the fast paths.
+        let prefix = try c.optionalString("continuing_subword_prefix").flatMap { $0.isEmpty ? nil : Array($0.unicodeScalars) }
         continuingSubwordPrefix = prefix
-        endOfWordSuffix = try c.optionalString("end_of_word_suffix").map { Array($0.unicodeScalars) }
+        endOfWordSuffix = try c.optionalString("end_of_word_suffix").flatMap { $0.isEmpty ? nil : Array($0.unicodeScalars) }
 
-        let mergeList = c.json["merges"]?.arrayValue ?? []
+        // An absent or null "merges" means none; anything else but an array is a broken file (Hugging Face
+        // refuses it too), not "no merges".
+        let mergeList: [JSONValue]
+        switch c.json["merges"] {
+        case nil, .null?: mergeList = []
+        case .array(let list)?: mergeList = list
+        case let other?:
+            throw TokenizerError.invalid("BPE model", "\"merges\" is \(other.rendered(limit: 40)), not an array")
+        }
         var table = MergeTable(minimumCapacity: mergeList.count)
         let prefixBytes = prefix.map { utf8Bytes($0) } ?? []
         for (rank, m) in mergeList.enumerated() {

@@ -23,6 +23,9 @@ public final class Tokenizer: @unchecked Sendable {
     let specialContents: Set<[UInt8]>
 
     /// `bos_token` of `tokenizer_config.json`, else the first special id the post-processor prepends.
+    /// Naming a BOS adds nothing: only the post-processor adds special tokens (`encode` with
+    /// `addSpecialTokens`, transformers' `add_special_tokens=True`), so a tokenizer whose
+    /// post-processor adds none (SmolLM2) has a BOS here that no encoding contains.
     public let bosTokenID: Int?
     /// `eos_token` of `tokenizer_config.json`, if any.
     public let eosTokenID: Int?
@@ -50,12 +53,25 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Builds a tokenizer from the contents of `tokenizer.json` and `tokenizer_config.json`; the names
     /// are used in error messages.
-    public init(tokenizerJSON: Data, configJSON: Data? = nil,
-                tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
+    public convenience init(tokenizerJSON: Data, configJSON: Data? = nil,
+                            tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
         let root: JSONValue
         do { root = try JSONValue.parse(tokenizerJSON) } catch {
             throw TokenizerError(file: tokenizerName, "\(error)")
         }
+        var config: JSONValue?
+        if let configJSON {
+            do { config = try JSONValue.parse(configJSON) } catch {
+                throw TokenizerError(file: configName ?? "tokenizer_config.json", "\(error)")
+            }
+        }
+        try self.init(tokenizer: root, config: config, tokenizerName: tokenizerName, configName: configName)
+    }
+
+    /// Builds a tokenizer from parsed `tokenizer.json` and `tokenizer_config.json` documents; the names
+    /// are used in error messages.
+    public init(tokenizer root: JSONValue, config: JSONValue? = nil,
+                tokenizerName: String = "tokenizer.json", configName: String? = "tokenizer_config.json") throws {
         do {
             guard root.objectValue != nil else { throw TokenizerError("top level is not a JSON object") }
             func stage<T>(_ key: String, _ make: (JSONValue) throws -> T) throws -> T? {
@@ -69,7 +85,18 @@ public final class Tokenizer: @unchecked Sendable {
             model = try BPEModel(json: modelJSON)
             decoder = try stage("decoder", Decoders.make)
             let fileProcessor = try stage("post_processor", PostProcessors.make)
-            let added = try (root["added_tokens"]?.arrayValue ?? []).map { try AddedToken(json: $0) }
+            let addedJSON: [JSONValue]
+            switch root["added_tokens"] {
+            case nil, .null?: addedJSON = []
+            case .array(let list)?: addedJSON = list
+            case let other?: throw TokenizerError("\"added_tokens\" is \(other.rendered(limit: 40)), not an array")
+            }
+            let added = try addedJSON.map { try AddedToken(json: $0) }
+            let idBound = BPEModel.idBound(entries: model.vocabularyCount + added.count)
+            if let t = added.first(where: { $0.id >= idBound }) {
+                throw TokenizerError("added token \"\(t.content)\" has id \(t.id), beyond the \(idBound) ids "
+                                     + "\(model.vocabularyCount + added.count) tokens can plausibly span")
+            }
             addedVocabulary = AddedVocabulary(tokens: added, normalizer: normalizer)
             specialContents = Set(added.filter { $0.special }.map { Array($0.content.utf8) })
             var maxID = -1
@@ -80,10 +107,8 @@ public final class Tokenizer: @unchecked Sendable {
             // tokenizer_config.json: which strings are BOS/EOS, and whether to add them.
             var bos: Int?, eos: Int?
             var processor = fileProcessor
-            if let configJSON {
+            if let config {
                 let configName = configName ?? "tokenizer_config.json"
-                let config: JSONValue
-                do { config = try JSONValue.parse(configJSON) } catch { throw TokenizerError(file: configName, "\(error)") }
                 do {
                     bos = try Tokenizer.configTokenID(config, "bos_token", addedVocabulary, model)
                     eos = try Tokenizer.configTokenID(config, "eos_token", addedVocabulary, model)
@@ -106,9 +131,22 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
+    /// The largest tokenizer file read (the biggest real ones are about 35 MB).
+    public static let maxFileBytes = 1 << 28
+
     private static func read(_ url: URL) throws -> Data {
-        guard FileManager.default.fileExists(atPath: url.path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw TokenizerError(file: url.path, "file not found")
+        }
+        if isDirectory.boolValue { throw TokenizerError(file: url.path, "is a directory, not a file") }
+        var st = stat()
+        if stat(url.path, &st) == 0 {
+            // A device such as /dev/zero would be read forever.
+            if (st.st_mode & S_IFMT) != S_IFREG { throw TokenizerError(file: url.path, "is not a regular file") }
+            if Int(st.st_size) > maxFileBytes {
+                throw TokenizerError(file: url.path, "is \(st.st_size) bytes, more than the \(maxFileBytes) accepted")
+            }
         }
         do { return try Data(contentsOf: url) } catch {
             throw TokenizerError(file: url.path, "cannot read: \(error.localizedDescription)")

@@ -8,9 +8,9 @@ enum InspectCommand {
     static let spec = CommandSpec(
         name: "inspect",
         abstract: "Architecture, parameter count, dtypes and memory needs of a checkpoint.",
-        discussion: "Reads only config.json and the safetensors headers: no weights are loaded.",
+        discussion: "Reads only config.json and the safetensors headers (or the GGUF metadata and tensor infos): no weights are loaded.",
         options: [
-            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder.", required: true),
+            OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
             OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples assumed for the pruning memory estimate.", defaultValue: "128"),
             OptionSpec(name: "seqlen", valueName: "n", help: "Calibration length assumed for the pruning memory estimate.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "method", valueName: "name", help: "Method assumed for the pruning memory estimate.", defaultValue: "sparsegpt"),
@@ -24,12 +24,24 @@ enum InspectCommand {
 
     static func run(_ a: ParsedArguments) throws {
         let url = URL(fileURLWithPath: try a.requiredString("model"))
-        let checkpoint = try LlamaCheckpoint(directory: url)
-        let tensors = try SafeTensorsCheckpoint(directory: url)
+        let checkpoint = try LlamaCheckpoint(model: url)
         let c = checkpoint.configuration
+        // Parameter count, storage types and file count, from the safetensors headers or the GGUF tensor infos.
+        let parameters: Int, dtypeSummary: String, fileCount: Int
+        if let gguf = (checkpoint.source as? GGUFWeights)?.file {
+            parameters = gguf.infos.reduce(0) { $0 + $1.elementCount }
+            var counts: [String: Int] = [:]
+            for info in gguf.infos { counts[info.type.description, default: 0] += 1 }
+            dtypeSummary = counts.keys.sorted().map { "\($0) (\(counts[$0]!))" }.joined(separator: ", ") + ", GGUF v\(gguf.version)"
+            fileCount = 1
+        } else {
+            let tensors = try SafeTensorsCheckpoint(directory: url)
+            parameters = tensors.tensorNames.reduce(0) { $0 + (tensors.info($1)?.elementCount ?? 0) }
+            dtypeSummary = tensors.dtypeSummary
+            fileCount = tensors.shardFiles.count
+        }
         let nsamples = try a.int("nsamples", range: 1...1_000_000)!
         let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
-        let parameters = tensors.tensorNames.reduce(0) { $0 + (tensors.info($1)?.elementCount ?? 0) }
         let prunable = (0..<c.numHiddenLayers).reduce(0) { sum, _ in
             sum + LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) }
         }
@@ -41,7 +53,7 @@ enum InspectCommand {
         // The estimate of a prune with --output (what `prune` itself checks and reports).
         let format = try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!
         let evalSeqlen = try a.int("eval-seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
-        let dtypeBytes = tensors.info(LlamaTensorNames.weight(.q, layer: 0))?.dtype.byteSize ?? 4
+        let dtypeBytes = ((checkpoint.source as? SafeTensorsCheckpoint)?.info(LlamaTensorNames.weight(.q, layer: 0)))?.dtype.byteSize ?? 4
         let estimate = RunMemoryEstimate.estimate(
             configuration: c, method: method, sampleCount: nsamples, sequenceLength: seqlen,
             inputs: .measuring(model: url, calibrationFile: a.string("calibration-file").map { URL(fileURLWithPath: $0) },
@@ -57,7 +69,7 @@ enum InspectCommand {
                 "attention_heads": c.numAttentionHeads, "kv_heads": c.numKeyValueHeads, "head_dim": c.headDim,
                 "intermediate_size": c.intermediateSize, "vocab_size": c.vocabSize,
                 "tie_word_embeddings": c.tieWordEmbeddings, "parameters": parameters, "prunable_parameters": prunable,
-                "dtypes": tensors.dtypeSummary, "shards": tensors.shardFiles.count,
+                "dtypes": dtypeSummary, "shards": fileCount,
                 "eval_memory_bytes": evaluationBytes, "prune_memory_bytes": estimate.totalBytes, "prune_method": methodName,
             ]))
             return
@@ -67,7 +79,7 @@ enum InspectCommand {
         architecture \(c.modelType.rawValue): \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads (\(c.numKeyValueHeads) KV, head_dim \(c.headDim)), FFN \(c.intermediateSize), vocab \(c.vocabSize)
         head         \(c.tieWordEmbeddings ? "tied to the embeddings" : "separate lm_head"), context \(c.maxPositionEmbeddings)
         parameters   \(parameters) (\(prunable) in the seven linear layers of the blocks)
-        dtypes       \(tensors.dtypeSummary) in \(tensors.shardFiles.count) file(s)
+        dtypes       \(dtypeSummary) in \(fileCount) file(s)
         memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
                      prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (a run with --output, calibration \(nsamples) x \(seqlen))
                      \(estimate.description)

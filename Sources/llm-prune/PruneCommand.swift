@@ -29,7 +29,8 @@ enum PruneCommand {
         by signal n (nothing left on disk).
         """,
         options: [
-            OptionSpec(name: "model", valueName: "dir", help: "Hugging Face checkpoint folder to prune.", required: true),
+            OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
+            tokenizerOption,
             OptionSpec(name: "method", valueName: "name", help: "Pruning method: \(methodNames.joined(separator: ", ")).", required: true),
             OptionSpec(name: "sparsity", valueName: "spec", help: "A ratio in [0, 1) such as 0.5, or N:M such as 2:4 or 4:8.", required: true),
             OptionSpec(name: "calibration-file", valueName: "path", help: "Calibration data (not needed by magnitude)."),
@@ -47,9 +48,16 @@ enum PruneCommand {
             OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet (its parent folders are created)."),
             OptionSpec(name: "resume", valueName: nil, help: "Continue the killed run with the same arguments that was writing --output, from its last finished block (the result is bit-identical to an uninterrupted run); starts at block 0 when there is none."),
+            OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
+            OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "eval-tasks", valueName: "list", help: "Also score the pruned model on zero-shot tasks (as eval --tasks, e.g. all); the figures go into pruning.json."),
+            OptionSpec(name: "eval-data-dir", valueName: "dir", help: "Folder of the zero-shot data files.", defaultValue: ZeroShotOptions.defaultDataDirectory),
+            OptionSpec(name: "eval-limit", valueName: "n", help: "Zero-shot: only the first n documents of each task.", computedDefault: "all"),
+            OptionSpec(name: "eval-batch-tokens", valueName: "n", help: "Zero-shot: padded tokens per forward pass.", defaultValue: String(ZeroShotOptions.defaultBatchTokens)),
+            OptionSpec(name: "eval-no-special-tokens", valueName: nil, help: "Zero-shot: encode without special tokens (no BOS), as lm-eval 0.3 in the Wanda setup."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
         ],
@@ -68,7 +76,7 @@ enum PruneCommand {
         var settings: [String: String] = [:]
         if WandaPlusPlusMethod.names.contains(name) {
             let options = WandaPlusPlusOptions(
-                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds") ?? 5,
+                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds", range: 0...10_000) ?? 5,
                 roSamples: try a.int("ro-samples", range: 1...Int.max) ?? min(32, try a.int("nsamples", range: 1...1_000_000) ?? 128), roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
                 gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
             let method = try WandaPlusPlusMethod(name: name, options: options)
@@ -96,17 +104,26 @@ enum PruneCommand {
             calibrationFormat: format, calibrationField: a.string("calibration-field")!,
             nsamples: try a.int("nsamples", range: 1...1_000_000)!, seqlen: try a.int("seqlen", range: 2...1_000_000),
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
-            evaluation: evaluation, arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
-        var jobOptions = options
-        jobOptions.resume = a.flag("resume")
+            evaluation: evaluation, zeroShot: try zeroShotOptions(a, prefix: "eval-"), arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
+        var job = options
+        if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
+            throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
+        }
+        let outputFormat = try a.choice("output-format", ["hf", "gguf"])!
+        let dtypeName = try a.requiredString("dtype")
+        do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
+            throw UsageError("\(error)")
+        }
+        job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
+        job.resume = a.flag("resume")
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         // Once the output is committed, a late signal no longer changes the outcome: exit 0.
         Interrupts.completedRunExitsNormally = true
-        let r = try PruningJob.run(jobOptions, progress: progress.handle, notice: { printError("note: \($0)") })
-        report(r, method: method.name, pattern: pattern, json: a.flag("json"))
+        let r = try PruningJob.run(job, progress: progress.handle, notice: { printError("note: \($0)") })
+        report(r, method: method.name, pattern: pattern, zeroShot: options.zeroShot, json: a.flag("json"))
     }
 
-    static func report(_ r: PruningJobResult, method: String, pattern: SparsityPattern, json: Bool) {
+    static func report(_ r: PruningJobResult, method: String, pattern: SparsityPattern, zeroShot: ZeroShotOptions?, json: Bool) {
         let s = r.summary
         // Achieved sparsity per layer type, over all blocks.
         var zeros: [LinearKind: Int] = [:], counts: [LinearKind: Int] = [:]
@@ -130,6 +147,7 @@ enum PruneCommand {
             if let p = r.perplexity {
                 o["perplexity"] = p.perplexity; o["eval_seqlen"] = p.seqlen; o["eval_tokens"] = p.tokens; o["eval_windows"] = p.windows
             }
+            if let zo = zeroShot { o.merge(zeroShotJSON(r.zeroShot, options: zo)) { _, new in new } }
             if let out = r.output { o["output"] = out.path }
             print(jsonLine(o))
             return
@@ -141,6 +159,7 @@ enum PruneCommand {
         if let p = r.perplexity {
             print(String(format: "perplexity %.4f (seqlen %d, %d tokens, %d windows)", p.perplexity, p.seqlen, p.tokens, p.windows))
         }
+        if let zo = zeroShot { print(zeroShotTable(r.zeroShot, options: zo), terminator: "") }
         if let out = r.output { print("wrote \(out.path)") }
         print("peak memory \(formatBytes(peakResidentBytes())), estimate \(formatBytes(r.memoryEstimate.totalBytes))")
     }

@@ -83,9 +83,36 @@ func formatBytes(_ b: Int) -> String {
 }
 
 /// Serializes a result dictionary as one line of JSON with sorted keys (stable output for scripts).
+/// JSON has no NaN or infinity: such a number (an overflowed perplexity) is written as null, with a
+/// warning on stderr naming the key, instead of making the serializer trap.
 func jsonLine(_ object: [String: Any]) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-    return String(data: data, encoding: .utf8)!
+    let clean = jsonSafe(object, path: "") as! [String: Any]
+    guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]),
+          let text = String(data: data, encoding: .utf8) else {
+        printError("warning: the result could not be serialized as JSON")
+        return "null"
+    }
+    return text
+}
+
+/// `value` with every non-finite Double or Float replaced by NSNull (a warning per key).
+func jsonSafe(_ value: Any, path: String) -> Any {
+    var nonFinite: String?
+    if let d = value as? Double, type(of: value) == Double.self, !d.isFinite { nonFinite = "\(d)" }
+    if let f = value as? Float, type(of: value) == Float.self, !f.isFinite { nonFinite = "\(f)" }
+    if let nonFinite {
+        printError("warning: \(path.isEmpty ? "a result" : path) is \(nonFinite), written as null in the JSON output")
+        return NSNull()
+    }
+    if let o = value as? [String: Any] {
+        var out: [String: Any] = [:]
+        for (k, v) in o { out[k] = jsonSafe(v, path: path.isEmpty ? k : "\(path).\(k)") }
+        return out
+    }
+    if let a = value as? [Any] {
+        return a.enumerated().map { jsonSafe($0.element, path: "\(path)[\($0.offset)]") }
+    }
+    return value
 }
 
 /// The process's peak resident set size so far (getrusage's ru_maxrss is in KiB on Linux).

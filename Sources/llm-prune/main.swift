@@ -6,6 +6,7 @@ import Pruning
 let toolVersion = "0.1.0"
 
 let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
+    "convert": (ConvertCommand.spec, ConvertCommand.run),
     "eval": (EvalCommand.spec, EvalCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),

@@ -28,7 +28,7 @@ private func sharedPath(_ relative: String) throws -> URL {
         let tokenizer = try Tokenizer(directory: dir)
         let w = try EvaluationWindows(
             dataset: .wikitext2, file: try sharedPath("text/wikitext-2-raw/wiki.test.raw"), seqlen: seqlen,
-            encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+            encode: { tokenizer.encode($0) }, bosTokenID: nil)
         #expect(w.tokens.count == tokens)
         #expect(w.count == windows)
         let m = try LlamaCheckpoint(directory: dir).loadModel()

@@ -64,8 +64,8 @@ private func centralDifferences(count: Int, step: Double, _ f: (Int, Double) -> 
 private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
     var diff = 0.0, scale = 0.0
     for i in 0..<b.count {
-        diff = max(diff, abs(Double(a[i]) - b[i]))
-        scale = max(scale, abs(b[i]))
+        diff = maxPropagatingNaN(diff, abs(Double(a[i]) - b[i]))
+        scale = maxPropagatingNaN(scale, abs(b[i]))
     }
     return diff / max(scale, 1e-300)
 }

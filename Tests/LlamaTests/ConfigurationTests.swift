@@ -134,7 +134,7 @@ private func refusal(_ json: String) -> LlamaError? {
                 == .unreadableConfiguration(file: "config.json", reason: "missing key 'hidden_size'"))
         #expect(refusal(llama(#", "num_key_value_heads": "four""#))
                 == .unreadableConfiguration(file: "config.json", reason: "key 'num_key_value_heads' is not an integer"))
-        #expect(refusal("{not json") == .unreadableConfiguration(file: "config.json", reason: "not valid JSON"))
+        #expect(refusal("{not json") == .unreadableConfiguration(file: "config.json", reason: "not valid JSON: expected a string key at byte 1"))
         let missing = URL(fileURLWithPath: "/nonexistent/folder/config.json")
         #expect(throws: LlamaError.unreadableConfiguration(file: missing.path, reason: "no such file")) {
             try LlamaConfiguration(contentsOf: missing)

@@ -60,6 +60,6 @@ func randomTensor(_ shape: [Int], seed: UInt64, scale: Double = 1) -> Tensor {
 func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     precondition(a.count == b.count)
     var diff = 0.0, scale = 0.0
-    for i in 0..<a.count { diff = max(diff, abs(Double(a[i]) - b[i])); scale = max(scale, abs(b[i])) }
+    for i in 0..<a.count { diff = maxPropagatingNaN(diff, abs(Double(a[i]) - b[i])); scale = maxPropagatingNaN(scale, abs(b[i])) }
     return diff / max(scale, 1e-300)
 }

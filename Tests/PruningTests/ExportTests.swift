@@ -89,6 +89,32 @@ private func pruneAndExport(input: URL, output: URL, method: PruningMethod, patt
         #expect(zeros == record.summary.zeros)
     }
 
+    /// Shards without an index (globbed on input) still get a valid index on output: transformers loads
+    /// several files only through one.
+    @Test func shardsWithoutAnIndexAreExportedWithOne() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let shared = try sharedPath("models/stories260K")
+        let input = scratch.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: false)
+        for name in ["config.json", "tokenizer.json"] {
+            try FileManager.default.copyItem(at: shared.appendingPathComponent(name), to: input.appendingPathComponent(name))
+        }
+        let source = try SafeTensorsCheckpoint(directory: shared)
+        let specs = source.tensorNames.map { TensorSpec(name: $0, dtype: .F32, shape: source.info($0)!.shape) }
+        var shardOf: [String: String] = [:]
+        for (i, s) in specs.enumerated() { shardOf[s.name] = SafeTensorsWriter.shardFileName(i % 2 + 1, of: 2) }
+        try SafeTensorsWriter.writeSharded(specs, shardOf: shardOf, to: input) { .floats(try source.floats($0.name)) }
+        try FileManager.default.removeItem(at: input.appendingPathComponent(SafeTensorsCheckpoint.indexFileName))
+        #expect(try !SafeTensorsCheckpoint(directory: input).usedIndex)
+        let output = scratch.appendingPathComponent("out")
+        try pruneAndExport(input: input, output: output, method: MagnitudePruning(), pattern: .unstructured(0.5), calibration: nil)
+        #expect(listing(output).contains(SafeTensorsCheckpoint.indexFileName))
+        let pruned = try SafeTensorsCheckpoint(directory: output)
+        #expect(pruned.usedIndex && pruned.shardFiles.count == 2)
+        for name in source.tensorNames { #expect(pruned.shardFile(of: name) == shardOf[name]) }
+    }
+
     /// A BF16 checkpoint in two shards with an index keeps its dtype, shard names, index and metadata.
     @Test func shardedBF16KeepsLayout() throws {
         let scratch = try scratchFolder()

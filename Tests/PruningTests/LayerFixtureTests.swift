@@ -116,7 +116,7 @@ private func agreement(_ a: [Bool], _ b: [Bool]) -> Double {
         let c = try LayerCase(name)
         let stats = c.statistics(.gram)
         let method = SparseGPTPruning(blockSize: c.blockSize, percentDamping: c.percentDamping)
-        let scale = c.weight.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = c.weight.reduce(Float(0)) { maxPropagatingNaN($0, abs($1)) }
         for pattern in try c.patterns("sparsegpt_patterns") {
             let w = try c.pruned(method, pattern, stats)
             let ref = try c.file.floats("sparsegpt.\(LayerCase.tag(pattern))")
@@ -130,6 +130,8 @@ private func agreement(_ a: [Bool], _ b: [Bool]) -> Double {
                 // Pruned entries are zero in both; the kept ones carry the updates.
                 for i in row where refKept[i] { errors.append(abs(w[i] - ref[i]) / scale) }
             }
+            // A NaN would sort anywhere and hide from maxErr.
+            #expect(!errors.contains { $0.isNaN } && !w.contains { $0.isNaN }, "\(name) \(pattern): NaN in the pruned weight")
             errors.sort()
             let maxErr = errors.last ?? 0, median = errors.isEmpty ? 0 : errors[errors.count / 2]
             print("sparsegpt \(name) \(pattern): mask agreement \(agree) (\(flippedRows) rows with a flip), max rel error \(maxErr), median \(median)")

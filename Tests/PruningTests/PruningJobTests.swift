@@ -56,7 +56,7 @@ import Tokenizers
     private func reencode(_ file: URL) throws -> [Int] {
         let tokenizer = try Tokenizer(directory: try sharedPath("models/stories260K"))
         let text = try EvaluationDataset.text.loadText(from: file)
-        return [tokenizer.bosTokenID!] + tokenizer.encode(text, addSpecialTokens: false)
+        return tokenizer.encode(text)
     }
 
     @Test func existingOutputIsRefusedBeforeAnyWork() throws {

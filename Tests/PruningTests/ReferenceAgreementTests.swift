@@ -74,7 +74,7 @@ import Pruning
         let tokenizer = try Tokenizer(directory: modelDir)
         let windows = try EvaluationWindows(
             dataset: .wikitext2, file: try sharedPath("text/wikitext-2-raw/wiki.test.raw"), seqlen: 512,
-            encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+            encode: { tokenizer.encode($0) }, bosTokenID: nil)
         let model = try LlamaModel(configuration: checkpoint.configuration, embeddings: try checkpoint.loadEmbeddings(),
                                    blocks: blocks, finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
         let r = try Perplexity.evaluate(model: model, windows: windows)

@@ -316,32 +316,56 @@ import Testing
         try checkAgainstExpected(checkpoint)
     }
 
-    @Test func globsWhenTheIndexNamesAnAbsentFile() throws {
+    /// The error a checkpoint folder gives, or nil when it opens.
+    private func openingError(_ dir: TempDir) -> SafeTensorsError? {
+        do { _ = try SafeTensorsCheckpoint(directory: dir.url); return nil } catch let e as SafeTensorsError {
+            return e
+        } catch { return nil }
+    }
+
+    @Test func anIndexNamingAnAbsentShardIsAMissingShardError() throws {
         let dir = try copiedShards()
         var weightMap = Self.fixtureWeightMap
         weightMap["position_ids"] = "model-00003-of-00003.safetensors"
         try writeIndex(weightMap, in: dir)
-        let checkpoint = try SafeTensorsCheckpoint(directory: dir.url)
-        #expect(!checkpoint.usedIndex)
-        #expect(checkpoint.notes == ["model.safetensors.index.json not used: it names model-00003-of-00003.safetensors, which is not in the folder; reading every *.safetensors file instead"])
-        try checkAgainstExpected(checkpoint)
+        let e = try #require(openingError(dir))
+        #expect(e.kind == .missingShard)
+        #expect(e.description.hasSuffix("model.safetensors.index.json: names shard model-00003-of-00003.safetensors, which is missing from the folder"))
     }
 
-    @Test func globsWhenTheIndexMisplacesATensorOrIsNotJSON() throws {
+    @Test func anIndexThatMisplacesATensorIsNotJSONOrEscapesTheFolderIsAnError() throws {
         let dir = try copiedShards()
         var weightMap = Self.fixtureWeightMap
         weightMap["position_ids"] = "model-00001-of-00002.safetensors"
         try writeIndex(weightMap, in: dir)
-        let misplaced = try SafeTensorsCheckpoint(directory: dir.url)
-        #expect(!misplaced.usedIndex)
-        #expect(misplaced.notes.first?.contains("puts 'position_ids' in model-00001-of-00002.safetensors, which has no such tensor") == true)
-        try checkAgainstExpected(misplaced)
+        let misplaced = try #require(openingError(dir))
+        #expect(misplaced.kind == .invalidIndex)
+        #expect(misplaced.description.hasSuffix("tensor 'position_ids': is mapped to model-00001-of-00002.safetensors, which has no such tensor"))
+
+        weightMap = Self.fixtureWeightMap
+        weightMap["position_ids"] = "../../etc/passwd"
+        try writeIndex(weightMap, in: dir)
+        let escaping = try #require(openingError(dir))
+        #expect(escaping.kind == .invalidIndex)
+        #expect(escaping.description.contains("names \"../../etc/passwd\", which is not a file name in the folder"))
 
         try Data("{\"weight_map\": ".utf8).write(to: dir.file("model.safetensors.index.json"))
-        let broken = try SafeTensorsCheckpoint(directory: dir.url)
-        #expect(!broken.usedIndex)
-        #expect(broken.notes.first?.hasPrefix("model.safetensors.index.json not used: it is not valid JSON") == true)
-        try checkAgainstExpected(broken)
+        let broken = try #require(openingError(dir))
+        #expect(broken.kind == .invalidIndex)
+        #expect(broken.description.contains("model.safetensors.index.json: is not valid JSON"))
+
+        try Data("[1, 2]".utf8).write(to: dir.file("model.safetensors.index.json"))
+        #expect(openingError(dir)?.description.hasSuffix("has no weight_map object") == true)
+    }
+
+    @Test func aMissingShardWithoutAnIndexIsNamed() throws {
+        let dir = try copiedShards()
+        try FileManager.default.removeItem(at: dir.file("model-00001-of-00002.safetensors"))
+        let e = try #require(openingError(dir))
+        #expect(e.kind == .missingShard)
+        #expect(e.description.contains("shard model-00001-of-00002.safetensors is missing"))
+        #expect(SafeTensorsCheckpoint.missingShard(["a-00001-of-00003.safetensors", "a-00003-of-00003.safetensors"]) == "a-00002-of-00003.safetensors")
+        #expect(SafeTensorsCheckpoint.missingShard(["model.safetensors", "x-1-of-2.safetensors"]) == nil)
     }
 
     @Test func anIndexThatLeavesOutAFileIsNoted() throws {

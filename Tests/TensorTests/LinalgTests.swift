@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Tensor
 
@@ -59,9 +60,9 @@ private func randomSPD(_ n: Int, seed: UInt64, damping: Double = 0.05) -> [Doubl
 }
 
 private func maxRelativeError(_ x: [Double], _ ref: [Double]) -> Double {
-    let scale = ref.reduce(0) { max($0, abs($1)) }
+    let scale = ref.reduce(0) { maxPropagatingNaN($0, abs($1)) }
     var m = 0.0
-    for i in 0..<ref.count { m = max(m, abs(x[i] - ref[i])) }
+    for i in 0..<ref.count { m = maxPropagatingNaN(m, abs(x[i] - ref[i])) }
     return m / scale
 }
 
@@ -183,5 +184,40 @@ private func poisonStrictTriangle<T: BinaryFloatingPoint>(_ a: inout [T], _ n: I
             if j >= i { #expect(abs(c64[i * n + j] - 2 * s) <= 1e-12 * max(1, abs(s))) }
             else { #expect(c64[i * n + j] == -7) }
         } }
+    }
+}
+
+/// A Gram matrix large enough to be cut into bands across the workers: both triangles, with beta,
+/// against float64; the other triangle untouched; the same bits inside a single-thread scope and from
+/// many threads at once.
+@Suite struct SplitSyrkTests {
+    @Test(arguments: [Triangle.lower, Triangle.upper])
+    func bandedGramMatchesFloat64(triangle: Triangle) {
+        var rng = SeededGenerator(seed: 22)
+        let k = 300, n = 203
+        let a = (0..<(k * n)).map { _ in Float(rng.nextGaussian()) }
+        let start = (0..<(n * n)).map { _ in Float(rng.nextGaussian()) }
+        func gram() -> [Float] {
+            var c = start
+            BLAS.syrkTransposed(n: n, k: k, alpha: 0.5, a: a, beta: 2, c: &c, triangle: triangle)
+            return c
+        }
+        let c = gram()
+        let unsplit = BLAS.singleThreaded { gram() }
+        #expect(unsplit == c ? true : false, "the single-thread run differs")
+        let results = LockedArray(Array(repeating: [Float](), count: 4))
+        DispatchQueue.concurrentPerform(iterations: 4) { results.set($0, gram()) }
+        #expect(results.values.allSatisfy { $0 == c }, "a concurrent run differs")
+        var worst = 0.0
+        for i in 0..<n { for j in 0..<n {
+            let inside = triangle == .lower ? j <= i : j >= i
+            if !inside { #expect(c[i * n + j] == start[i * n + j]); continue }
+            var s = 0.0, size = 0.0
+            for r in 0..<k { let t = Double(a[r * n + i]) * Double(a[r * n + j]); s += t; size += abs(t) }
+            let ref = 0.5 * s + 2 * Double(start[i * n + j])
+            let d = abs(Double(c[i * n + j]) - ref) / (0.5 * size + 2 * abs(Double(start[i * n + j])))
+            worst = d.isNaN ? .infinity : max(worst, d)
+        } }
+        #expect(worst < 1e-6)
     }
 }

@@ -53,36 +53,76 @@ private func randomTensor(_ shape: [Int], _ rng: inout SeededGenerator) -> Tenso
     }
 }
 
-/// OpenBLAS's thread count is process-wide; `BLAS.singleThreaded` scopes opened from many threads at
-/// once, nested or overlapping, must all see 1 and leave the count as it was when the last one closes.
-@Suite(.serialized) struct BLASThreadScopeTests {
-    @Test func overlappingScopesRestoreTheThreadCount() {
-        let before = BLAS.threads
-        BLAS.setThreads(2)
-        defer { BLAS.setThreads(before) }
-        let outside = BLAS.threads  // 2, or 1 where OpenBLAS was built or started for one core
-        let sawOther = AtomicFlag()
-        DispatchQueue.concurrentPerform(iterations: 64) { i in
-            BLAS.singleThreaded {
-                if BLAS.threads != 1 { sawOther.set() }
-                if i % 3 == 0 { BLAS.singleThreaded { if BLAS.threads != 1 { sawOther.set() } } }
-                usleep(UInt32(50 + (i * 37) % 200))
-            }
+/// No process-wide BLAS setting changes at run time: OpenBLAS stays on one thread, `singleThreaded`
+/// scopes are per thread, and a GEMM gives the same bits whatever runs beside it.
+@Suite struct BLASThreadScopeTests {
+    @Test func openBLASRunsOnOneThreadForGood() {
+        #expect(BLAS.threads == 1)
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            BLAS.singleThreaded { if i % 3 == 0 { BLAS.singleThreaded { usleep(100) } } }
         }
-        #expect(!sawOther.value)
-        #expect(BLAS.threads == outside)
+        #expect(BLAS.threads == 1)
     }
 
-    @Test func enterAndLeaveNestLikeScopes() {
-        let outside = BLAS.threads
+    @Test func scopesArePerThread() {
+        #expect(!BLAS.isSingleThreadedHere)
         BLAS.enterSingleThreaded()
         BLAS.enterSingleThreaded()
-        #expect(BLAS.threads == 1)
+        #expect(BLAS.isSingleThreadedHere)
+        let otherThread = AtomicFlag()
+        let done = DispatchSemaphore(value: 0)
+        Thread { if BLAS.isSingleThreadedHere { otherThread.set() }; done.signal() }.start()
+        done.wait()
+        #expect(!otherThread.value)
         BLAS.leaveSingleThreaded()
-        #expect(BLAS.threads == 1)
+        #expect(BLAS.isSingleThreadedHere)
         BLAS.leaveSingleThreaded()
-        #expect(BLAS.threads == outside)
+        #expect(!BLAS.isSingleThreadedHere)
     }
+
+    /// A product large enough to be split across the workers: the same bits split (on this thread),
+    /// unsplit (inside a scope), and computed from many threads at once; and equal to a float64
+    /// reference to float32 rounding.
+    @Test(arguments: [(301, 257, 190, false, false), (37, 1001, 300, true, true), (515, 64, 129, false, true)])
+    func splitProductsAreBitIdenticalUnderAnyConcurrency(m: Int, n: Int, k: Int, ta: Bool, tb: Bool) {
+        var rng = SeededGenerator(seed: UInt64(m * 31 + n))
+        let a = (0..<(m * k)).map { _ in Float(rng.nextGaussian()) }
+        let b = (0..<(k * n)).map { _ in Float(rng.nextGaussian()) }
+        func product() -> [Float] {
+            var c = [Float](repeating: 0.5, count: m * n)
+            BLAS.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1.5, a: a, b: b, beta: 0.25, c: &c)
+            return c
+        }
+        let split = product()
+        let unsplit = BLAS.singleThreaded { product() }
+        let crowd = Array(repeating: [Float](), count: 8)
+        let results = LockedArray(crowd)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in results.set(i, product()) }
+        #expect(split == unsplit ? true : false, "the unsplit run differs")
+        #expect(results.values.allSatisfy { $0 == split }, "a concurrent run differs")
+        // Against float64, relative to Σ|terms| (the scale of float32's rounding in a sum).
+        var worst = 0.0
+        for i in 0..<m { for j in 0..<n {
+            var s = 0.0, size = 0.0
+            for p in 0..<k {
+                let x = Double(ta ? a[p * m + i] : a[i * k + p]), y = Double(tb ? b[j * k + p] : b[p * n + j])
+                s += x * y
+                size += abs(x * y)
+            }
+            let d = abs(Double(split[i * n + j]) - (1.5 * s + 0.125)) / (1.5 * size + 0.125)
+            worst = d.isNaN ? .infinity : max(worst, d)
+        } }
+        #expect(worst < 1e-6)
+    }
+}
+
+/// An array that many threads fill at distinct indices.
+final class LockedArray<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [T]
+    init(_ initial: [T]) { storage = initial }
+    func set(_ i: Int, _ v: T) { lock.lock(); storage[i] = v; lock.unlock() }
+    var values: [T] { lock.lock(); defer { lock.unlock() }; return storage }
 }
 
 /// A flag that any thread may raise.
@@ -125,5 +165,40 @@ final class AtomicFlag: @unchecked Sendable {
         defer { hits.deallocate() }
         parallelFor(n) { i in hits[i] += 1 }
         #expect(hits.allSatisfy { $0 == 1 })
+    }
+}
+
+/// Every comparison the tests make must fail on a NaN output: an all-NaN result must not pass for
+/// "close to the reference".
+@Suite struct NaNAwareComparisonTests {
+    @Test func maxAbsDifferenceIsNaNWhenEitherSideHoldsNaN() {
+        let ref = Tensor(shape: [4], data: [1, 2, 3, 4])
+        let allNaN = Tensor(shape: [4], data: [Float](repeating: .nan, count: 4))
+        let oneNaN = Tensor(shape: [4], data: [1, .nan, 3, 4])
+        #expect(allNaN.maxAbsDifference(ref).isNaN)
+        #expect(oneNaN.maxAbsDifference(ref).isNaN)
+        #expect(ref.maxAbsDifference(oneNaN).isNaN)
+        #expect(!(oneNaN.maxAbsDifference(ref) <= 1e-3))
+        // ∞ − ∞ is NaN too.
+        let inf = Tensor(shape: [1], data: [.infinity])
+        #expect(inf.maxAbsDifference(inf).isNaN)
+        #expect(ref.maxAbsDifference(ref) == 0)
+    }
+
+    @Test func relativeErrorIsNaNWhenEitherSideHoldsNaN() {
+        let ref = Tensor(shape: [3], data: [1, -2, 0.5])
+        let bad = Tensor(shape: [3], data: [1, -2, .nan])
+        #expect(bad.relativeError(to: ref).isNaN)
+        #expect(ref.relativeError(to: bad).isNaN)
+        #expect(!(bad.relativeError(to: ref) < 1e-6))
+        #expect(Tensor(shape: [3], data: [1, -2, 0.25]).relativeError(to: ref) == 0.125)
+    }
+
+    @Test func maxPropagatingNaNPropagatesInBothArgumentOrders() {
+        #expect(maxPropagatingNaN(Float(0), .nan).isNaN)
+        #expect(maxPropagatingNaN(Float.nan, 0).isNaN)
+        #expect(maxPropagatingNaN(2.0, 3.0) == 3.0)
+        // The trap the helper avoids: Swift's max skips a NaN in the second position.
+        #expect(!max(Float(0), .nan).isNaN || !max(Float.nan, 0).isNaN)
     }
 }

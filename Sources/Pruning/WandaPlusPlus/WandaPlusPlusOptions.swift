@@ -48,6 +48,10 @@ public struct WandaPlusPlusOptions: Sendable, Equatable {
             throw WandaPlusPlusError("--ro-lr \(roLearningRate) must be a finite number ≥ 0")
         }
         if let g = gradientSamples, g <= 0 { throw WandaPlusPlusError("--gradient-samples \(g) must be positive") }
+        // Refused rather than capped, so the run record's gradient_samples is the count G averaged over.
+        if let g = gradientSamples, g > samples {
+            throw WandaPlusPlusError("--gradient-samples \(g) must be in 1...\(samples) (the calibration sample count)")
+        }
         if samples <= 0 { throw WandaPlusPlusError("Wanda++ needs at least one calibration sample") }
         if variant.usesRegionalOptimization && roRounds > 0 && (roSamples <= 0 || roSamples > samples) {
             throw WandaPlusPlusError("--ro-samples \(roSamples) must be in 1...\(samples) (the calibration sample count)")

@@ -1,0 +1,45 @@
+#ifndef LLM_PRUNE_BLAS_RUNTIME_H
+#define LLM_PRUNE_BLAS_RUNTIME_H
+
+/* What the process start-up did to OpenBLAS (see blas_runtime.c). */
+
+/* Where the OpenBLAS core in use came from. */
+enum llmprune_core_source {
+    LLMPRUNE_CORE_LIBRARY = 0,     /* OpenBLAS's own detection was already the best core for the CPU */
+    LLMPRUNE_CORE_ENVIRONMENT = 1, /* OPENBLAS_CORETYPE was set by the environment and respected */
+    LLMPRUNE_CORE_SELECTED = 2,    /* llm-prune re-initialized OpenBLAS with a better core */
+    LLMPRUNE_CORE_FIXED = 3        /* OpenBLAS is not a DYNAMIC_ARCH build: its core cannot be changed */
+};
+
+/* CPU features usable by user code: the instruction set and, for AVX/AVX-512/AMX, the OS saving the registers. */
+enum llmprune_cpu_feature {
+    LLMPRUNE_SSE3 = 1 << 0, LLMPRUNE_SSSE3 = 1 << 1, LLMPRUNE_SSE42 = 1 << 2, LLMPRUNE_AVX = 1 << 3,
+    LLMPRUNE_AVX2 = 1 << 4, LLMPRUNE_FMA = 1 << 5, LLMPRUNE_AVX512F = 1 << 6, LLMPRUNE_AVX512BW = 1 << 7,
+    LLMPRUNE_AVX512VL = 1 << 8, LLMPRUNE_AVX512DQ = 1 << 9, LLMPRUNE_AVX512BF16 = 1 << 10,
+    LLMPRUNE_AMXBF16 = 1 << 11, LLMPRUNE_AMXTILE = 1 << 12
+};
+
+struct llmprune_blas_runtime {
+    unsigned features;                 /* llmprune_cpu_feature bits */
+    char vendor[13];                   /* cpuid vendor string, e.g. "AuthenticAMD" */
+    char library_core[32];             /* the core OpenBLAS chose by itself at load time */
+    char expected_core[32];            /* the best core of this OpenBLAS build for the features */
+    char core[32];                     /* the core in use now */
+    char environment_core[32];         /* OPENBLAS_CORETYPE as the environment set it, or "" */
+    char config[160];                  /* openblas_get_config() */
+    int source;                        /* llmprune_core_source */
+    int threads;                       /* OpenBLAS's own thread count after start-up (always 1) */
+};
+
+/* The start-up result; filled by a constructor before main runs. */
+const struct llmprune_blas_runtime *llmprune_blas_runtime(void);
+
+/* The OpenBLAS core name in use now, as openblas_get_corename() reports it. */
+const char *llmprune_blas_current_core(void);
+
+/* Per-thread count of open "do not split this thread's GEMMs" scopes (thread-local, no global state). */
+int llmprune_serial_depth(void);
+void llmprune_serial_enter(void);
+void llmprune_serial_leave(void);
+
+#endif
