@@ -92,19 +92,7 @@ public final class PrunedCheckpointWriter {
         self.input = input.standardizedFileURL
         self.output = output.standardizedFileURL
         try WorkFolders.checkDestination(self.output, input: self.input)
-        let parent = self.output.deletingLastPathComponent()
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: parent.path, isDirectory: &isDir) {
-            guard isDir.boolValue else {
-                throw PruningError("the parent of --output \(self.output.path) is a file, not a folder")
-            }
-        } else {
-            do {
-                try fm.createDirectory(at: parent, withIntermediateDirectories: true)
-            } catch {
-                throw PruningError("cannot create the parent folder of --output \(self.output.path): \(error.localizedDescription)")
-            }
-        }
+        try WorkFolders.createParent(of: self.output)
         do {
             checkpoint = try SafeTensorsCheckpoint(directory: self.input)
         } catch {

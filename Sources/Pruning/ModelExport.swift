@@ -116,17 +116,7 @@ public final class ConvertedCheckpointWriter {
         guard !fm.fileExists(atPath: self.output.path) else {
             throw PruningError("output \(self.output.path) already exists; choose another --output or remove it")
         }
-        let parent = self.output.deletingLastPathComponent()
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: parent.path, isDirectory: &isDir) {
-            guard isDir.boolValue else {
-                throw PruningError("the parent of --output \(self.output.path) is a file, not a folder")
-            }
-        } else {
-            do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
-                throw PruningError("cannot create the parent folder of --output \(self.output.path): \(error.localizedDescription)")
-            }
-        }
+        try WorkFolders.createParent(of: self.output)
         temporary = WorkFolders.url(for: self.output, pid: getpid())
         staging = temporary.appendingPathComponent(".staging")
         try? fm.removeItem(at: temporary)

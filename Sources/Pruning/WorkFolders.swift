@@ -85,6 +85,22 @@ public enum WorkFolders {
         return fd
     }
 
+    /// Creates the parent folders of `output` as `mkdir -p` does; a file in the way is an error.
+    static func createParent(of output: URL) throws {
+        let fm = FileManager.default
+        let parent = output.deletingLastPathComponent()
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: parent.path, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw PruningError("the parent of --output \(output.path) is a file, not a folder")
+            }
+            return
+        }
+        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw PruningError("cannot create the parent folder of --output \(output.path): \(error.localizedDescription)")
+        }
+    }
+
     /// Checks `output` as a destination before any work: its name fits beside the work folder's, nothing
     /// (not even a dangling symbolic link) is there, and it does not lie inside `input`.
     public static func checkDestination(_ output: URL, input: URL) throws {
