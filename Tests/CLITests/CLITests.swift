@@ -143,7 +143,10 @@ import Glibc
         let runs = scratch.appendingPathComponent("runs")
         let output = runs.appendingPathComponent("out")
         let args = try pruneArguments(output: output, scratch: scratch).map { "'\($0)'" }.joined(separator: " ")
-        let script = "set -o pipefail; LLM_PRUNE_TEST_PAUSE=block-0:1 '\(try binary())' \(args) 2>&1 | head -1"
+        // `env --default-signal=PIPE`: the test process may run with SIGPIPE ignored (Foundation ignores it
+        // once it has used pipes), the child would inherit that and llm-prune keeps inherited ignores (as
+        // under nohup); a user's shell starts it with the default action.
+        let script = "set -o pipefail; LLM_PRUNE_TEST_PAUSE=block-0:1 env --default-signal=PIPE '\(try binary())' \(args) 2>&1 | head -1"
         let r = try Child(["-c", script], executable: "/bin/bash").wait()
         #expect(r.exitCode == 128 + SIGPIPE, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.split(separator: "\n").count == 1)
