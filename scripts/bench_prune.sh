@@ -5,6 +5,8 @@
 # NSAMPLES x SEQLEN calibration tokens of WikiText-2 validation, 2:4.
 # Usage: scripts/bench_prune.sh [methods] [layers] [nsamples] [seqlen]     PYTHON=/path/to/python with torch.
 # MODEL=/work/smollm2-hf (any HF folder) benchmarks that checkpoint instead; layers must then be its block count.
+# CAL=ids.safetensors (int input_ids (n, seqlen), e.g. reference_prune.py --save-calibration) gives both sides the
+# same calibration ids; without it each side draws its own seeded windows of the text (same shapes, other ids).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,14 +16,17 @@ LAYERS=${2:-2}; NS=${3:-8}; SL=${4:-256}
 MODEL=${MODEL:-bench-data/tinyllama-random-${LAYERS}layers}
 make -s build >/dev/null
 [ -f "$MODEL/config.json" ] || $PY scripts/make_bench_checkpoint.py --layers "$LAYERS" --shards 1 --out "$MODEL"
+if [ -n "${CAL:-}" ]; then ourcal=(--calibration-file "$CAL" --calibration-format tokens); refcal=(--calibration-tokens "$CAL")
+else ourcal=(--calibration-file "$SHARED/text/wikitext-2/wiki.valid.tokens" --calibration-format text); refcal=(); fi
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| method | llm-prune s | reference s | speed-up | llm-prune peak RSS | reference peak RSS |"
 echo "|---|---|---|---|---|---|"
 for m in $METHODS; do
   ours=$(.build/release/llm-prune prune --model "$MODEL" --method "$m" --sparsity 2:4 \
-      --calibration-file "$SHARED/text/wikitext-2/wiki.valid.tokens" --calibration-format text \
+      "${ourcal[@]}" \
       --nsamples "$NS" --seqlen "$SL" $([[ $m == wanda++* ]] && echo --ro-samples $(( NS < 32 ? NS : 32 ))) --json --quiet)
   theirs=$($PY scripts/bench_reference_prune.py --model "$MODEL" --methods "$m" --layers "$LAYERS" \
-      --nsamples "$NS" --seqlen "$SL" --sparsity 2:4 | tail -1)
+      --nsamples "$NS" --seqlen "$SL" --sparsity 2:4 "${refcal[@]}" | tail -1)
   $PY - "$m" "$ours" "$theirs" <<'PYEOF'
 import json, sys
 m, o, t = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -29,3 +34,4 @@ print(f"| {m} | {o['prune_seconds']:.1f} | {t['seconds']:.1f} | {t['seconds']/ma
       f"{o['peak_memory_bytes']/2**20:.0f} MiB | {t['peak_rss_bytes']/2**20:.0f} MiB |", flush=True)
 PYEOF
 done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

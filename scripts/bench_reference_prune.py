@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--ro-samples", type=int, default=None, help="default min(32, nsamples)")
     ap.add_argument("--ro-rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--calibration-tokens", default=None,
+                    help="safetensors with int input_ids (n, seqlen): the same calibration ids as the other side")
     args = ap.parse_args()
     ro_samples = args.ro_samples or min(32, args.nsamples)
     for method in args.methods.split(","):
@@ -42,6 +44,8 @@ def main() -> None:
                "--ro-samples", str(ro_samples), "--ro-rounds", str(args.ro_rounds)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.calibration_tokens:
+            cmd += ["--calibration-tokens", args.calibration_tokens]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])

@@ -4,12 +4,15 @@ import JSON
 import Tokenizers
 import Llama
 import Evaluation
+import Pruning
 
 private let packageRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 /// `../shared/data/zeroshot` (tests read the data there; nothing of it is copied into the repository).
 private let zeroShotData = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/zeroshot")
 private let stories260K = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/models/stories260K")
+private let smolLM2 = packageRoot.deletingLastPathComponent()
+    .appendingPathComponent("shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 private func requireShared(_ url: URL) throws -> URL {
     try #require(FileManager.default.fileExists(atPath: url.path), "missing shared data \(url.path): tests need ../shared beside the repository")
@@ -58,13 +61,29 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
     func stories260KMatchesTransformers(name: String) throws {
         _ = try requireShared(zeroShotData)
         _ = try requireShared(stories260K)
-        let f = try fixture(name)
+        // A small budget so documents are split over several batches and padded.
+        try expectAgreement(fixture: try fixture(name), model: Stories.shared.model, tokenizer: Stories.shared.tokenizer,
+                            batchTokens: 700, minimumCompared: 30)
+    }
+
+    /// SmolLM2-135M read from the shared GGUF (our dequantization and GGUF tokenizer) against transformers on
+    /// its float32 conversion of the same file: the first 2 documents of every task.
+    @Test func smolLM2FromGGUFMatchesTransformers() throws {
+        _ = try requireShared(zeroShotData)
+        let (checkpoint, tokenizer) = try ModelInput.open(try requireShared(smolLM2))
+        try expectAgreement(fixture: try fixture("SmolLM2-135M.json"), model: try checkpoint.loadModel(), tokenizer: tokenizer,
+                            batchTokens: 2048, minimumCompared: 40)
+    }
+
+    /// Prompts, tokens, log-likelihoods (within 1e-3 absolute), is-greedy and predictions of `model` against a
+    /// fixture of scripts/zeroshot_reference.py.
+    private func expectAgreement(fixture f: JSONValue, model: LlamaModel, tokenizer: Tokenizer, batchTokens: Int,
+                                 minimumCompared: Int) throws {
         let specialValue: Bool? = f["special_tokens"]?.boolValue
         let special = try #require(specialValue as Bool?)
         let maxLength = try #require(f["max_length"]?.intValue)
-        let encoder = RequestEncoder(tokenizer: Stories.shared.tokenizer, addSpecialTokens: special)
-        // A small budget so documents are split over several batches and padded.
-        let scorer = LogLikelihoodScorer(model: Stories.shared.model, maxLength: maxLength, batchTokens: 700)
+        let encoder = RequestEncoder(tokenizer: tokenizer, addSpecialTokens: special)
+        let scorer = LogLikelihoodScorer(model: model, maxLength: maxLength, batchTokens: batchTokens)
         let tasks = try #require(f["tasks"]?.objectValue)
         #expect(tasks.count >= 4)
         var compared = 0
@@ -96,7 +115,7 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
                 #expect(ZeroShotScoring.argmax(scores[d].map(\.value)) == ZeroShotScoring.argmax(refLL), "\(taskName) doc \(d): prediction")
             }
         }
-        #expect(compared >= 30)
+        #expect(compared >= minimumCompared)
     }
 
     /// The shared-prefix forward equals the plain full-sequence forward at every continuation position.

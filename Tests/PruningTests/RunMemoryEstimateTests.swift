@@ -31,7 +31,8 @@ import Pruning
         #expect(magnitude.calibrationReadBytes == 0)
     }
 
-    /// Full Wanda++ holds two G at once while it recomputes G after the rounds; RGS alone holds one.
+    /// Full Wanda++ holds two G at once while it recomputes G after the rounds; RGS alone holds one. RO keeps
+    /// the dense block's output of every sample its rounds draw (here all 8: 5 rounds of min(32, 8)).
     @Test func wandaPlusPlusCountsBothGradientBuffers() throws {
         let c = try LlamaConfiguration(contentsOf: try sharedPath("models/stories260K/config.json"))
         let p = LinearKind.allCases.reduce(0) { $0 + $1.shape(c)[0] * $1.shape(c)[1] }
@@ -39,7 +40,8 @@ import Pruning
         let ro = try WandaPlusPlusMethod(name: "wanda++-ro").extraBlockBytes(configuration: c, sampleCount: 8, sequenceLength: 64)
         let rgs = try WandaPlusPlusMethod(name: "wanda++-rgs").extraBlockBytes(configuration: c, sampleCount: 8, sequenceLength: 64)
         #expect(full - ro == 2 * 4 * p)
-        // RGS alone: no RMSprop averages (one copy less) and one G less.
-        #expect(full - rgs == 2 * 4 * p)
+        // RGS alone: no RMSprop averages (one copy less), one G less, and no dense targets.
+        let targets = 4 * 8 * 64 * c.hiddenSize
+        #expect(full - rgs == 2 * 4 * p + targets)
     }
 }

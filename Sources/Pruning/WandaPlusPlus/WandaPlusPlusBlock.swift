@@ -92,6 +92,7 @@ public struct WandaPlusPlusBlock {
                 record.gradientSeconds += Date().timeIntervalSince(t0)
             }
             let optimizer = RMSprop(parameterCounts: block.weights.map(\.count), learningRate: options.roLearningRate)
+            work.reserveDenseOutputs(samples: min(samples, options.roRounds * options.roSamples))
             for round in 0..<options.roRounds {
                 let idx = generator.sample(options.roSamples, from: samples)
                 record.roundSamples.append(idx)
@@ -105,7 +106,7 @@ public struct WandaPlusPlusBlock {
                 var losses: [Double] = []
                 for (step, n) in idx.enumerated() {
                     losses.append(Profile.phase("RO steps") {
-                        work.optimizationStep(&block, dense: dense, input: sample(n), rope: rope, optimizer: optimizer)
+                        work.optimizationStep(&block, dense: dense, sample: n, input: sample(n), rope: rope, optimizer: optimizer)
                     })
                     progress?("RO round \(round + 1)/\(options.roRounds) step \(step + 1)/\(idx.count), loss \(formatLoss(losses[step]))")
                 }
@@ -162,9 +163,12 @@ private final class Workspace {
     let tokens: Int
     let tape: DecoderBlock
     var grads: BlockGradients
-    /// dL/dy (T, C), and the dense block's output (T, C) for the RO loss.
+    /// dL/dy (T, C).
     var dy: [Float]
-    var target: [Float]
+    /// f_dense(X̂ₙ) of every sample RO has drawn so far, (slots, T, C), and each sample's slot: the dense block
+    /// does not change within a block, so a sample's target is computed once, not at every step that draws it.
+    private var denseOutputs: [Float] = []
+    private var denseSlot: [Int: Int] = [:]
     /// Score and mask of the largest matrix.
     var scores: [Float]
     var mask: [Bool]
@@ -177,7 +181,6 @@ private final class Workspace {
         tape = try DecoderBlock(geometry: geometry, capacity: tokens)
         grads = BlockGradients(like: parameters)
         dy = [Float](repeating: 0, count: tokens * geometry.hidden)
-        target = dy
         let largest = parameters.weights.map(\.count).max() ?? 0
         scores = [Float](repeating: 0, count: largest)
         mask = [Bool](repeating: false, count: largest)
@@ -301,19 +304,40 @@ private final class Workspace {
         }
     }
 
-    /// One RMSprop step on Σ(f_dense(x) − f(x))² for one sample; returns the loss before the step.
-    func optimizationStep(_ p: inout DecoderBlockWeights, dense: DecoderBlockWeights, input: UnsafePointer<Float>,
-                          rope: RoPE, optimizer: RMSprop) -> Double {
+    /// Room for the dense outputs of `samples` distinct samples (at most the rounds' draws).
+    func reserveDenseOutputs(samples: Int) {
+        denseOutputs = [Float](repeating: 0, count: samples * tokens * g.hidden)
+        denseSlot = [:]
+    }
+
+    /// One RMSprop step on Σ(f_dense(x) − f(x))² for calibration sample `sample` (whose block input is
+    /// `input`); returns the loss before the step.
+    func optimizationStep(_ p: inout DecoderBlockWeights, dense: DecoderBlockWeights, sample: Int,
+                          input: UnsafePointer<Float>, rope: RoPE, optimizer: RMSprop) -> Double {
         let n = tokens * g.hidden
-        tape.forward(input, tokens: tokens, parameters: dense, rope: rope)
-        target.withUnsafeMutableBufferPointer { t in _ = t.update(fromContentsOf: tape.output) }
+        let base: Int
+        if let slot = denseSlot[sample] {
+            base = slot * n
+        } else {
+            let slot = denseSlot.count
+            precondition((slot + 1) * n <= denseOutputs.count, "reserveDenseOutputs holds too few samples")
+            denseSlot[sample] = slot
+            base = slot * n
+            tape.forward(input, tokens: tokens, parameters: dense, rope: rope)
+            denseOutputs.withUnsafeMutableBufferPointer { t in
+                _ = UnsafeMutableBufferPointer(rebasing: t[base..<(base + n)]).update(fromContentsOf: tape.output)
+            }
+        }
         tape.forward(input, tokens: tokens, parameters: p, rope: rope)
         let y = tape.output
         var loss = 0.0
-        for i in 0..<n {
-            let d = y[i] - target[i]
-            loss += Double(d) * Double(d)
-            dy[i] = 2 * d
+        denseOutputs.withUnsafeBufferPointer { t in
+            let target = t.baseAddress! + base
+            for i in 0..<n {
+                let d = y[i] - target[i]
+                loss += Double(d) * Double(d)
+                dy[i] = 2 * d
+            }
         }
         dy.withUnsafeBufferPointer { d in
             tape.backward(outputGradient: d.baseAddress!, parameters: p, rope: rope, gradients: &grads)

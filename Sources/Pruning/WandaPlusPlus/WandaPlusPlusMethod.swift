@@ -84,7 +84,8 @@ public final class WandaPlusPlusMethod: PruningMethod {
 
     /// Beyond the driver's block: the working copy of the seven matrices, their gradients, G (and its
     /// accumulator, the same buffers), RMSprop's running averages, the scores and mask of the largest
-    /// matrix, and the one-sample tape (activations, backward buffers, attention scratch).
+    /// matrix, the one-sample tape (activations, backward buffers, attention scratch), dL/dy, and RO's
+    /// dense target of each sample the rounds draw.
     public func extraBlockBytes(configuration c: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int {
         let shapes = LinearKind.allCases.map { $0.shape(c) }
         let p = shapes.reduce(0) { $0 + $1[0] * $1[1] }
@@ -97,7 +98,9 @@ public final class WandaPlusPlusMethod: PruningMethod {
         let recomputes = options.variant.usesRegionalOptimization && options.roRounds > 0
         let g = options.variant.usesGradientScore ? (recomputes ? 2 : 1) : 0
         let tape = DecoderBlock.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
-        return 4 * p * (copies + g) + 5 * largest + tape + 8 * sequenceLength * c.hiddenSize
+        // RO's dense targets: one (T, C) output per distinct sample the rounds draw.
+        let targets = recomputes ? min(sampleCount, options.roRounds * options.roSamples) : 0
+        return 4 * p * (copies + g) + 5 * largest + tape + 4 * sequenceLength * c.hiddenSize * (1 + targets)
     }
 
     public func pruneBlock(_ context: BlockPruningContext) throws {
