@@ -44,6 +44,9 @@ public struct PruningJobOptions {
     public var output: URL?
     /// Evaluate the pruned model on this dataset and file.
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)?
+    /// Evaluate only the first n windows of `evaluation` (`--eval-windows`; the perplexity is then partial,
+    /// and `pruning.json` records the window count).
+    public var evaluationMaxWindows: Int? = nil
     /// Score the pruned model on these zero-shot tasks.
     public var zeroShot: ZeroShotOptions?
     /// The command line, for the run record.
@@ -236,7 +239,8 @@ public enum PruningJob {
             }
             keptBlocks = []
             if let windows = evaluationWindows {
-                perplexity = try Perplexity.evaluate(model: model, windows: windows, progress: progress)
+                perplexity = try Perplexity.evaluate(model: model, windows: windows, maxWindows: o.evaluationMaxWindows,
+                                                     progress: progress)
             }
             if let suite = zeroShotSuite {
                 zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)

@@ -53,6 +53,7 @@ enum PruneCommand {
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
             OptionSpec(name: "eval-seqlen", valueName: "n", help: "Evaluation window length.", computedDefault: "min(2048, max_position_embeddings)"),
+            OptionSpec(name: "eval-windows", valueName: "n", help: "Evaluate only the first n windows (the perplexity is then partial; pruning.json records the count).", computedDefault: "all"),
             OptionSpec(name: "eval-tasks", valueName: "list", help: "Also score the pruned model on zero-shot tasks (as eval --tasks, e.g. all); the figures go into pruning.json."),
             OptionSpec(name: "eval-data-dir", valueName: "dir", help: "Folder of the zero-shot data files.", defaultValue: ZeroShotOptions.defaultDataDirectory),
             OptionSpec(name: "eval-limit", valueName: "n", help: "Zero-shot: only the first n documents of each task.", computedDefault: "all"),
@@ -107,6 +108,10 @@ enum PruneCommand {
             seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, zeroShot: try zeroShotOptions(a, prefix: "eval-"), arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         var job = options
+        job.evaluationMaxWindows = try a.int("eval-windows", range: 1...Int.max)
+        if job.evaluationMaxWindows != nil && evaluation == nil {
+            throw UsageError("--eval-windows needs --eval-file (the text to evaluate)")
+        }
         if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
             throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
         }

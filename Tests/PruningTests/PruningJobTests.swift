@@ -53,6 +53,32 @@ import Tokenizers
         #expect(abs(record.summary.sparsity - 0.5) < 0.01)
     }
 
+    /// `--eval-windows`: only the first windows are evaluated (on the weights as written), and the record
+    /// says how many.
+    @Test func evaluationOfTheFirstWindowsOnly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = try String(contentsOf: try sharedPath("text/tinyshakespeare/input.txt"), encoding: .utf8)
+        let evalFile = dir.appendingPathComponent("eval.txt")
+        try String(text.prefix(20_000)).write(to: evalFile, atomically: true, encoding: .utf8)
+        var o = try options(output: dir.appendingPathComponent("a"), evalFile: evalFile)
+        o.method = try BaselineMethods.make("wanda")
+        o.evaluationMaxWindows = 2
+        let r = try PruningJob.run(o)
+        let reported = try #require(r.perplexity)
+        #expect(reported.windows == 2)
+        let windows = try EvaluationWindows(tokens: try reencode(evalFile), seqlen: 128, source: "eval")
+        #expect(windows.count > 2)
+        let exported = try LlamaCheckpoint(directory: dir.appendingPathComponent("a")).loadModel()
+        let firstTwo = try Perplexity.evaluate(model: exported, windows: windows, maxWindows: 2)
+        let all = try Perplexity.evaluate(model: exported, windows: windows)
+        #expect(abs(firstTwo.perplexity - reported.perplexity) <= 1e-9 * reported.perplexity)
+        #expect(abs(all.perplexity - reported.perplexity) > 1e-6 * reported.perplexity, "the whole text gives another figure")
+        let record = try PruningRecord.decode(Data(contentsOf: dir.appendingPathComponent("a/pruning.json")))
+        #expect(record.results["text_windows"] == 2)
+    }
+
     private func reencode(_ file: URL) throws -> [Int] {
         let tokenizer = try Tokenizer(directory: try sharedPath("models/stories260K"))
         let text = try EvaluationDataset.text.loadText(from: file)
