@@ -166,15 +166,19 @@ enum Durable {
 
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
     /// glibc ≥ 2.28 has renameat2, but Swift's Glibc module does not export it (and `syscall` is variadic).
+    /// `LLM_PRUNE_TEST_NO_RENAMEAT2=1` takes the path of a file system without RENAME_NOREPLACE (tests).
     private static let renameat2: RenameAt2? = {
+        guard ProcessInfo.processInfo.environment["LLM_PRUNE_TEST_NO_RENAMEAT2"] != "1" else { return nil }
         guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "renameat2") else { return nil }
         return unsafeBitCast(symbol, to: RenameAt2.self)
     }()
 
-    /// Renames the folder `from` to `to`, failing (EEXIST) if anything is at `to`: renameat2 with
-    /// RENAME_NOREPLACE, atomic. Where the file system does not support that flag, it creates `to` as an
-    /// empty folder (mkdir fails if anything is there) and renames over it: rename replaces only an empty
-    /// folder, so a folder someone else filled in between is never replaced. Then fsyncs the parent.
+    /// Renames the folder or file `from` to `to`, failing (EEXIST) if anything is at `to`: renameat2 with
+    /// RENAME_NOREPLACE, atomic. Where the file system does not support that flag: for a folder, it creates
+    /// `to` as an empty folder (mkdir fails if anything is there) and renames over it (rename replaces only an
+    /// empty folder, so a folder someone else filled in between is never replaced); for a file (a GGUF
+    /// output), it hard-links `to` to it (link fails if anything is there) and removes the old name. Then
+    /// fsyncs the parent.
     static func renameNoReplace(_ from: URL, to: URL) throws {
         var r: Int32 = -1
         var err: Int32 = ENOSYS
@@ -182,7 +186,13 @@ enum Durable {
             r = renameat2(AT_FDCWD, from.path, AT_FDCWD, to.path, 1 /* RENAME_NOREPLACE */)
             err = errno
         }
-        if r != 0 && (err == EINVAL || err == ENOSYS) {
+        var isFolder: ObjCBool = false
+        if r != 0 && (err == EINVAL || err == ENOSYS),
+           FileManager.default.fileExists(atPath: from.path, isDirectory: &isFolder), !isFolder.boolValue {
+            r = link(from.path, to.path)
+            err = errno
+            if r == 0 { unlink(from.path) }
+        } else if r != 0 && (err == EINVAL || err == ENOSYS) {
             guard mkdir(to.path, 0o755) == 0 else {
                 throw PruningError("cannot move the result to \(to.path): \(String(cString: strerror(errno)))")
             }
@@ -192,7 +202,7 @@ enum Durable {
         }
         guard r == 0 else {
             if err == EEXIST || err == ENOTEMPTY {
-                throw PruningError("output folder \(to.path) appeared while pruning; the result was not moved there")
+                throw PruningError("output \(to.path) appeared while pruning; the result was not moved there")
             }
             throw PruningError("cannot rename \(from.path) to \(to.path): \(String(cString: strerror(err)))")
         }

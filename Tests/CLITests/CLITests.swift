@@ -137,6 +137,26 @@ import Glibc
     }
 
     /// `llm-prune prune ... 2>&1 | head -1`: the closed pipe ends the run by SIGPIPE, after cleanup.
+    /// Without RENAME_NOREPLACE (older kernels, some network file systems) the result still lands, folder
+    /// or a single GGUF file, and no work folder is left behind.
+    @Test func outputWithoutRenameNoReplace() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let env = ["LLM_PRUNE_TEST_NO_RENAMEAT2": "1"]
+        let folder = scratch.appendingPathComponent("hf")
+        let a = try run(try pruneArguments(output: folder, scratch: scratch), environment: env)
+        #expect(a.exitCode == 0, "\(a.stderr)")
+        #expect(isComplete(folder))
+        let gguf = scratch.appendingPathComponent("out.gguf")
+        let tiny = try packageRoot().appendingPathComponent("Fixtures/gguf/tiny-llama.gguf").path
+        let b = try run(["prune", "--model", tiny, "--method", "magnitude", "--sparsity", "0.5",
+                         "--output-format", "gguf", "--dtype", "f32", "--output", gguf.path], environment: env)
+        #expect(b.exitCode == 0, "\(b.stderr)")
+        let bytes = try Data(contentsOf: gguf)
+        #expect(bytes.prefix(4) == Data("GGUF".utf8))
+        #expect(listing(scratch).filter { $0.contains("partial") }.isEmpty, "\(listing(scratch))")
+    }
+
     @Test func closedPipe() throws {
         let scratch = try scratchFolder()
         defer { try? FileManager.default.removeItem(at: scratch) }
