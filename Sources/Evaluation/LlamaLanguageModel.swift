@@ -28,36 +28,22 @@ public enum FusedNLL {
         // Rows are the positions that predict a token: (i, j < T−1), contiguous within each window.
         let predicted = t - 1
         let rows = b * predicted
-        let slab = min(rowsPerSlab, rows)
-        var logits = [Float](repeating: 0, count: slab * v)
-        var inputs = [Float](repeating: 0, count: slab * c)
-        var partial = [Double](repeating: 0, count: slab)
+        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v)
+        var partial = [Double](repeating: 0, count: slabs.rowsPerSlab)
         var total = 0.0
         hidden.data.withUnsafeBufferPointer { hp in
             head.data.withUnsafeBufferPointer { wp in
-                logits.withUnsafeMutableBufferPointer { lp in
-                    inputs.withUnsafeMutableBufferPointer { ip in
-                        partial.withUnsafeMutableBufferPointer { pp in
-                            var start = 0
-                            while start < rows {
-                                let count = min(slab, rows - start)
-                                for r in 0..<count {
-                                    let row = start + r, window = row / predicted, pos = row % predicted
-                                    (ip.baseAddress! + r * c).update(from: hp.baseAddress! + (window * t + pos) * c, count: c)
-                                }
-                                BLAS.gemm(transB: true, m: count, n: v, k: c, a: ip.baseAddress!, b: wp.baseAddress!,
-                                          c: lp.baseAddress!)
-                                parallelChunks(count, minimumPerThread: max(1, 65_536 / max(v, 1))) { range in
-                                    for r in range {
-                                        let row = start + r, target = tokens[row / predicted][row % predicted + 1]
-                                        let z = lp.baseAddress! + r * v
-                                        pp[r] = CrossEntropy.logSumExp(z, count: v) - Double(z[target])
-                                    }
-                                }
-                                for r in 0..<count { total += pp[r] }
-                                start += count
+                partial.withUnsafeMutableBufferPointer { pp in
+                    slabs.forEach(hidden: hp.baseAddress!, head: wp.baseAddress!, rows: rows,
+                                  source: { ($0 / predicted) * t + $0 % predicted }) { start, count, logits in
+                        parallelChunks(count, minimumPerThread: max(1, 65_536 / max(v, 1))) { range in
+                            for r in range {
+                                let row = start + r, target = tokens[row / predicted][row % predicted + 1]
+                                let z = logits + r * v
+                                pp[r] = CrossEntropy.logSumExp(z, count: v) - Double(z[target])
                             }
                         }
+                        for r in 0..<count { total += pp[r] }
                     }
                 }
             }

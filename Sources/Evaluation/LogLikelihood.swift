@@ -266,37 +266,22 @@ public struct LogLikelihoodScorer {
         let w = model.head ?? model.embeddings
         let n = sources.count
         var logp = [Double](repeating: 0, count: n), greedy = [Bool](repeating: false, count: n)
-        let chunk = min(headRows, max(n, 1))
-        var inputs = [Float](repeating: 0, count: chunk * c)
-        var logits = [Float](repeating: 0, count: chunk * v)
+        var slabs = HeadSlabs(rowsPerSlab: headRows, maxRows: n, channels: c, vocabulary: v)
         hidden.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
-                var start = 0
-                while start < n {
-                    let count = min(chunk, n - start)
-                    inputs.withUnsafeMutableBufferPointer { ip in
-                        for r in 0..<count {
-                            (ip.baseAddress! + r * c).update(from: hp.baseAddress! + sources[start + r] * c, count: c)
-                        }
-                        logits.withUnsafeMutableBufferPointer { lp in
-                            Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: wp.baseAddress!,
-                                           bias: nil, rows: count, inFeatures: c, outFeatures: v)
-                            logp.withUnsafeMutableBufferPointer { op in
-                                greedy.withUnsafeMutableBufferPointer { gp in
-                                    let l = lp.baseAddress!
-                                    parallelFor(count, minimumPerThread: 8) { r in
-                                        let row = l + r * v
-                                        var best = 0
-                                        for j in 1..<v where row[j] > row[best] { best = j }
-                                        let target = targets[start + r]
-                                        op[start + r] = Double(row[target]) - CrossEntropy.logSumExp(row, count: v)
-                                        gp[start + r] = best == target
-                                    }
-                                }
+                logp.withUnsafeMutableBufferPointer { op in
+                    greedy.withUnsafeMutableBufferPointer { gp in
+                        slabs.forEach(hidden: hp.baseAddress!, head: wp.baseAddress!, rows: n, source: { sources[$0] }) { start, count, l in
+                            parallelFor(count, minimumPerThread: 8) { r in
+                                let row = l + r * v
+                                var best = 0
+                                for j in 1..<v where row[j] > row[best] { best = j }
+                                let target = targets[start + r]
+                                op[start + r] = Double(row[target]) - CrossEntropy.logSumExp(row, count: v)
+                                gp[start + r] = best == target
                             }
                         }
                     }
-                    start += count
                 }
             }
         }

@@ -28,7 +28,8 @@ public final class CausalLMBackward {
     private var blocks: [Int?: DecoderBlock] = [:]
     private var inputs: [[Float]]
     private var xl: [Float], xf: [Float], rstdf: [Float], dxf: [Float], dy: [Float], dx: [Float]
-    private var logits: [Float], chunkInputs: [Float], chunkGradients: [Float]
+    /// The head's slabs of `rowsPerChunk` rows, and (rowsPerChunk, C) dxf rows of one slab.
+    private var slabs: HeadSlabs, chunkGradients: [Float]
     private var gradients: BlockGradients
 
     /// A backward for batches of `batch` sequences of `length` tokens.
@@ -47,9 +48,8 @@ public final class CausalLMBackward {
         rstdf = [Float](repeating: 0, count: n)
         dxf = xf; dy = xf; dx = xf
         let r = min(self.rowsPerChunk, n)
-        logits = [Float](repeating: 0, count: r * c.vocabSize)
-        chunkInputs = [Float](repeating: 0, count: r * C)
-        chunkGradients = chunkInputs
+        slabs = HeadSlabs(rowsPerSlab: r, maxRows: r, channels: C, vocabulary: c.vocabSize)
+        chunkGradients = [Float](repeating: 0, count: r * C)
         let g = BlockGeometry(configuration: c, layer: 0)
         gradients = BlockGradients(geometry: g, hasBias: LinearKind.allCases.map { $0.hasBias(c) })
         for layer in 0..<c.numHiddenLayers {
@@ -62,8 +62,8 @@ public final class CausalLMBackward {
 
     /// Bytes of the buffers (inputs of every block, one block, the logits chunk).
     public var bytes: Int {
-        let floats = inputs.reduce(0) { $0 + $1.count } + xf.count * 5 + dx.count + rstdf.count + logits.count
-            + chunkInputs.count * 2 + gradients.weights.reduce(0) { $0 + $1.count }
+        let floats = inputs.reduce(0) { $0 + $1.count } + xf.count * 5 + dx.count + rstdf.count
+            + slabs.rowsPerSlab * (slabs.vocabulary + 2 * slabs.channels) + gradients.weights.reduce(0) { $0 + $1.count }
         return floats * 4 + blocks.values.reduce(0) { $0 + $1.bytes }
     }
 
@@ -130,23 +130,13 @@ public final class CausalLMBackward {
         head.data.withUnsafeBufferPointer { hp in
             xf.withUnsafeBufferPointer { xp in
                 dxf.withUnsafeMutableBufferPointer { dp in
-                    logits.withUnsafeMutableBufferPointer { lp in
-                        chunkInputs.withUnsafeMutableBufferPointer { ip in
-                            chunkGradients.withUnsafeMutableBufferPointer { gp in
-                                var start = 0
-                                while start < count {
-                                    let r = min(rowsPerChunk, count - start)
-                                    for i in 0..<r { (ip.baseAddress! + i * C).update(from: xp.baseAddress! + sources[start + i] * C, count: C) }
-                                    Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: hp.baseAddress!, bias: nil,
-                                                   rows: r, inFeatures: C, outFeatures: V)
-                                    total += Self.crossEntropyBackward(lp.baseAddress!, targets: targets, from: start, rows: r, vocab: V, scale: scale)
-                                    BLAS.gemm(m: r, n: C, k: V, a: lp.baseAddress!, b: hp.baseAddress!, c: gp.baseAddress!)
-                                    for i in 0..<r {
-                                        let d = dp.baseAddress! + sources[start + i] * C, g = gp.baseAddress! + i * C
-                                        for j in 0..<C { d[j] += g[j] }
-                                    }
-                                    start += r
-                                }
+                    chunkGradients.withUnsafeMutableBufferPointer { gp in
+                        slabs.forEach(hidden: xp.baseAddress!, head: hp.baseAddress!, rows: count, source: { sources[$0] }) { start, r, lp in
+                            total += Self.crossEntropyBackward(lp, targets: targets, from: start, rows: r, vocab: V, scale: scale)
+                            BLAS.gemm(m: r, n: C, k: V, a: lp, b: hp.baseAddress!, c: gp.baseAddress!)
+                            for i in 0..<r {
+                                let d = dp.baseAddress! + sources[start + i] * C, g = gp.baseAddress! + i * C
+                                for j in 0..<C { d[j] += g[j] }
                             }
                         }
                     }

@@ -118,30 +118,16 @@ public struct LlamaModel: Sendable {
             for j in 0..<(t - 1) { targets.append(tokens[i][j + 1]); sources.append(i * t + j) }
         }
         let rows = targets.count
-        let slab = max(1, rowsPerSlab)
         var nll = Tensor.uninitialized([b, max(t - 1, 0)])
-        var inputs = [Float](repeating: 0, count: min(slab, max(rows, 1)) * c)
-        var logits = [Float](repeating: 0, count: min(slab, max(rows, 1)) * vocab)
+        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: vocab)
         h.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
                 nll.data.withUnsafeMutableBufferPointer { np in
-                    var start = 0
-                    while start < rows {
-                        let count = min(slab, rows - start)
-                        inputs.withUnsafeMutableBufferPointer { ip in
-                            for r in 0..<count {
-                                (ip.baseAddress! + r * c).update(from: hp.baseAddress! + sources[start + r] * c, count: c)
-                            }
-                            logits.withUnsafeMutableBufferPointer { lp in
-                                Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: wp.baseAddress!,
-                                               bias: nil, rows: count, inFeatures: c, outFeatures: vocab)
-                                targets.withUnsafeBufferPointer { tp in
-                                    CrossEntropy.forward(losses: np.baseAddress! + start, logits: lp.baseAddress!,
-                                                         targets: tp.baseAddress! + start, rows: count, vocab: vocab)
-                                }
-                            }
+                    targets.withUnsafeBufferPointer { tp in
+                        slabs.forEach(hidden: hp.baseAddress!, head: wp.baseAddress!, rows: rows, source: { sources[$0] }) { start, count, logits in
+                            CrossEntropy.forward(losses: np.baseAddress! + start, logits: logits,
+                                                 targets: tp.baseAddress! + start, rows: count, vocab: vocab)
                         }
-                        start += count
                     }
                 }
             }
