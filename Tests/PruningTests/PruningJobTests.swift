@@ -18,13 +18,19 @@ import Tokenizers
             evaluation: (.text, evalFile, 128), arguments: ["llm-prune", "prune", "(test)"], toolVersion: "test")
     }
 
-    @Test func rerunIsBitIdenticalAndTheExportIsAValidTwoFourCheckpoint() throws {
+    /// A fresh folder holding eval.txt, the first 20,000 characters of tinyshakespeare.
+    private func scratchWithEvalFile() throws -> (URL, URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(at: dir) }
         let text = try String(contentsOf: try sharedPath("text/tinyshakespeare/input.txt"), encoding: .utf8)
         let evalFile = dir.appendingPathComponent("eval.txt")
         try String(text.prefix(20_000)).write(to: evalFile, atomically: true, encoding: .utf8)
+        return (dir, evalFile)
+    }
+
+    @Test func rerunIsBitIdenticalAndTheExportIsAValidTwoFourCheckpoint() throws {
+        let (dir, evalFile) = try scratchWithEvalFile()
+        defer { try? FileManager.default.removeItem(at: dir) }
 
         let a = try PruningJob.run(try options(output: dir.appendingPathComponent("a"), evalFile: evalFile))
         let b = try PruningJob.run(try options(output: dir.appendingPathComponent("b"), evalFile: evalFile))
@@ -56,12 +62,8 @@ import Tokenizers
     /// `--eval-windows`: only the first windows are evaluated (on the weights as written), and the record
     /// says how many.
     @Test func evaluationOfTheFirstWindowsOnly() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        let (dir, evalFile) = try scratchWithEvalFile()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let text = try String(contentsOf: try sharedPath("text/tinyshakespeare/input.txt"), encoding: .utf8)
-        let evalFile = dir.appendingPathComponent("eval.txt")
-        try String(text.prefix(20_000)).write(to: evalFile, atomically: true, encoding: .utf8)
         var o = try options(output: dir.appendingPathComponent("a"), evalFile: evalFile)
         o.method = try BaselineMethods.make("wanda")
         o.evaluationMaxWindows = 2
