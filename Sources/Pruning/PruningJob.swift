@@ -302,10 +302,12 @@ public enum PruningJob {
         return adopt
     }
 
-    /// Bytes per element of the first pruned linear as stored (4 when unknown).
-    static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
+    /// Bytes per element of the pruned blocks a run with --output keeps staged (mapped, so resident once the
+    /// export reads them back): the input's dtype for safetensors; float32 for a GGUF input, whose blocks are
+    /// staged exactly (already rounded to the output's storage) whatever `--dtype` writes at the end.
+    public static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
         guard let files = checkpoint.source as? SafeTensorsCheckpoint,
-              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return checkpoint.source is GGUFWeights ? 2 : 4 }
+              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return 4 }
         return info.dtype.byteSize
     }
 }

@@ -53,8 +53,7 @@ enum InspectCommand {
         // The estimate of a prune with --output (what `prune` itself checks and reports).
         let format = try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!
         let evalSeqlen = try a.int("eval-seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
-        // Bytes per element of the pruned matrices as written: the input's dtype, or BF16 for a GGUF input.
-        let dtypeBytes = (checkpoint.source as? SafeTensorsCheckpoint)?.info(LlamaTensorNames.weight(.q, layer: 0))?.dtype.byteSize ?? 2
+        let dtypeBytes = PruningJob.prunedElementBytes(checkpoint)
         let estimate = RunMemoryEstimate.estimate(
             configuration: c, method: method, sampleCount: nsamples, sequenceLength: seqlen,
             inputs: .measuring(model: url, calibrationFile: a.string("calibration-file").map { URL(fileURLWithPath: $0) },
