@@ -104,17 +104,22 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
 /// and everything around it.
 ///
 /// Peak = runtime + mapped + tokenizer + calibration samples
-///        + max(calibration read, pruning + kept blocks, evaluation):
-/// the three phases run one after the other (reading calibration, block-by-block pruning, evaluating the
-/// pruned model) and each frees its buffers before the next, while the memory-mapped checkpoint, the
-/// tokenizer and the calibration ids stay for the whole run. Peak RSS counts every page of the mapped
-/// files that was read, and over a run every tensor is read.
+///        + max(calibration read, pruning + kept blocks, staged export + evaluation):
+/// the phases run one after the other (reading calibration, block-by-block pruning, evaluating and
+/// writing the pruned model) and each frees its buffers before the next, while the memory-mapped
+/// checkpoint, the tokenizer and the calibration ids stay for the whole run. Peak RSS counts every page of
+/// the mapped files that was read, and over a run every tensor is read. The pruned blocks staged on disk
+/// while pruning are mapped but first read at the end (by the export, and by an evaluation of the
+/// written model), after the pruning buffers are gone.
 public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConvertible {
     /// The Swift runtime, Foundation, OpenBLAS and their buffers: what `llm-prune inspect` keeps resident
     /// on a tiny model (measured: 21–24 MiB).
     public var runtimeBytes: Int
-    /// The memory-mapped input safetensors files, and the staged pruned blocks when writing an output.
+    /// The memory-mapped input checkpoint files.
     public var mappedBytes: Int
+    /// The staged pruned blocks of a run with --output, resident once the export (or the evaluation of the
+    /// written model) reads them back.
+    public var exportBytes: Int
     /// The parsed tokenizer: vocabulary and merges as strings, dictionaries both ways.
     public var tokenizerBytes: Int
     /// Reading the calibration source: the file's text, its decoded string and its token ids (text, jsonl,
@@ -132,7 +137,7 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
 
     public var totalBytes: Int {
         runtimeBytes + mappedBytes + tokenizerBytes + calibrationSampleBytes
-            + max(calibrationReadBytes, pruning.totalBytes + keptBlocksBytes, evaluationBytes)
+            + max(calibrationReadBytes, pruning.totalBytes + keptBlocksBytes, exportBytes + evaluationBytes)
     }
 
     /// What the estimate assumes besides the model and the method.
@@ -207,7 +212,8 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
         }
         return RunMemoryEstimate(
             runtimeBytes: runtime,
-            mappedBytes: inputs.checkpointBytes + (inputs.writesOutput ? prunable * inputs.prunedElementBytes : 0),
+            mappedBytes: inputs.checkpointBytes,
+            exportBytes: inputs.writesOutput ? prunable * inputs.prunedElementBytes : 0,
             tokenizerBytes: inputs.tokenizerFileBytes * 12,
             calibrationReadBytes: calibrationRead,
             calibrationSampleBytes: uses || inputs.calibrationFileBytes > 0 ? sampleCount * sequenceLength * 8 : 0,
@@ -216,10 +222,10 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
             evaluationBytes: evaluation)
     }
 
-    /// "0.31 GiB (runtime 0.02, mapped 0.00, ..., pruning 0.05 (block ...), evaluation 0.10 GiB)".
+    /// "0.31 GiB (runtime 0.02, mapped 0.00, ..., pruning 0.05 [block ...], staged export 0.01 + evaluation 0.10 GiB)".
     public var description: String {
         let g = MemoryEstimate.gib
-        return "\(g(totalBytes)) GiB (runtime \(g(runtimeBytes)), mapped files \(g(mappedBytes)), tokenizer \(g(tokenizerBytes)), calibration ids \(g(calibrationSampleBytes)), then the largest of: reading calibration \(g(calibrationReadBytes)), pruning \(g(pruning.totalBytes + keptBlocksBytes)) [\(pruning.breakdown)], evaluation \(g(evaluationBytes)) GiB)"
+        return "\(g(totalBytes)) GiB (runtime \(g(runtimeBytes)), mapped files \(g(mappedBytes)), tokenizer \(g(tokenizerBytes)), calibration ids \(g(calibrationSampleBytes)), then the largest of: reading calibration \(g(calibrationReadBytes)), pruning \(g(pruning.totalBytes + keptBlocksBytes)) [\(pruning.breakdown)], staged export \(g(exportBytes)) + evaluation \(g(evaluationBytes)) GiB)"
     }
 
     /// Throws when `availableBytes` is known and smaller than the estimate (one line).
