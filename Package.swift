@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
         .testTarget(name: "CLITests"),
-        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets"]),
+        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets", "Tokenizers", "Evaluation"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

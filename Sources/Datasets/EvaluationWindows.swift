@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// The text a perplexity evaluation runs on.
 public enum EvaluationDataset: String, CaseIterable, Sendable {
@@ -82,4 +83,14 @@ public struct EvaluationWindows: Sendable, Equatable {
 
     /// All windows in order.
     public var windows: [ArraySlice<Int>] { (0..<count).map { self[$0] } }
+}
+
+extension EvaluationWindows {
+    /// The evaluation protocol of every command (eval, prune, finetune): the text encoded as transformers'
+    /// `tokenizer(text)` does, with special tokens only where the tokenizer's post-processor adds them (the
+    /// LLaMA-2 family's `<s>`; nothing for SmolLM2, whose `bos_token` in tokenizer_config.json adds nothing),
+    /// then cut into windows of `seqlen`.
+    public init(dataset: EvaluationDataset, file: URL, seqlen: Int, tokenizer: Tokenizer) throws {
+        try self.init(dataset: dataset, file: file, seqlen: seqlen, encode: { tokenizer.encode($0) }, bosTokenID: nil)
+    }
 }

@@ -103,7 +103,7 @@ public enum FineTuningJob {
         // Held-out evaluation of the adapted model (dropout off): the merged weights.
         let windows: EvaluationWindows? = try o.evaluation.map { e in
             try EvaluationWindows(dataset: e.dataset, file: e.file, seqlen: e.seqlen ?? min(2048, c.maxPositionEmbeddings),
-                                  encode: { tokenizer.encode($0, addSpecialTokens: false) }, bosTokenID: tokenizer.bosTokenID)
+                                  tokenizer: tokenizer)
         }
         func perplexity(_ blocks: [DecoderBlockWeights]) throws -> Double? {
             guard let windows else { return nil }

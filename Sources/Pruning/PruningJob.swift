@@ -182,9 +182,7 @@ public enum PruningJob {
         if let e = o.evaluation {
             let tokenizer = try textTokenizer()
             let evalSeqlen = e.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
-            evaluationWindows = try EvaluationWindows(
-                dataset: e.dataset, file: e.file, seqlen: evalSeqlen,
-                encode: { tokenizer.encode($0) }, bosTokenID: nil)
+            evaluationWindows = try EvaluationWindows(dataset: e.dataset, file: e.file, seqlen: evalSeqlen, tokenizer: tokenizer)
             if let w = evaluationWindows, w.count == 0 {
                 throw PerplexityError.noWindows(tokens: w.tokens.count, seqlen: w.seqlen)
             }

@@ -33,9 +33,7 @@ func evaluationWindows(dataset: String, file: String, seqlen: Int, tokenizer: To
     guard let kind = EvaluationDataset(rawValue: dataset) else {
         throw UsageError("unknown dataset '\(dataset)' (wikitext2, text)")
     }
-    return try EvaluationWindows(
-        dataset: kind, file: URL(fileURLWithPath: file), seqlen: seqlen,
-        encode: { tokenizer.encode($0) }, bosTokenID: nil)
+    return try EvaluationWindows(dataset: kind, file: URL(fileURLWithPath: file), seqlen: seqlen, tokenizer: tokenizer)
 }
 
 /// The WikiText-2 test file in the shared data, relative to the repository root (where commands run).

@@ -5,6 +5,8 @@ import Llama
 import Pruning
 import SafeTensors
 import Testing
+import Tokenizers
+import Evaluation
 
 /// `llm-prune finetune` end to end on a pruned stories260K: the merged checkpoint keeps the input's zero
 /// pattern and passes the 2:4 validator, pruning.json gains the fine-tuning record, and the adapter is in
@@ -55,5 +57,41 @@ import Testing
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("adapter/adapter_config.json"))) as! [String: Any]
         #expect(config["peft_type"] as? String == "LORA" && config["r"] as? Int == 4)
         #expect(config["target_modules"] as? [String] == ["q_proj", "v_proj", "gate_proj"])
+    }
+
+    /// The held-out figures follow the evaluation protocol of `llm-prune eval`: special tokens only where the
+    /// tokenizer's post-processor adds them. Here a stories260K copy with no post-processor and add_bos_token
+    /// false, whose tokenizer_config.json still names `<s>` as bos_token (as SmolLM2's): no BOS before the text.
+    @Test func heldOutEvaluationEncodesAsEval() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: try sharedPath("models/stories260K"), to: model)
+        let tokenizerURL = model.appendingPathComponent("tokenizer.json")
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: tokenizerURL)) as! [String: Any]
+        json["post_processor"] = NSNull()
+        try JSONSerialization.data(withJSONObject: json).write(to: tokenizerURL)
+        let configURL = model.appendingPathComponent("tokenizer_config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["add_bos_token"] = false
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let evalFile = dir.appendingPathComponent("eval.txt")
+        let text = String(repeating: "Once upon a time there was a little girl who liked to play. ", count: 40)
+        try text.write(to: evalFile, atomically: true, encoding: .utf8)
+
+        let tokenizer = try Tokenizer(directory: model)
+        let ids = tokenizer.encode(text)
+        #expect(ids.first != tokenizer.bosTokenID, "the copy's tokenizer must add no BOS")
+        let windows = try EvaluationWindows(text: text, source: "eval", seqlen: 64, encode: { _ in ids }, bosTokenID: nil)
+        let expected = try Perplexity.evaluate(model: try LlamaCheckpoint(directory: model).loadModel(), windows: windows, maxWindows: 2)
+
+        let r = try FineTuningJob.run(FineTuningJobOptions(
+            model: model, trainFile: try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors"),
+            trainFormat: .tokens, seqlen: 64, lora: LoRAOptions(rank: 2, alpha: 4, dropout: 0, targets: [.q], mode: .plain),
+            training: TrainingOptions(steps: 1, learningRate: 1e-3, warmup: 0, gradientAccumulation: 1),
+            output: nil, evaluation: (.text, evalFile, 64, 2), arguments: ["llm-prune", "finetune", "(test)"], toolVersion: "test"))
+        let before = try #require(r.perplexities["before"])
+        #expect(abs(before - expected.perplexity) <= 1e-9 * expected.perplexity, "\(before) vs \(expected.perplexity)")
     }
 }
