@@ -117,7 +117,7 @@ enum EvalCommand {
         let z = try zeroShot.map { try ZeroShotEvaluation.run(model: model, tokenizer: tokenizer, options: $0, progress: progress.handle) }
         if let z, let path = a.string("write-scores") { try writeScores(z, to: path) }
         if a.flag("json") {
-            var o = r.map { perplexityJSON($0, dataset: dataset) } ?? ["peak_memory_bytes": peakResidentBytes()]
+            var o = r.map { perplexityJSON($0, dataset: dataset) } ?? ["peak_memory_bytes": ResidentMemory.peakBytes()]
             if let z, let zo = zeroShot { o.merge(zeroShotJSON(z, options: zo)) { _, new in new } }
             print(jsonLine(o))
             return
@@ -135,7 +135,7 @@ enum EvalCommand {
             "perplexity": r.perplexity, "seqlen": r.seqlen, "tokens": r.tokens, "windows": r.windows,
             "dropped_tokens": r.droppedTokens, "seconds": r.seconds, "dataset": dataset,
             "tokens_per_second": Double(r.windows * r.seqlen) / max(r.seconds, 1e-9),
-            "peak_memory_bytes": peakResidentBytes(),
+            "peak_memory_bytes": ResidentMemory.peakBytes(),
         ]
     }
 }

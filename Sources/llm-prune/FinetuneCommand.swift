@@ -100,7 +100,7 @@ enum FinetuneCommand {
                 "steps": r.losses.count, "losses": r.losses, "final_loss": r.losses.last ?? 0,
                 "train_tokens_per_second": r.tokensPerSecond, "train_seconds": r.trainingSeconds, "seconds": r.seconds,
                 "lora_mode": mode.rawValue, "input_zeros": r.inputZeros, "output_zeros": r.outputZeros,
-                "peak_memory_bytes": peakResidentBytes(),
+                "peak_memory_bytes": ResidentMemory.peakBytes(),
             ]
             for (k, v) in r.perplexities { o["perplexity_\(k)"] = v }
             if !r.evaluations.isEmpty { o["evaluations"] = r.evaluations.map { ["step": $0.step, "perplexity": $0.perplexity] as [String: Any] } }

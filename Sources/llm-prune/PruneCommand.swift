@@ -147,7 +147,7 @@ enum PruneCommand {
             var o: [String: Any] = [
                 "method": method, "sparsity": pattern.description, "achieved_sparsity": s.sparsity,
                 "achieved_sparsity_by_layer_type": perKind, "seconds": r.seconds,
-                "prune_seconds": s.seconds, "peak_memory_bytes": peakResidentBytes(),
+                "prune_seconds": s.seconds, "peak_memory_bytes": ResidentMemory.peakBytes(),
                 "memory_estimate_bytes": r.memoryEstimate.totalBytes, "nsamples": s.sampleCount, "seqlen": s.sequenceLength,
                 "seed": s.seed, "block_seconds": s.blocks.map(\.seconds),
             ]
@@ -169,6 +169,6 @@ enum PruneCommand {
         }
         if let zo = zeroShot { print(zeroShotTable(r.zeroShot, options: zo), terminator: "") }
         if let out = r.output { print("wrote \(out.path)") }
-        print("peak memory \(formatBytes(peakResidentBytes())), estimate \(formatBytes(r.memoryEstimate.totalBytes))")
+        print("peak memory \(formatBytes(ResidentMemory.peakBytes())), estimate \(formatBytes(r.memoryEstimate.totalBytes))")
     }
 }

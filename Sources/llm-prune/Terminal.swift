@@ -115,9 +115,3 @@ func jsonSafe(_ value: Any, path: String) -> Any {
     return value
 }
 
-/// The process's peak resident set size so far (getrusage's ru_maxrss is in KiB on Linux).
-func peakResidentBytes() -> Int {
-    var usage = rusage()
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Int(usage.ru_maxrss) * 1024
-}

@@ -109,12 +109,6 @@ enum FuzzRunner {
         return extra.sorted()
     }
 
-    static func peakResidentBytes() -> Int {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return Int(usage.ru_maxrss) * 1024
-    }
-
     // MARK: - In process
 
     /// Runs the library on the case: what the command line would call, without the process.
@@ -124,7 +118,7 @@ enum FuzzRunner {
             return FuzzResult(outcome: .trap, detail: "cannot write the case: \(error)")
         }
         defer { try? FileManager.default.removeItem(at: dir) }
-        let before = peakResidentBytes()
+        let before = ResidentMemory.peakBytes()
         var outcome = FuzzOutcome.ok
         var detail = ""
         var allowed: Set<String> = []
@@ -190,7 +184,7 @@ enum FuzzRunner {
         }
         let extra = leftovers(dir, c, allowed: allowed)
         if !extra.isEmpty { return FuzzResult(outcome: .leftover, detail: extra.joined(separator: ", ")) }
-        let grown = peakResidentBytes() - before
+        let grown = ResidentMemory.peakBytes() - before
         if grown > inProcessMemoryBound { return FuzzResult(outcome: .memory, detail: "peak RSS grew by \(grown) bytes") }
         return FuzzResult(outcome: outcome, detail: detail)
     }
@@ -300,6 +294,9 @@ enum FuzzRunner {
         let deadline = Date().addingTimeInterval(timeLimit)
         var status: Int32 = 0
         var usage = rusage()
+        // The child's own peak is sampled from /proc while it runs: wait4's ru_maxrss cannot be used alone,
+        // as posix_spawn's child inherits this process's peak across execve (see ResidentMemory).
+        var sampled = 0
         while true {
             let r = wait4(pid, &status, WNOHANG, &usage)
             if r == pid { break }
@@ -309,9 +306,15 @@ enum FuzzRunner {
                 _ = wait4(pid, &status, 0, &usage)
                 return .timedOut
             }
+            sampled = max(sampled, ResidentMemory.peakBytes(pid: pid) ?? 0)
             usleep(2000)
         }
-        let peak = Int(usage.ru_maxrss) * 1024
+        // ru_maxrss is max(inherited, own): above anything this process could have passed on, it is the
+        // child's own exact peak (which sampling may have missed at its very end).
+        var mine = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &mine)
+        let reported = Int(usage.ru_maxrss) * 1024
+        let peak = reported > Int(mine.ru_maxrss) * 1024 ? reported : sampled
         let low = status & 0x7F
         if low == 0 { return .exited((status >> 8) & 0xFF, peakBytes: peak) }
         return .signaled(low, peakBytes: peak)
