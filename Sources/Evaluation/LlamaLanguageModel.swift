@@ -7,7 +7,7 @@ import Tensor
 extension LlamaModel: CausalLanguageModel {
     public func negativeLogLikelihood(_ tokens: [[Int]]) throws -> Double {
         let h = try Profile.phase("eval forward") { try hiddenStates(tokens) }
-        return Profile.phase("eval NLL") { FusedNLL.sum(hidden: h, head: head ?? embeddings, tokens: tokens) }
+        return Profile.phase("eval NLL") { FusedNLL.sum(hidden: h, head: head ?? embeddings, tokens: tokens, precision: computePrecision) }
     }
 }
 
@@ -20,7 +20,7 @@ public enum FusedNLL {
 
     /// Σ over b, t < T−1 of logsumexp(h[b, t] · Wᵀ) − (h[b, t] · Wᵀ)[tokens[b][t+1]], in float64.
     /// hidden: (B, T, C); head: (V, C). Targets must lie in 0..<V (the caller checked the tokens).
-    public static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]]) -> Double {
+    public static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]], precision: ComputePrecision = .float32) -> Double {
         let b = tokens.count, t = tokens.first?.count ?? 0
         let c = head.shape[1], v = head.shape[0]
         precondition(hidden.count == b * t * c, "FusedNLL: hidden \(hidden.shape) for \(b)×\(t) tokens of width \(c)")
@@ -28,7 +28,7 @@ public enum FusedNLL {
         // Rows are the positions that predict a token: (i, j < T−1), contiguous within each window.
         let predicted = t - 1
         let rows = b * predicted
-        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v)
+        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v, precision: precision)
         var partial = [Double](repeating: 0, count: slabs.rowsPerSlab)
         var total = 0.0
         hidden.data.withUnsafeBufferPointer { hp in

@@ -266,7 +266,7 @@ public struct LogLikelihoodScorer {
         let w = model.head ?? model.embeddings
         let n = sources.count
         var logp = [Double](repeating: 0, count: n), greedy = [Bool](repeating: false, count: n)
-        var slabs = HeadSlabs(rowsPerSlab: headRows, maxRows: n, channels: c, vocabulary: v)
+        var slabs = HeadSlabs(rowsPerSlab: headRows, maxRows: n, channels: c, vocabulary: v, precision: model.computePrecision)
         hidden.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
                 logp.withUnsafeMutableBufferPointer { op in

@@ -68,6 +68,9 @@ public final class DecoderBlock {
     public let maxLength: Int
     /// Whether the backward's work buffers exist.
     public let hasBackward: Bool
+    /// The number format of the forward's seven projections (the backward stays float32): bfloat16
+    /// rounds their inputs and weights, accumulating in float32 (`ComputePrecision`).
+    public var precision: ComputePrecision = .float32
     /// B and T of the last forward pass.
     public private(set) var batch: Int = 0
     public private(set) var length: Int = 0
@@ -196,11 +199,11 @@ public final class DecoderBlock {
         completed = .attentionInput
         if stop == .attentionInput { return }
 
-        withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw) }
+        withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw, precision: precision) }
         if let adapter, adapter.adapts(.q) { adapter.forward(.q, out: q, inp: xn1, rows: N) }
-        withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw) }
+        withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
         if let adapter, adapter.adapts(.k) { adapter.forward(.k, out: k, inp: xn1, rows: N) }
-        withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw) }
+        withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
         if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
         rope.apply(q, batch: B, length: T, heads: g.heads)                                   // q (N, nh·hd)
         rope.apply(k, batch: B, length: T, heads: g.kvHeads)                                 // k, v (N, nkv·hd)
@@ -211,7 +214,7 @@ public final class DecoderBlock {
 
         // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
         h.update(from: x, count: N * C)
-        withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true) }
+        withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true, precision: precision) }
         if let adapter, adapter.adapts(.o) { adapter.forward(.o, out: h, inp: attn, rows: N) }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
@@ -219,16 +222,16 @@ public final class DecoderBlock {
         completed = .mlpInput
         if stop == .mlpInput { return }
 
-        withWeight(p, .gate) { w, b in Linear.forward(out: gate, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F) }
+        withWeight(p, .gate) { w, b in Linear.forward(out: gate, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F, precision: precision) }
         if let adapter, adapter.adapts(.gate) { adapter.forward(.gate, out: gate, inp: xn2, rows: N) }
-        withWeight(p, .up) { w, b in Linear.forward(out: up, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F) }
+        withWeight(p, .up) { w, b in Linear.forward(out: up, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F, precision: precision) }
         if let adapter, adapter.adapts(.up) { adapter.forward(.up, out: up, inp: xn2, rows: N) }
         SwiGLU.forward(out: act, gate: gate, up: up, count: N * F)                           // gate, up, act (N, F)
         completed = .downInput
         if stop == .downInput { return }
 
         y.update(from: h, count: N * C)
-        withWeight(p, .down) { w, b in Linear.forward(out: y, inp: act, weight: w, bias: b, rows: N, inFeatures: F, outFeatures: C, accumulate: true) }
+        withWeight(p, .down) { w, b in Linear.forward(out: y, inp: act, weight: w, bias: b, rows: N, inFeatures: F, outFeatures: C, accumulate: true, precision: precision) }
         if let adapter, adapter.adapts(.down) { adapter.forward(.down, out: y, inp: act, rows: N) }
         completed = .output                                                                   // y (N, C)
     }
@@ -245,7 +248,7 @@ public final class DecoderBlock {
     /// forward-only block sized for this batch. `capture` receives each linear's input (see `Capture`).
     public static func forward(
         _ x: Tensor, weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
-        capture: Capture? = nil
+        capture: Capture? = nil, precision: ComputePrecision = .float32
     ) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == c.hiddenSize, "DecoderBlock: input \(x.shape), hidden size \(c.hiddenSize)")
         precondition(rope.headDim == c.headDim && rope.positions >= x.shape[1],
@@ -259,6 +262,7 @@ public final class DecoderBlock {
         } catch {
             preconditionFailure("DecoderBlock: \(error)")
         }
+        block.precision = precision
         x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
         if let capture {
             let attention = Tensor(shape: [n, c.hiddenSize], data: Array(block.normedInput))

@@ -14,6 +14,9 @@ public struct LlamaModel: Sendable {
     public var finalNorm: Tensor
     /// (V, C), or nil when the head is the embedding table.
     public var head: Tensor?
+    /// The number format of the forward's GEMMs (block projections and head): float32, or bfloat16
+    /// inputs with float32 accumulation (`ComputePrecision`). Attention, norms and softmax stay float32.
+    public var computePrecision: ComputePrecision = .float32
 
     /// Checks every shape against the configuration.
     public init(configuration c: LlamaConfiguration, embeddings: Tensor, blocks: [DecoderBlockWeights],
@@ -89,7 +92,7 @@ public struct LlamaModel: Sendable {
         let rope = rope(length: t)
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t)
         for block in blocks {
-            x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope)
+            x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope, precision: computePrecision)
         }
         return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps)).out
     }
@@ -101,7 +104,7 @@ public struct LlamaModel: Sendable {
     /// `CausalLanguageModel`, so `extension LlamaModel: CausalLanguageModel {}` is the whole conformance.)
     public func logits(_ tokens: [[Int]]) throws -> Tensor {
         let h = try hiddenStates(tokens)
-        return Linear.forward(h, weight: head ?? embeddings)
+        return Linear.forward(h, weight: head ?? embeddings, precision: computePrecision)
     }
 
     /// (B, T − 1): the next-token negative log-likelihood −log p(tokens[b][t + 1] | tokens[b][...t]),
@@ -119,7 +122,7 @@ public struct LlamaModel: Sendable {
         }
         let rows = targets.count
         var nll = Tensor.uninitialized([b, max(t - 1, 0)])
-        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: vocab)
+        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: vocab, precision: computePrecision)
         h.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
                 nll.data.withUnsafeMutableBufferPointer { np in

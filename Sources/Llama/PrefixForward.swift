@@ -70,7 +70,8 @@ extension LlamaModel {
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t)
         for block in blocks {
             x = Self.continuingBlock(x, weights: block, configuration: configuration, rope: rope,
-                                     offsets: offsets, prefixRows: prefixRows, prefix: prefix, keep: keep)
+                                     offsets: offsets, prefixRows: prefixRows, prefix: prefix, keep: keep,
+                                     precision: computePrecision)
         }
         return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps)).out
     }
@@ -79,15 +80,16 @@ extension LlamaModel {
     /// position offset and attend to a cached prefix.
     private static func continuingBlock(
         _ x: Tensor, weights w: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
-        offsets: [Int], prefixRows: [Int?]?, prefix: KeyValuePrefix?, keep: ((Tensor, Tensor) -> Void)?
+        offsets: [Int], prefixRows: [Int?]?, prefix: KeyValuePrefix?, keep: ((Tensor, Tensor) -> Void)?,
+        precision p: ComputePrecision
     ) -> Tensor {
         let b = x.shape[0], t = x.shape[1]
         let nh = c.numAttentionHeads, nkv = c.numKeyValueHeads, hd = c.headDim
         let eps = Float(c.rmsNormEps)
         let (xn, _) = RMSNorm.forward(x, weight: w.inputNorm, eps: eps)
-        var q = Linear.forward(xn, weight: w.q, bias: w.qBias)
-        var k = Linear.forward(xn, weight: w.k, bias: w.kBias)
-        let v = Linear.forward(xn, weight: w.v, bias: w.vBias)
+        var q = Linear.forward(xn, weight: w.q, bias: w.qBias, precision: p)
+        var k = Linear.forward(xn, weight: w.k, bias: w.kBias, precision: p)
+        let v = Linear.forward(xn, weight: w.v, bias: w.vBias, precision: p)
         q.data.withUnsafeMutableBufferPointer { rotate($0.baseAddress!, rope: rope, batch: b, length: t, heads: nh, offsets: offsets) }
         k.data.withUnsafeMutableBufferPointer { rotate($0.baseAddress!, rope: rope, batch: b, length: t, heads: nkv, offsets: offsets) }
         keep?(k, v)
@@ -113,11 +115,11 @@ extension LlamaModel {
                 }
             }
         } } }
-        var h = Linear.forward(att, weight: w.o, bias: w.oBias)
+        var h = Linear.forward(att, weight: w.o, bias: w.oBias, precision: p)
         Self.addInPlace(&h, x)
         let (hn, _) = RMSNorm.forward(h, weight: w.postAttentionNorm, eps: eps)
-        let act = SwiGLU.forward(gate: Linear.forward(hn, weight: w.gate), up: Linear.forward(hn, weight: w.up))
-        var y = Linear.forward(act, weight: w.down)
+        let act = SwiGLU.forward(gate: Linear.forward(hn, weight: w.gate, precision: p), up: Linear.forward(hn, weight: w.up, precision: p))
+        var y = Linear.forward(act, weight: w.down, precision: p)
         Self.addInPlace(&y, h)
         return y
     }

@@ -42,12 +42,16 @@ public final class BlockPruningContext {
     /// Seconds spent in `compress` per linear (filled by `compress(_:with:statistics:)`; a method that
     /// prunes by itself may fill it too, for the run record).
     public var layerSeconds: [LinearKind: Double] = [:]
+    /// The number format of `forward` (and so of `collectStatistics`): `PruningOptions.computePrecision`.
+    public let computePrecision: ComputePrecision
 
     private let progress: (String) -> Void
 
     init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
          pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
-         generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>, progress: @escaping (String) -> Void) {
+         generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>, computePrecision: ComputePrecision = .float32,
+         progress: @escaping (String) -> Void) {
+        self.computePrecision = computePrecision
         self.configuration = configuration
         self.layer = layer
         self.layerCount = layerCount
@@ -94,7 +98,7 @@ public final class BlockPruningContext {
             let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
             let y = Profile.phase("block forward") {
                 DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
-                                     rope: rope, capture: capture)
+                                     rope: rope, capture: capture, precision: computePrecision)
             }
             try output?(chunk, y)
             start += chunk.count

@@ -9,11 +9,16 @@ public struct PruningOptions: Sendable {
     public var seed: UInt64
     /// Calibration samples per forward call; nil: enough for about 2048 tokens (at least 1).
     public var samplesPerForward: Int?
+    /// The number format of the calibration forward passes (statistics, next inputs) and of Wanda++'s
+    /// gradient pass (`ComputePrecision`); regional optimization, scores and the weights stay float32.
+    public var computePrecision: ComputePrecision
 
-    public init(pattern: SparsityPattern, seed: UInt64 = 0, samplesPerForward: Int? = nil) {
+    public init(pattern: SparsityPattern, seed: UInt64 = 0, samplesPerForward: Int? = nil,
+                computePrecision: ComputePrecision = .float32) {
         self.pattern = pattern
         self.seed = seed
         self.samplesPerForward = samplesPerForward
+        self.computePrecision = computePrecision
     }
 
     /// `samplesPerForward`, or max(1, 2048 / seqlen) capped at nsamples.
@@ -146,7 +151,8 @@ public enum BlockwisePruning {
             let context = BlockPruningContext(
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
                 rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
-                generator: generator, inputs: UnsafeBufferPointer(current), progress: report)
+                generator: generator, inputs: UnsafeBufferPointer(current), computePrecision: options.computePrecision,
+                progress: report)
             try method.pruneBlock(context)
             generator = context.generator
             let pruned = context.weights

@@ -183,9 +183,19 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
     static let runtime = 24 << 20
 
     public static func estimate(configuration c: LlamaConfiguration, method: PruningMethod, sampleCount: Int,
-                                sequenceLength: Int, inputs: Inputs) -> RunMemoryEstimate {
-        let pruning = MemoryEstimate.estimate(configuration: c, method: method, sampleCount: sampleCount,
+                                sequenceLength: Int, inputs: Inputs,
+                                computePrecision: ComputePrecision = .float32) -> RunMemoryEstimate {
+        var pruning = MemoryEstimate.estimate(configuration: c, method: method, sampleCount: sampleCount,
                                               sequenceLength: sequenceLength)
+        // bf16 GEMMs round both operands into copies: at most one (rows, F) activation and one (F, C) weight.
+        let widest = max(c.intermediateSize, c.hiddenSize)
+        func roundedCopies(rows: Int) -> Int {
+            computePrecision == .float32 ? 0 : 4 * (rows * widest + c.intermediateSize * c.hiddenSize)
+        }
+        if method.needsCalibrationInputs {
+            let rows = max(1, min(sampleCount, 2048 / max(sequenceLength, 1))) * sequenceLength
+            pruning.forwardBytes += roundedCopies(rows: rows)
+        }
         let uses = method.needsCalibrationInputs
         var prunable = 0, blockParams = 2 * c.hiddenSize
         for kind in LinearKind.allCases {
@@ -209,6 +219,8 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
             let activations = tokens * (c.vocabSize + 5 * c.hiddenSize + 2 * qDim + 2 * kvDim + 3 * c.intermediateSize)
                 + workerCount * (BlockKernels.attentionRowBlock * (e.seqlen + 1))
             evaluation = 4 * params + max(textBytes(e.fileBytes), 4 * activations + e.fileBytes / 2 * 8)
+            // bf16: the head rounded once per batch, besides the per-GEMM copies.
+            if computePrecision != .float32 { evaluation += 4 * c.vocabSize * c.hiddenSize + roundedCopies(rows: tokens) }
         }
         return RunMemoryEstimate(
             runtimeBytes: runtime,

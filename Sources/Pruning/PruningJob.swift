@@ -62,6 +62,9 @@ public struct PruningJobOptions {
     /// Continue the interrupted run of the same identity (`RunIdentity`) writing `output`, from its last
     /// finished block; without one, start at block 0.
     public var resume = false
+    /// The number format of the calibration and evaluation forward passes (`--compute-dtype`): part of
+    /// the run's identity, as it changes the masks.
+    public var computePrecision: ComputePrecision = .float32
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
@@ -84,6 +87,8 @@ public struct PruningJobResult {
     public var zeroShot: [ZeroShotResult] = []
     public var output: URL?
     public var memoryEstimate: RunMemoryEstimate
+    /// How the forward GEMMs ran (`ComputePrecision.backend`).
+    public var computeBackend: String = ComputePrecision.float32.backend
     public var seconds: Double
 }
 
@@ -131,7 +136,8 @@ public enum PruningJob {
             configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen,
             inputs: .measuring(model: o.model, calibrationFile: o.calibrationFile, calibrationIsText: o.calibrationFormat != .tokens,
                                evaluation: o.evaluation.map { ($0.file, evalSeqlen!) }, writesOutput: o.output != nil,
-                               prunedElementBytes: prunedElementBytes(checkpoint)))
+                               prunedElementBytes: prunedElementBytes(checkpoint)),
+            computePrecision: o.computePrecision)
         try estimate.check(availableBytes: availableMemory)
         if o.evaluation != nil || o.zeroShot != nil { _ = try textTokenizer() }   // a missing tokenizer fails before any pruning
 
@@ -188,13 +194,15 @@ public enum PruningJob {
             }
         }
 
-        let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed)
+        let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed, computePrecision: o.computePrecision)
+        var identitySettings = o.settings
+        if o.computePrecision != .float32 { identitySettings["compute_dtype"] = o.computePrecision.rawValue }
         var writer: PrunedCheckpointWriter? = nil
         var runCheckpoint: RunCheckpoint? = nil
         var resumedAt: Int? = nil
         if let output = o.output, !isGGUF {
             let identity = RunIdentity(
-                toolVersion: o.toolVersion, model: o.model, method: o.method.name, settings: o.settings,
+                toolVersion: o.toolVersion, model: o.model, method: o.method.name, settings: identitySettings,
                 pattern: o.pattern.description, seed: o.seed, nsamples: calibration?.nsamples ?? o.nsamples,
                 seqlen: calibration?.seqlen ?? seqlen,
                 samplesPerForward: pruningOptions.resolvedSamplesPerForward(sampleCount: calibration?.nsamples ?? o.nsamples,
@@ -227,7 +235,7 @@ public enum PruningJob {
             // The model evaluated is the one written: with a Hugging Face output, the pruned blocks read back
             // from the staged files (so a resumed run's figure equals an uninterrupted one's); otherwise the
             // blocks kept in memory, rounded to the output's storage.
-            let model: LlamaModel
+            var model: LlamaModel
             if let writer {
                 model = try LlamaCheckpoint(configuration: c, source: writer.prunedWeights).loadModel()
             } else {
@@ -236,6 +244,7 @@ public enum PruningJob {
                     finalNorm: try stored(try checkpoint.loadFinalNorm()), head: try checkpoint.loadHead().map(stored))
             }
             keptBlocks = []
+            model.computePrecision = o.computePrecision
             if let windows = evaluationWindows {
                 perplexity = try Perplexity.evaluate(model: model, windows: windows, maxWindows: o.evaluationMaxWindows,
                                                      progress: progress)
@@ -265,14 +274,17 @@ public enum PruningJob {
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             // Which BLAS kernels produced these weights (the last bits depend on them).
             for (k, v) in BLASRuntime.current.record { notes["blas.\(k)"] = v }
+            notes["compute"] = o.computePrecision.backend
             if let resumedAt { notes["resumed_at_block"] = String(resumedAt) }
             let record = PruningRecord(toolVersion: o.toolVersion, arguments: o.arguments,
                                        inputModel: o.model.path, summary: summary, results: results, notes: notes)
             if let writer { try writer.finish(record: record) }
             if let converter { try converter.finish(record: record) }
         }
-        return PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
-                                memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
+        var result = PruningJobResult(summary: summary, perplexity: perplexity, zeroShot: zeroShot, output: o.output,
+                                      memoryEstimate: estimate, seconds: Date().timeIntervalSince(start))
+        result.computeBackend = o.computePrecision.backend
+        return result
     }
 
     /// The stale work folder to continue (with `resume`, the one whose identity matches), after removing

@@ -12,6 +12,7 @@ import Foundation
 public enum BLAS {
     /// C(m, n) = alpha · op(A) · op(B) + beta · C, with op(X) = X or Xᵀ.
     /// `a` holds A as stored: (m, k) when not transposed, (k, m) when transposed; likewise `b`.
+    /// With `precision: .bfloat16` both operands are first rounded to bfloat16 (`ComputePrecision`).
     ///
     /// Large products are split into row blocks of C (or column blocks, when C has too few rows), one
     /// single-threaded sgemm per block. OpenBLAS's bits depend on how C is cut (its micro-kernels of
@@ -23,9 +24,15 @@ public enum BLAS {
         m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
         b: UnsafePointer<Float>, ldb: Int? = nil,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil, profiled: Bool = true
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil, profiled: Bool = true,
+        precision: ComputePrecision = .float32
     ) {
         if m == 0 || n == 0 { return }
+        if precision == .bfloat16 {
+            gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda ?? (transA ? m : k),
+                         b: b, ldb: ldb ?? (transB ? k : n), beta: beta, c: c, ldc: ldc ?? n)
+            return
+        }
         if profiled && Profile.isEnabled {
             let onWorker = llmprune_serial_depth() > 0
             let start = Profile.now()

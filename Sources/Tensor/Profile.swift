@@ -36,10 +36,12 @@ public enum Profile {
     public struct GEMMShape: Hashable, Sendable, Comparable {
         public var m, n, k: Int
         public var transA, transB: Bool
-        public init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool) {
-            self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB
+        /// Operands rounded to bfloat16 (`ComputePrecision.bfloat16`).
+        public var bfloat16: Bool
+        public init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, bfloat16: Bool = false) {
+            self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB; self.bfloat16 = bfloat16
         }
-        public var label: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")" }
+        public var label: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")\(bfloat16 ? " bf16" : "")" }
         public static func < (a: GEMMShape, b: GEMMShape) -> Bool { (a.m, a.n, a.k) < (b.m, b.n, b.k) }
     }
 

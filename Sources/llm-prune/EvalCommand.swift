@@ -75,6 +75,7 @@ enum EvalCommand {
             OptionSpec(name: "write-scores", valueName: "path", help: "Zero-shot: also write every document's per-choice log-likelihoods as JSON lines (for agreement checks)."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ComputeDtypeOption.spec,
             ProfileReport.option,
         ],
         examples: [
@@ -107,9 +108,11 @@ enum EvalCommand {
         }
         let batch = try a.int("batch-size", range: 1...4096)
         let maxWindows = try a.int("max-windows", range: 1...Int.max)
+        let precision = try ComputeDtypeOption.parse(a, notice: { if !a.flag("quiet") { printError("note: \($0)") } })
         ProfileReport.start(a)
         defer { ProfileReport.finish() }
-        let model = try Profile.phase("loading") { try checkpoint.loadModel() }
+        var model = try Profile.phase("loading") { try checkpoint.loadModel() }
+        model.computePrecision = precision
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         let r = try windows.map {
             try Perplexity.evaluate(model: model, windows: $0, batchSize: batch, maxWindows: maxWindows, progress: progress.handle)
@@ -118,6 +121,7 @@ enum EvalCommand {
         if let z, let path = a.string("write-scores") { try writeScores(z, to: path) }
         if a.flag("json") {
             var o = r.map { perplexityJSON($0, dataset: dataset) } ?? ["peak_memory_bytes": ResidentMemory.peakBytes()]
+            o["compute"] = precision.backend
             if let z, let zo = zeroShot { o.merge(zeroShotJSON(z, options: zo)) { _, new in new } }
             print(jsonLine(o))
             return

@@ -18,6 +18,7 @@ enum ProfileReport {
     static func finish() {
         guard Profile.isEnabled else { return }
         var lines = ["profile  BLAS: \(BLASRuntime.current.summary)"]
+        if Profile.gemmTotals.contains(where: { $0.0.bfloat16 }) { lines.append("compute: \(ComputePrecision.bfloat16.backend)") }
         lines.append("phase                        calls   seconds      GFLOP   GFLOP/s")
         let phases = Profile.phaseTotals
         for p in phases {

@@ -61,6 +61,7 @@ enum PruneCommand {
             OptionSpec(name: "eval-no-special-tokens", valueName: nil, help: "Zero-shot: encode without special tokens (no BOS), as lm-eval 0.3 in the Wanda setup."),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object with the results instead of text."),
             OptionSpec(name: "quiet", valueName: nil, help: "No progress on stderr."),
+            ComputeDtypeOption.spec,
             ProfileReport.option,
         ],
         examples: [
@@ -122,6 +123,7 @@ enum PruneCommand {
         }
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         job.resume = a.flag("resume")
+        job.computePrecision = try ComputeDtypeOption.parse(a, notice: { if !a.flag("quiet") { printError("note: \($0)") } })
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         ProfileReport.start(a)
         defer { ProfileReport.finish() }
@@ -149,7 +151,7 @@ enum PruneCommand {
                 "achieved_sparsity_by_layer_type": perKind, "seconds": r.seconds,
                 "prune_seconds": s.seconds, "peak_memory_bytes": ResidentMemory.peakBytes(),
                 "memory_estimate_bytes": r.memoryEstimate.totalBytes, "nsamples": s.sampleCount, "seqlen": s.sequenceLength,
-                "seed": s.seed, "block_seconds": s.blocks.map(\.seconds),
+                "seed": s.seed, "block_seconds": s.blocks.map(\.seconds), "compute": r.computeBackend,
             ]
             if let h = s.calibrationHash { o["calibration_hash"] = h }
             if let p = r.perplexity {

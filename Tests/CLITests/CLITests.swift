@@ -23,6 +23,24 @@ import Glibc
         #expect(resumeWithoutOutput.stderrLines == ["error: --resume needs --output (the run to continue is found beside it)"])
     }
 
+    /// `--compute-dtype`: an unknown format is a usage error; bf16 says on stderr how this machine runs it
+    /// and records it in the JSON.
+    @Test func computeDtype() throws {
+        let model = try sharedPath("models/stories260K")
+        let bad = try run(["eval", "--model", model, "--tasks", "rte", "--compute-dtype", "half"])
+        #expect(bad.exitCode == 64)
+        #expect(bad.stderrLines.first == "error: option '--compute-dtype' must be one of float32, bf16, got 'half'")
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let text = scratch.appendingPathComponent("eval.txt")
+        try String(repeating: "Once upon a time there was a little girl. ", count: 40).write(to: text, atomically: true, encoding: .utf8)
+        let r = try run(["eval", "--model", model, "--dataset", "text", "--data-file", text.path, "--seqlen", "64",
+                         "--compute-dtype", "bf16", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stderrLines.contains { $0.hasPrefix("note: compute: bf16 (") }, "\(r.stderr)")
+        #expect(r.stdout.contains("\"compute\":\"bf16 ("), "\(r.stdout)")
+    }
+
     /// `make demo` on a fresh clone: --output's parent folders are created as `mkdir -p` does.
     @Test func outputCreatesMissingParents() throws {
         let scratch = try scratchFolder()

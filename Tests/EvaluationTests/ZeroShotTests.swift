@@ -145,6 +145,37 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
         #expect(worst < 1e-4, "max |difference| \(worst)")
     }
 
+    /// `computePrecision = .bfloat16` reaches every forward the evaluation runs (full hidden states, the
+    /// prefix-cached path of zero-shot scoring, the fused NLL): each moves by bf16's rounding, and the
+    /// prefix path agrees with the full bf16 forward far more closely than either agrees with float32.
+    @Test func bfloat16ComputeReachesEveryEvaluationForward() throws {
+        _ = try requireShared(stories260K)
+        let m32 = Stories.shared.model
+        var m16 = m32
+        m16.computePrecision = .bfloat16
+        let prefix = [1, 5, 9, 200, 31, 7, 7], row = [12, 13, 14, 15]
+        let full = prefix + row
+        let h32 = try m32.hiddenStates([full]), h16 = try m16.hiddenStates([full])
+        let rope = m16.rope(length: 16)
+        let kv = try m16.keyValuePrefix([prefix], rope: rope)
+        let p16 = try m16.hiddenStates(continuing: [row], prefixRows: [0], prefix: kv, rope: rope)
+        let c = m16.configuration.hiddenSize
+        var scale: Float = 0, bf16Shift: Float = 0, prefixGap: Float = 0
+        for i in 0..<row.count {
+            for j in 0..<c {
+                let r = (prefix.count + i) * c + j
+                scale = max(scale, abs(h32.data[r]))
+                let d = abs(h16.data[r] - h32.data[r]), g = abs(p16.data[i * c + j] - h16.data[r])
+                bf16Shift = d.isNaN ? .infinity : max(bf16Shift, d)
+                prefixGap = g.isNaN ? .infinity : max(prefixGap, g)
+            }
+        }
+        #expect(bf16Shift > 1e-4 * scale && bf16Shift < 5e-2 * scale, "bf16 moved hidden states by \(bf16Shift) (scale \(scale))")
+        #expect(prefixGap < 0.1 * bf16Shift, "prefix path \(prefixGap) from the full bf16 forward, bf16 shift \(bf16Shift)")
+        let nll32 = try m32.negativeLogLikelihood([full]), nll16 = try m16.negativeLogLikelihood([full])
+        #expect(nll16 != nll32 && abs(nll16 - nll32) < 1e-2 * abs(nll32), "NLL \(nll16) in bf16, \(nll32) in float32")
+    }
+
     /// Batch size changes padding and grouping only: the scores agree to float32 rounding.
     @Test func scoresDoNotDependOnBatching() throws {
         _ = try requireShared(zeroShotData)

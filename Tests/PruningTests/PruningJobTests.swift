@@ -59,6 +59,41 @@ import Tokenizers
         #expect(abs(record.summary.sparsity - 0.5) < 0.01)
     }
 
+    /// `--compute-dtype bf16`: the calibration forwards round to bf16, which moves a few mask entries of
+    /// Wanda (and its perplexity) but not most; the record says how the GEMMs ran; the weights kept stay
+    /// the float32 checkpoint's values.
+    @Test func bfloat16CalibrationMovesFewMaskEntries() throws {
+        let (dir, evalFile) = try scratchWithEvalFile()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var o32 = try options(output: dir.appendingPathComponent("f32"), evalFile: evalFile)
+        o32.method = try BaselineMethods.make("wanda")
+        var o16 = o32
+        o16.output = dir.appendingPathComponent("bf16")
+        o16.computePrecision = .bfloat16
+        let r32 = try PruningJob.run(o32), r16 = try PruningJob.run(o16)
+        let a = try LlamaCheckpoint(directory: dir.appendingPathComponent("f32"))
+        let b = try LlamaCheckpoint(directory: dir.appendingPathComponent("bf16"))
+        let dense = try LlamaCheckpoint(directory: try sharedPath("models/stories260K"))
+        var same = 0, total = 0, keptValuesMatch = true
+        for layer in 0..<a.configuration.numHiddenLayers {
+            let x = try a.loadBlock(layer), y = try b.loadBlock(layer), d = try dense.loadBlock(layer)
+            for kind in LinearKind.allCases {
+                for i in 0..<x[kind].count {
+                    if (x[kind].data[i] == 0) == (y[kind].data[i] == 0) { same += 1 }
+                    if y[kind].data[i] != 0 && y[kind].data[i] != d[kind].data[i] { keptValuesMatch = false }
+                    total += 1
+                }
+            }
+        }
+        let agreement = Double(same) / Double(total)
+        #expect(agreement > 0.9 && agreement < 1, "mask agreement \(agreement)")
+        #expect(keptValuesMatch, "bf16 compute changed a kept weight")
+        let p32 = try #require(r32.perplexity?.perplexity), p16 = try #require(r16.perplexity?.perplexity)
+        #expect(p16 != p32 && abs(p16 - p32) < 0.05 * p32, "perplexity \(p16) with bf16, \(p32) with float32")
+        let record = try PruningRecord.decode(Data(contentsOf: dir.appendingPathComponent("bf16/pruning.json")))
+        #expect(record.notes["compute"]?.hasPrefix("bf16") == true && r16.computeBackend.hasPrefix("bf16"))
+    }
+
     /// `--eval-windows`: only the first windows are evaluated (on the weights as written), and the record
     /// says how many.
     @Test func evaluationOfTheFirstWindowsOnly() throws {

@@ -42,4 +42,18 @@ int llmprune_serial_depth(void);
 void llmprune_serial_enter(void);
 void llmprune_serial_leave(void);
 
+/* bfloat16 GEMM (bf16_gemm.c). Whether oneDNN's native bf16 GEMM is loaded and passed its check (loads it
+   at the first call; 0 when the CPU lacks bf16 instructions, oneDNN is missing, or
+   LLM_PRUNE_BF16_EMULATE is set), and why not. */
+int llmprune_bf16_native(void);
+const char *llmprune_bf16_reason(void);
+/* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major, A and B bf16; -1 without the native GEMM,
+   else oneDNN's status (0 = success). */
+int llmprune_bf16_gemm(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                       const unsigned short *a, long lda, const unsigned short *b, long ldb,
+                       float beta, float *c, long ldc);
+/* float32 → bf16 bits, and float32 → the float32 value of its bf16 rounding (round to nearest even). */
+void llmprune_to_bf16(const float *src, unsigned short *dst, long count);
+void llmprune_round_to_bf16(const float *src, float *dst, long count);
+
 #endif

@@ -8,12 +8,15 @@ public struct HeadSlabs {
     public let rowsPerSlab: Int
     public let channels: Int
     public let vocabulary: Int
+    /// The number format of the head GEMM; with bfloat16 the head is rounded once per `forEach`.
+    public let precision: ComputePrecision
     /// (rowsPerSlab, C) gathered inputs and (rowsPerSlab, V) logits, allocated once.
     private var inputs: [Float]
     private var logits: [Float]
 
     /// Buffers for slabs of up to `rowsPerSlab` rows (at least 1; fewer when `maxRows` is smaller).
-    public init(rowsPerSlab: Int, maxRows: Int, channels: Int, vocabulary: Int) {
+    public init(rowsPerSlab: Int, maxRows: Int, channels: Int, vocabulary: Int, precision: ComputePrecision = .float32) {
+        self.precision = precision
         self.rowsPerSlab = max(1, min(rowsPerSlab, max(maxRows, 1)))
         self.channels = channels
         self.vocabulary = vocabulary
@@ -29,6 +32,7 @@ public struct HeadSlabs {
         body: (_ start: Int, _ count: Int, _ logits: UnsafeMutablePointer<Float>) -> Void
     ) {
         let c = channels, v = vocabulary, slab = rowsPerSlab
+        let roundedHead = precision == .bfloat16 && rows > 0 ? BFloat16Matrix(head, rows: v, columns: c) : nil
         inputs.withUnsafeMutableBufferPointer { ip in
             logits.withUnsafeMutableBufferPointer { lp in
                 var start = 0
@@ -37,8 +41,12 @@ public struct HeadSlabs {
                     for r in 0..<count {
                         (ip.baseAddress! + r * c).update(from: hidden + source(start + r) * c, count: c)
                     }
-                    Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: head, bias: nil,
-                                   rows: count, inFeatures: c, outFeatures: v)
+                    if let roundedHead {
+                        BLAS.gemm(transB: true, m: count, n: v, k: c, a: ip.baseAddress!, b: roundedHead, c: lp.baseAddress!)
+                    } else {
+                        Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: head, bias: nil,
+                                       rows: count, inFeatures: c, outFeatures: v)
+                    }
                     body(start, count, lp.baseAddress!)
                     start += count
                 }

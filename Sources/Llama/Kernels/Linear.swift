@@ -1,14 +1,15 @@
 import Tensor
 
 /// A dense layer as checkpoints store it: out = inp · Wᵀ + bias, with W of shape (out, in).
-/// The product goes through one BLAS sgemm with W transposed in place (no copy of the weight).
+/// The product goes through one BLAS sgemm with W transposed in place (no copy of the weight), or, with
+/// `precision: .bfloat16`, through a bf16 GEMM on rounded copies of both operands (`ComputePrecision`).
 public enum Linear {
     /// Pointer form. inp: (N, in), weight: (out, in), bias: (out) or nil, out: (N, out); out must not alias inp.
     /// With `accumulate`, out += inp · Wᵀ + bias (a residual branch added in place, no temporary).
     public static func forward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
+        rows n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false, precision: ComputePrecision = .float32
     ) {
         if let bias {
             for r in 0..<n {
@@ -21,11 +22,11 @@ public enum Linear {
             }
         }
         BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
-                  a: inp, b: weight, beta: bias == nil && !accumulate ? 0 : 1, c: out)
+                  a: inp, b: weight, beta: bias == nil && !accumulate ? 0 : 1, c: out, precision: precision)
     }
 
     /// x: (..., in), weight: (out, in), bias: (out) → (..., out).
-    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, precision: ComputePrecision = .float32) -> Tensor {
         let inFeatures = x.shape.last ?? 0
         precondition(weight.rank == 2 && weight.shape[1] == inFeatures, "Linear: input \(x.shape), weight \(weight.shape)")
         let outFeatures = weight.shape[0]
@@ -38,11 +39,12 @@ public enum Linear {
                     if let bias {
                         bias.data.withUnsafeBufferPointer { bp in
                             forward(out: op.baseAddress!, inp: xp.baseAddress!, weight: wp.baseAddress!,
-                                    bias: bp.baseAddress!, rows: n, inFeatures: inFeatures, outFeatures: outFeatures)
+                                    bias: bp.baseAddress!, rows: n, inFeatures: inFeatures, outFeatures: outFeatures,
+                                    precision: precision)
                         }
                     } else {
                         forward(out: op.baseAddress!, inp: xp.baseAddress!, weight: wp.baseAddress!,
-                                bias: nil, rows: n, inFeatures: inFeatures, outFeatures: outFeatures)
+                                bias: nil, rows: n, inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
                     }
                 }
             }

@@ -53,12 +53,15 @@ public struct WandaPlusPlusBlock {
     /// - generator: the run's generator for the rounds' draws (advanced by K draws of `roSamples`; one
     ///   generator for the whole run, so blocks get different draws, as in the reference script).
     /// - keepStatistics: return G and ‖X‖ of the final prune in the record.
+    /// - precision: the number format of the forward passes of G and of the ‖X‖ statistics; regional
+    ///   optimization (target, forward and backward) stays float32.
     /// - label: names the block in errors and progress ("block 3").
     /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
     public func prune(
         _ block: inout DecoderBlockWeights, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
         rope: RoPE, generator: inout SeededGenerator, select: MaskSelector,
-        keepStatistics: Bool = false, label: String = "block", progress: ((String) -> Void)? = nil
+        keepStatistics: Bool = false, precision: ComputePrecision = .float32, label: String = "block",
+        progress: ((String) -> Void)? = nil
     ) throws -> WandaPlusPlusBlockRecord {
         let g = geometry, C = g.hidden
         try options.validate(samples: samples)
@@ -75,6 +78,7 @@ public struct WandaPlusPlusBlock {
 
         var record = WandaPlusPlusBlockRecord()
         let work = try Workspace(geometry: g, parameters: block, tokens: tokens)
+        work.statisticsPrecision = precision
         let sample = { (n: Int) in inputs.baseAddress! + n * tokens * C }
         let gradientCount = options.gradientSampleCount(of: samples)
         let allSamples = Array(0..<samples)
@@ -174,6 +178,8 @@ private final class Workspace {
     var mask: [Bool]
     /// Σ x_j² of the current stage's input, float64.
     var columnSquares: [Double]
+    /// The number format of the forward passes of G and of the staged ‖X‖ (RO's stay float32).
+    var statisticsPrecision: ComputePrecision = .float32
 
     init(geometry: BlockGeometry, parameters: DecoderBlockWeights, tokens: Int) throws {
         g = geometry
@@ -193,6 +199,8 @@ private final class Workspace {
                            rope: RoPE, progress: (Int) -> Void) -> [Tensor] {
         var acc = p.weights.map { Tensor.zeros($0.shape) }
         let n = tokens * g.hidden
+        tape.precision = statisticsPrecision
+        defer { tape.precision = .float32 }
         for s in 0..<samples {
             tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope)
             // d‖y‖₂/dy = y / ‖y‖₂ (‖y‖ summed in float64).
@@ -238,6 +246,8 @@ private final class Workspace {
                      keepNorms: Bool) throws -> [[Float]]? {
         var kept: [[Float]] = Array(repeating: [], count: 7)
         let stops: [BlockForwardStop] = [.attentionInput, .oInput, .mlpInput, .downInput]
+        tape.precision = statisticsPrecision
+        defer { tape.precision = .float32 }
         for (stageIndex, stage) in wandaPlusPlusStages.enumerated() {
             let inFeatures = g.shape(of: stage[0]).in
             columnSquares.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }

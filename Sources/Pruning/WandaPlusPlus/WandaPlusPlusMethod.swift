@@ -118,7 +118,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
                 &block, inputs: context.inputs, samples: context.sampleCount, tokens: context.sequenceLength,
                 rope: context.rope, generator: &generator, select: select,
                 keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
-                label: "block \(context.layer)", progress: { context.report($0) })
+                precision: context.computePrecision, label: "block \(context.layer)", progress: { context.report($0) })
         } catch let e as WandaPlusPlusError {
             throw PruningError(e.description)
         } catch let e as BlockBackwardError {
