@@ -207,8 +207,10 @@ public final class DecoderBlock {
         if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
         rope.apply(q, batch: B, length: T, heads: g.heads)                                   // q (N, nh·hd)
         rope.apply(k, batch: B, length: T, heads: g.kvHeads)                                 // k, v (N, nkv·hd)
-        Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
-                          heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+        Profile.phase("attention") {
+            Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
+                              heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+        }
         completed = .oInput                                                                   // attn (N, nh·hd), lse (B, nh, T)
         if stop == .oInput { return }
 
@@ -248,7 +250,7 @@ public final class DecoderBlock {
     /// forward-only block sized for this batch. `capture` receives each linear's input (see `Capture`).
     public static func forward(
         _ x: Tensor, weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
-        capture: Capture? = nil, precision: ComputePrecision = .float32
+        capture: Capture? = nil, precision: ComputePrecision = .float32, pool: DecoderBlockPool? = nil
     ) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == c.hiddenSize, "DecoderBlock: input \(x.shape), hidden size \(c.hiddenSize)")
         precondition(rope.headDim == c.headDim && rope.positions >= x.shape[1],
@@ -257,22 +259,25 @@ public final class DecoderBlock {
         if n == 0 { return x }
         let block: DecoderBlock
         do {
-            block = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: weights.layer),
-                                     capacity: n, maxLength: t, backward: false)
+            let geometry = BlockGeometry(configuration: c, layer: weights.layer)
+            block = try Profile.phase("block buffers") {
+                if let pool { return try pool.block(geometry: geometry, rows: n, length: t) }
+                return try DecoderBlock(geometry: geometry, capacity: n, maxLength: t, backward: false)
+            }
         } catch {
             preconditionFailure("DecoderBlock: \(error)")
         }
         block.precision = precision
         x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
         if let capture {
-            let attention = Tensor(shape: [n, c.hiddenSize], data: Array(block.normedInput))
+            let attention = Profile.phase("block copies") { Tensor(shape: [n, c.hiddenSize], data: Array(block.normedInput)) }
             capture(.q, attention); capture(.k, attention); capture(.v, attention)
-            capture(.o, Tensor(shape: [n, block.geometry.qWidth], data: Array(block.attentionOutput)))
-            let mlp = Tensor(shape: [n, c.hiddenSize], data: Array(block.normedResidual))
+            capture(.o, Profile.phase("block copies") { Tensor(shape: [n, block.geometry.qWidth], data: Array(block.attentionOutput)) })
+            let mlp = Profile.phase("block copies") { Tensor(shape: [n, c.hiddenSize], data: Array(block.normedResidual)) }
             capture(.gate, mlp); capture(.up, mlp)
-            capture(.down, Tensor(shape: [n, c.intermediateSize], data: Array(block.mlpActivation)))
+            capture(.down, Profile.phase("block copies") { Tensor(shape: [n, c.intermediateSize], data: Array(block.mlpActivation)) })
         }
-        return Tensor(shape: x.shape, data: Array(block.output))
+        return Profile.phase("block copies") { Tensor(shape: x.shape, data: Array(block.output)) }
     }
 
     // MARK: Backward
@@ -463,4 +468,30 @@ private func withGradient<R>(_ g: inout BlockGradients, _ m: LinearKind, _ wante
         }
         return body(w.baseAddress!, nil)
     }
+}
+
+/// Forward-only blocks kept for reuse by successive `DecoderBlock.forward(_:weights:...)` calls (the layers
+/// of one evaluation batch, the calibration passes of a pruning run): a block's buffers are tens of
+/// megabytes at real shapes, and allocating and zeroing them per call cost 14 % of a Wanda run on SmolLM2.
+/// One block is kept per geometry (layers differ only by a sliding window); a call with more rows or a
+/// longer sequence than the kept block replaces it. Not thread-safe: one pool per caller.
+public final class DecoderBlockPool {
+    private var blocks: [DecoderBlock] = []
+
+    public init() {}
+
+    /// A forward-only block of `geometry` with room for `rows` rows of sequences of `length` tokens.
+    public func block(geometry: BlockGeometry, rows: Int, length: Int) throws -> DecoderBlock {
+        if let i = blocks.firstIndex(where: { $0.geometry == geometry }) {
+            let b = blocks[i]
+            if b.capacity >= rows && b.maxLength >= length { return b }
+            blocks.remove(at: i)
+        }
+        let b = try DecoderBlock(geometry: geometry, capacity: rows, maxLength: length, backward: false)
+        blocks.append(b)
+        return b
+    }
+
+    /// Bytes held by the kept blocks.
+    public var bytes: Int { blocks.reduce(0) { $0 + $1.bytes } }
 }

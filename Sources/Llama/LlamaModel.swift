@@ -91,8 +91,10 @@ public struct LlamaModel: Sendable {
         let (b, t) = try checkTokens(tokens)
         let rope = rope(length: t)
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t)
+        let pool = DecoderBlockPool()
         for block in blocks {
-            x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope, precision: computePrecision)
+            x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope, precision: computePrecision,
+                                     pool: pool)
         }
         return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps)).out
     }

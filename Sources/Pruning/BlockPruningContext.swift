@@ -44,14 +44,17 @@ public final class BlockPruningContext {
     public var layerSeconds: [LinearKind: Double] = [:]
     /// The number format of `forward` (and so of `collectStatistics`): `PruningOptions.computePrecision`.
     public let computePrecision: ComputePrecision
+    /// The forward blocks `forward` reuses: the driver's, one for the whole run.
+    let blockPool: DecoderBlockPool
 
     private let progress: (String) -> Void
 
     init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
          pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
          generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>, computePrecision: ComputePrecision = .float32,
-         progress: @escaping (String) -> Void) {
+         blockPool: DecoderBlockPool = DecoderBlockPool(), progress: @escaping (String) -> Void) {
         self.computePrecision = computePrecision
+        self.blockPool = blockPool
         self.configuration = configuration
         self.layer = layer
         self.layerCount = layerCount
@@ -98,7 +101,7 @@ public final class BlockPruningContext {
             let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
             let y = Profile.phase("block forward") {
                 DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
-                                     rope: rope, capture: capture, precision: computePrecision)
+                                     rope: rope, capture: capture, precision: computePrecision, pool: blockPool)
             }
             try output?(chunk, y)
             start += chunk.count

@@ -139,6 +139,7 @@ public enum BlockwisePruning {
         }
         TestHooks.pause("calibrated")
 
+        let blockPool = DecoderBlockPool()
         for l in startBlock..<blockCount {
             let blockStart = DispatchTimeClock.now()
             func report(_ detail: String) {
@@ -152,7 +153,7 @@ public enum BlockwisePruning {
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
                 rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
                 generator: generator, inputs: UnsafeBufferPointer(current), computePrecision: options.computePrecision,
-                progress: report)
+                blockPool: blockPool, progress: report)
             try method.pruneBlock(context)
             generator = context.generator
             let pruned = context.weights

@@ -5,10 +5,11 @@ import Evaluation
 
 /// The resident memory a pruning run needs, by part, in bytes (float32 everywhere).
 ///
-/// Peak = block + activations + method extra + max(embedding table, statistics + max(forward, compression)):
+/// Peak = block + activations + method extra + max(embedding table, statistics + forward + compression):
 /// the embedding table is only resident before block 0; statistics live from the calibration pass until
-/// the last layer of the block is compressed, overlapping either a forward chunk or one layer's
-/// compression scratch. The checkpoint itself stays memory-mapped and is not counted.
+/// the last layer of the block is compressed, beside the forward block the driver keeps for reuse
+/// (`DecoderBlockPool`) and one layer's compression scratch. The checkpoint itself stays memory-mapped and
+/// is not counted.
 public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConvertible {
     /// One decoder block in float32 (the seven linears, norms, biases).
     public var blockBytes: Int
@@ -27,7 +28,7 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
 
     public var totalBytes: Int {
         blockBytes + activationBytes + methodExtraBytes
-            + max(embeddingBytes, statisticsBytes + max(forwardBytes, compressionBytes))
+            + max(embeddingBytes, statisticsBytes + forwardBytes + compressionBytes)
     }
 
     /// Estimates a run of `method` on a model of `configuration` with nsamples × seqlen calibration tokens.
