@@ -33,11 +33,13 @@ public struct BFloat16Matrix {
         self.rows = rows
         self.columns = columns
         let ld = ld ?? columns
+        // Inside a single-threaded scope (a worker's own GEMM) the rounding stays on this thread too.
+        let perThread = BLAS.isSingleThreadedHere ? Int.max : max(1, 65_536 / max(columns, 1))
         if BFloat16GEMM.isNative {
             bits = [UInt16](repeating: 0, count: rows * columns)
             rounded = []
             bits.withUnsafeMutableBufferPointer { d in
-                parallelChunks(rows, minimumPerThread: max(1, 65_536 / max(columns, 1))) { range in
+                parallelChunks(rows, minimumPerThread: perThread) { range in
                     for r in range { llmprune_to_bf16(source + r * ld, d.baseAddress! + r * columns, columns) }
                 }
             }
@@ -45,7 +47,7 @@ public struct BFloat16Matrix {
             bits = []
             rounded = [Float](repeating: 0, count: rows * columns)
             rounded.withUnsafeMutableBufferPointer { d in
-                parallelChunks(rows, minimumPerThread: max(1, 65_536 / max(columns, 1))) { range in
+                parallelChunks(rows, minimumPerThread: perThread) { range in
                     for r in range { llmprune_round_to_bf16(source + r * ld, d.baseAddress! + r * columns, columns) }
                 }
             }
