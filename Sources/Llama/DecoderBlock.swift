@@ -491,7 +491,4 @@ public final class DecoderBlockPool {
         blocks.append(b)
         return b
     }
-
-    /// Bytes held by the kept blocks.
-    public var bytes: Int { blocks.reduce(0) { $0 + $1.bytes } }
 }
