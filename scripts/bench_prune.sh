@@ -7,6 +7,7 @@
 # MODEL=/work/smollm2-hf (any HF folder) benchmarks that checkpoint instead; layers must then be its block count.
 # CAL=ids.safetensors (int input_ids (n, seqlen), e.g. reference_prune.py --save-calibration) gives both sides the
 # same calibration ids; without it each side draws its own seeded windows of the text (same shapes, other ids).
+# OURS="--compute-dtype bf16" adds options to llm-prune's prune.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -18,13 +19,13 @@ make -s build >/dev/null
 [ -f "$MODEL/config.json" ] || $PY scripts/make_bench_checkpoint.py --layers "$LAYERS" --shards 1 --out "$MODEL"
 if [ -n "${CAL:-}" ]; then ourcal=(--calibration-file "$CAL" --calibration-format tokens); refcal=(--calibration-tokens "$CAL")
 else ourcal=(--calibration-file "$SHARED/text/wikitext-2/wiki.valid.tokens" --calibration-format text); refcal=(); fi
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); llm-prune options: ${OURS:-none}; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "| method | llm-prune s | reference s | speed-up | llm-prune peak RSS | reference peak RSS |"
 echo "|---|---|---|---|---|---|"
 for m in $METHODS; do
   ours=$(.build/release/llm-prune prune --model "$MODEL" --method "$m" --sparsity 2:4 \
       "${ourcal[@]}" \
-      --nsamples "$NS" --seqlen "$SL" $([[ $m == wanda++* ]] && echo --ro-samples $(( NS < 32 ? NS : 32 ))) --json --quiet)
+      --nsamples "$NS" --seqlen "$SL" $([[ $m == wanda++* ]] && echo --ro-samples $(( NS < 32 ? NS : 32 ))) --json --quiet ${OURS:-})
   theirs=$($PY scripts/bench_reference_prune.py --model "$MODEL" --methods "$m" --layers "$LAYERS" \
       --nsamples "$NS" --seqlen "$SL" --sparsity 2:4 "${refcal[@]}" | tail -1)
   $PY - "$m" "$ours" "$theirs" <<'PYEOF'

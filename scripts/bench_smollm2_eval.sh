@@ -3,6 +3,7 @@
 # model at seqlen 2048, in PAIRS back-to-back pairs (ours, then theirs), printing each pair's ratio and the
 # min/median/max. Default model: the transformers-converted SmolLM2-135M at /work/smollm2-hf.
 # Usage: scripts/bench_smollm2_eval.sh [model-dir] [windows] [pairs]   PYTHON=/path/to/python with torch.
+# OURS="--compute-dtype bf16" adds options to llm-prune's eval, THEIRS="--dtype bfloat16" to the transformers side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,13 +11,13 @@ SHARED=${SHARED:-../shared}
 MODEL=${1:-/work/smollm2-hf}; W=${2:-2}; PAIRS=${3:-3}
 WIKI=$SHARED/text/wikitext-2-raw/wiki.test.raw
 [ -x .build/release/llm-prune ] || swift build -c release >/dev/null
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); llm-prune options: ${OURS:-none}; transformers options: ${THEIRS:-none}; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "| pair | llm-prune tokens/s | transformers tokens/s | ratio | llm-prune ppl | transformers ppl |"
 echo "|---|---|---|---|---|---|"
 ratios=()
 for p in $(seq 1 "$PAIRS"); do
-  ours=$(.build/release/llm-prune eval --model "$MODEL" --data-file "$WIKI" --seqlen 2048 --max-windows "$W" --batch-size 1 --json --quiet)
-  theirs=$($PY scripts/bench_transformers_eval.py --model "$MODEL" --eval-file "$WIKI" --seqlen 2048 --windows "$W")
+  ours=$(.build/release/llm-prune eval --model "$MODEL" --data-file "$WIKI" --seqlen 2048 --max-windows "$W" --batch-size 1 --json --quiet ${OURS:-})
+  theirs=$($PY scripts/bench_transformers_eval.py --model "$MODEL" --eval-file "$WIKI" --seqlen 2048 --windows "$W" ${THEIRS:-})
   r=$($PY - "$p" "$ours" "$theirs" <<'PYEOF'
 import json, sys
 p, o, t = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark baseline: Hugging Face transformers float32 WikiText-2 evaluation of a checkpoint.
+"""Benchmark baseline: Hugging Face transformers float32 (or bfloat16) WikiText-2 evaluation of a checkpoint.
 
-Loads the checkpoint (default bench-data/tinyllama-random, made by make_bench_checkpoint.py) in float32,
+Loads the checkpoint (default bench-data/tinyllama-random, made by make_bench_checkpoint.py) in --dtype,
 evaluates the first --windows non-overlapping windows of --seqlen tokens of the WikiText-2 test string
 (the protocol of shared/README.md) one window at a time, and prints one JSON line:
 {tokens_per_second, peak_rss_bytes, seconds, ...}. `seconds` covers the forward passes only (not loading or
@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"],
                     help="transformers attention implementation (sdpa is its default)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights and activations (bfloat16: PyTorch's bf16 CPU kernels; log-softmax in float32)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,7 +42,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     t0 = time.time()
-    model = LlamaForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation=args.attn)
+    model = LlamaForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype), attn_implementation=args.attn)
     model.eval()
     load_s = time.time() - t0
     t0 = time.time()
@@ -56,7 +58,7 @@ def main() -> None:
         for i in range(nwin):
             x = data[i:i + 1]
             logits = model(input_ids=x, use_cache=False).logits
-            lp = torch.log_softmax(logits[:, :-1], dim=-1)
+            lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             total += float(-lp.gather(-1, x[:, 1:, None]).double().sum())
             count += args.seqlen - 1
     secs = time.time() - t0
@@ -65,7 +67,7 @@ def main() -> None:
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "seconds": secs,
         "windows": nwin, "seqlen": args.seqlen, "perplexity": math.exp(total / count),
-        "load_seconds": load_s, "tokenize_seconds": tok_s, "attn": args.attn,
+        "load_seconds": load_s, "tokenize_seconds": tok_s, "attn": args.attn, "dtype": args.dtype,
         "threads": torch.get_num_threads(), "model": args.model,
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
     }))

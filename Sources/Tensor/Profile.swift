@@ -138,10 +138,15 @@ public enum GEMMBenchmark {
         /// GFLOP/s through `BLAS.gemm` on all workers, and of one unsplit call on one thread.
         public var gflops: Double
         public var singleThreadGflops: Double
+        /// GFLOP/s of the bf16 product (`BLAS.gemm` with a `BFloat16Matrix`: B rounded once beforehand, as
+        /// the head is; A rounded in every call), when asked for. The block projections round their weight
+        /// in every call too, which adds about 1/m of the product's time.
+        public var bfloat16Gflops: Double?
     }
 
-    /// Times each shape for about `seconds` (at least 2 calls after a warm-up call), on random inputs.
-    public static func run(_ shapes: [Profile.GEMMShape], seconds: Double = 0.3) -> [Result] {
+    /// Times each shape for about `seconds` (at least 2 calls after a warm-up call), on random inputs;
+    /// with `bfloat16`, also the bf16 product of the same shape.
+    public static func run(_ shapes: [Profile.GEMMShape], seconds: Double = 0.3, bfloat16: Bool = false) -> [Result] {
         shapes.map { s in
             var rng = SeededGenerator(seed: UInt64(s.m &* 131 &+ s.n &* 7 &+ s.k))
             let a = (0..<(s.m * s.k)).map { _ in Float(rng.nextDouble() - 0.5) }
@@ -166,7 +171,21 @@ public enum GEMMBenchmark {
                     }
                 }
             }
-            return Result(shape: s, gflops: all, singleThreadGflops: one)
+            var bf16: Double?
+            if bfloat16 {
+                let rb = b.withUnsafeBufferPointer {
+                    BFloat16Matrix($0.baseAddress!, rows: s.transB ? s.n : s.k, columns: s.transB ? s.k : s.n)
+                }
+                bf16 = rate {
+                    a.withUnsafeBufferPointer { ap in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            BLAS.gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: ap.baseAddress!,
+                                      b: rb, c: cp.baseAddress!)
+                        }
+                    }
+                }
+            }
+            return Result(shape: s, gflops: all, singleThreadGflops: one, bfloat16Gflops: bf16)
         }
     }
 }

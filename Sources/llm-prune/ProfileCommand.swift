@@ -51,17 +51,21 @@ enum BenchGEMMCommand {
         thread, after printing the BLAS and the kernel in use. With --model, the shapes are the projections
         of one decoder block on --seqlen tokens (x·Wᵀ, as the forward pass calls them) and the head on 256
         rows (the evaluation's slab); --shapes gives them as m,n,k[,tA,tB] separated by ';' (row-major,
-        C(m, n) = op(A)·op(B), tA/tB 0 or 1).
+        C(m, n) = op(A)·op(B), tA/tB 0 or 1). With --compute-dtype bf16, a third column times the bf16 product
+        of each shape (B rounded to bf16 once, A in every call; oneDNN where native).
         """,
         options: [
             OptionSpec(name: "model", valueName: "dir", help: "Checkpoint folder whose config.json gives the shapes."),
             OptionSpec(name: "seqlen", valueName: "n", help: "Tokens (rows) per block GEMM with --model.", defaultValue: "2048"),
             OptionSpec(name: "shapes", valueName: "list", help: "Shapes as m,n,k[,tA,tB];... (instead of --model)."),
             OptionSpec(name: "seconds", valueName: "s", help: "Timing per shape and mode.", defaultValue: "0.5"),
+            OptionSpec(name: "compute-dtype", valueName: "type", help: "float32, or bf16 to time the bf16 product of each shape too.",
+                       defaultValue: "float32"),
             OptionSpec(name: "json", valueName: nil, help: "Print one JSON object instead of text."),
         ],
         examples: [
             "llm-prune bench-gemm --model ../shared/models/stories260K --seqlen 512",
+            "llm-prune bench-gemm --model /path/to/smollm2-hf --compute-dtype bf16",
             "llm-prune bench-gemm --shapes '2048,2048,2048;2048,576,576,0,1'",
         ])
 
@@ -90,19 +94,26 @@ enum BenchGEMMCommand {
         guard let seconds = Double(a.string("seconds")!), seconds > 0, seconds <= 60 else {
             throw UsageError("option '--seconds' must be a number in (0, 60]")
         }
-        let results = GEMMBenchmark.run(shapes, seconds: seconds)
+        let bf16 = try ComputeDtypeOption.parse(a) == .bfloat16
+        let results = GEMMBenchmark.run(shapes, seconds: seconds, bfloat16: bf16)
         if a.flag("json") {
-            print(jsonLine([
+            var object: [String: Any] = [
                 "blas": Dictionary(uniqueKeysWithValues: BLASRuntime.current.record),
                 "shapes": results.map { ["m": $0.shape.m, "n": $0.shape.n, "k": $0.shape.k, "trans_a": $0.shape.transA,
-                                         "trans_b": $0.shape.transB, "gflops": $0.gflops, "single_thread_gflops": $0.singleThreadGflops] as [String: Any] },
-            ]))
+                                         "trans_b": $0.shape.transB, "gflops": $0.gflops, "single_thread_gflops": $0.singleThreadGflops,
+                                         "bf16_gflops": $0.bfloat16Gflops.map { $0 as Any } ?? NSNull()] as [String: Any] },
+            ]
+            if bf16 { object["compute"] = ComputePrecision.bfloat16.backend }
+            print(jsonLine(object))
             return
         }
         print("BLAS: \(BLASRuntime.current.summary)")
-        print("shape (m×n×k)                 GFLOP/s all workers   GFLOP/s 1 thread")
+        if bf16 { print("compute: \(ComputePrecision.bfloat16.backend)") }
+        print("shape (m×n×k)                 GFLOP/s all workers   GFLOP/s 1 thread" + (bf16 ? "   bf16 GFLOP/s all workers   bf16/float32" : ""))
         for r in results {
-            print("  " + pad(r.shape.label) + String(format: " %18.1f %18.1f", r.gflops, r.singleThreadGflops))
+            var line = "  " + pad(r.shape.label) + String(format: " %18.1f %18.1f", r.gflops, r.singleThreadGflops)
+            if let g = r.bfloat16Gflops { line += String(format: " %26.1f %13.2fx", g, g / max(r.gflops, 1e-9)) }
+            print(line)
         }
     }
 }

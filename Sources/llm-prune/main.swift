@@ -16,14 +16,15 @@ let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
 ]
 
 func topLevelHelp() -> String {
-    """
+    let width = (commands.keys.map(\.count).max() ?? 0) + 2
+    return """
     OVERVIEW: llm-prune \(toolVersion): prune LLaMA-family language models after training
     (Wanda++, Wanda, SparseGPT, magnitude), evaluate them, and export standard checkpoints.
 
     USAGE: llm-prune <command> [options]
 
     COMMANDS:
-    \(commands.keys.sorted().map { "  \($0.padding(toLength: 10, withPad: " ", startingAt: 0))\(commands[$0]!.0.abstract)" }.joined(separator: "\n"))
+    \(commands.keys.sorted().map { "  \($0.padding(toLength: width, withPad: " ", startingAt: 0))\(commands[$0]!.0.abstract)" }.joined(separator: "\n"))
 
     Run 'llm-prune <command> --help' for a command's options.
     """

@@ -9,6 +9,8 @@ import Glibc
     @Test func exitCodes() throws {
         let help = try run(["--help"])
         #expect(help.exitCode == 0 && help.stdout.contains("clean"))
+        // Every command name stands apart from its summary, the longest one included.
+        #expect(help.stdout.contains("  bench-gemm  sgemm GFLOP/s"), "\(help.stdout)")
         let usage = try run(["prune", "--model", "x", "--method", "magnitude", "--sparsity", "0.5", "--bogus"])
         #expect(usage.exitCode == 64)
         #expect(usage.stderrLines.first?.hasPrefix("error: unknown option '--bogus' for 'prune'") == true)
