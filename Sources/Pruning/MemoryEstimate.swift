@@ -47,9 +47,10 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
         let tokensPerForward = PruningOptions(pattern: .unstructured(0), samplesPerForward: samplesPerForward)
             .resolvedSamplesPerForward(sampleCount: max(sampleCount, 1), sequenceLength: sequenceLength) * sequenceLength
         // Input copy, normed input, q, k, v, attention, residual, normed residual, gate, up, activation,
-        // output; plus each attention worker's scores of one 64-row block (64 × T) and their row sums.
+        // output; plus each attention worker's scratch (one KV head's query group over one 64-row block).
         let forwardFloats = tokensPerForward * (5 * c.hiddenSize + 2 * qDim + 2 * kvDim + 3 * c.intermediateSize)
-            + workerCount * (BlockKernels.attentionRowBlock * (sequenceLength + 1))
+            + workerCount * Attention.forwardScratchFloats(length: sequenceLength, heads: c.numAttentionHeads,
+                                                           kvHeads: c.numKeyValueHeads, headDim: c.headDim)
         let stats = InputStatistics.bytes(inFeatures: c.hiddenSize, kind: method.statistics) * 2
             + InputStatistics.bytes(inFeatures: qDim, kind: method.statistics)
             + InputStatistics.bytes(inFeatures: c.intermediateSize, kind: method.statistics)
@@ -218,7 +219,8 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
             let tokens = batch * e.seqlen
             // Logits (batch, T, V) and the forward's activations for the batch; attention scratch per worker.
             let activations = tokens * (c.vocabSize + 5 * c.hiddenSize + 2 * qDim + 2 * kvDim + 3 * c.intermediateSize)
-                + workerCount * (BlockKernels.attentionRowBlock * (e.seqlen + 1))
+                + workerCount * Attention.forwardScratchFloats(length: e.seqlen, heads: c.numAttentionHeads,
+                                                               kvHeads: c.numKeyValueHeads, headDim: c.headDim)
             evaluation = 4 * params + max(textBytes(e.fileBytes), 4 * activations + e.fileBytes / 2 * 8)
             // bf16: the head rounded once per batch, besides the per-GEMM copies.
             if computePrecision != .float32 { evaluation += 4 * c.vocabSize * c.hiddenSize + roundedCopies(rows: tokens) }

@@ -171,6 +171,20 @@ extension Tensor {
         }
     }
 
+    @Test(arguments: [nil, 33] as [Int?])
+    func attentionPacksEachKVHeadsQueryGroup(window: Int?) {
+        // Groups of 3 query heads per KV head (SmolLM2's 9 on 3), one sequence, a last row block of 2 rows:
+        // every packed row must land back in its own head and position, with its own log-sum-exp.
+        let (b, t, nh, nkv, hd) = (1, 130, 6, 2, 12)
+        let q = randomTensor([b, t, nh * hd], seed: 31), k = randomTensor([b, t, nkv * hd], seed: 32)
+        let v = randomTensor([b, t, nkv * hd], seed: 33)
+        let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window)
+        let ref = Naive.attention(q: q.doubles, k: k.doubles, v: v.doubles, b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window)
+        #expect(relativeError(out.data, ref.out) < 1e-5)
+        #expect(relativeError(lse.data, ref.lse) < 1e-5)
+        #expect(Attention.forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd) == 3 * 64 * (2 * hd + t + 1))
+    }
+
     @Test func attentionWithOneHead() {
         // Fewer (b, h) tasks than cores: the sequential path.
         let q = randomTensor([1, 70, 6], seed: 10), k = randomTensor([1, 70, 6], seed: 11), v = randomTensor([1, 70, 6], seed: 12)

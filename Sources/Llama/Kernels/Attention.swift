@@ -11,8 +11,8 @@ import Tensor
 /// attention) and `window` is nil for full causal attention.
 ///
 /// Layouts are the projections' outputs, so no transpose is ever copied: q and out are (B, T, NH, HD),
-/// k and v are (B, T, NKV, HD). Each query row block of each (b, h) pair is an independent task; the tasks
-/// are spread over the cores with BLAS single-threaded inside. Query rows go in blocks of `rowBlock`, each multiplied only against the
+/// k and v are (B, T, NKV, HD). Each query row block of each (b, g) pair, for all the query heads that
+/// share KV head g, is an independent task; the tasks are spread over the cores with BLAS single-threaded inside. Query rows go in blocks of `rowBlock`, each multiplied only against the
 /// keys it can see, so the causal half of QKᵀ and PV is never computed.
 ///
 /// The forward pass keeps, when asked, the log-sum-exp of every query row, L[b, h, i] = log Σⱼ exp(S[i, j]):
@@ -23,6 +23,13 @@ public enum Attention {
     /// upper triangle of each diagonal block stays a few percent at long T.
     public static let rowBlock = 64
 
+    /// Floats of scratch one worker of `forward` holds: the packed queries, scores, outputs and row sums of
+    /// one KV head's query group over one row block.
+    public static func forwardScratchFloats(length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int) -> Int {
+        let rows = (nh / max(nkv, 1)) * min(rowBlock, max(t, 1))
+        return rows * (2 * hd + t + 1)
+    }
+
     /// Pointer form. out: (B, T, NH, HD); logSumExp: (B, NH, T) or nil; q: (B, T, NH, HD); k, v: (B, T, NKV, HD).
     public static func forward(
         out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
@@ -30,62 +37,79 @@ public enum Attention {
         batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?
     ) {
         precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
-        let tasks = b * nh
+        let tasks = b * nkv
         if tasks == 0 || t == 0 { return }
         let scale = 1 / Float(hd).squareRoot()
         let group = nh / nkv
         let ldq = nh * hd, ldk = nkv * hd
         let block = min(rowBlock, t)
 
-        // One query row block [r0, r0 + block) of one (b, h) pair against the keys it may see. Row blocks
-        // are independent (each has its own GEMMs, of shapes that do not depend on how work is spread),
-        // so the output is the same bits however the blocks are spread over the workers.
+        // One query row block [r0, r0 + block) of the `group` query heads that share KV head g of sequence
+        // bi, against the keys it may see. The group's rows are packed head after head into one
+        // (group · rows, HD) matrix, so the scores and the PV product are one GEMM each per KV head rather
+        // than one per query head: a taller M at the same K and N, which BLAS runs nearer its peak. Items
+        // are independent and their GEMM shapes do not depend on how work is spread, so the output is the
+        // same bits however the items are spread over the workers.
         let rowBlocks = (t + block - 1) / block
-        func attendRowBlock(_ item: Int, scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>) {
+        func attend(_ item: Int, scratch: UnsafeMutablePointer<Float>) {
             let task = item / rowBlocks, r0 = (item % rowBlocks) * block
-            let bi = task / nh, h = task % nh, g = h / group
-            let qh = q + bi * t * ldq + h * hd
-            let kh = k + bi * t * ldk + g * hd
-            let vh = v + bi * t * ldk + g * hd
-            let oh = out + bi * t * ldq + h * hd
-            let lse = logSumExp.map { $0 + task * t }
-            let r1 = min(t, r0 + block)
+            let bi = task / nkv, g = task % nkv
+            let r1 = min(t, r0 + block), rows = r1 - r0, packed = group * rows
             let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
             let width = r1 - k0
-            // scores (r1 − r0, width) = scale · Q[r0..<r1] · K[k0..<r1]ᵀ
-            BLAS.gemm(transB: true, m: r1 - r0, n: width, k: hd, alpha: scale,
-                      a: qh + r0 * ldq, lda: ldq, b: kh + k0 * ldk, ldb: ldk,
-                      c: scores, ldc: width)
+            let queries = scratch, outputs = scratch + packed * hd
+            let scores = outputs + packed * hd, inverseSums = scores + packed * width
+            let kh = k + bi * t * ldk + g * hd
+            let vh = v + bi * t * ldk + g * hd
+            // queries (group · rows, HD): row j · rows + i is query head g · group + j at position r0 + i.
+            for j in 0..<group {
+                let qh = q + bi * t * ldq + (g * group + j) * hd
+                for i in 0..<rows {
+                    (queries + (j * rows + i) * hd).update(from: qh + (r0 + i) * ldq, count: hd)
+                }
+            }
+            // scores (group · rows, width) = scale · queries · K[k0..<r1]ᵀ
+            BLAS.gemm(transB: true, m: packed, n: width, k: hd, alpha: scale,
+                      a: queries, lda: hd, b: kh + k0 * ldk, ldb: ldk, c: scores, ldc: width)
             // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
             // output instead of the (rows, width) probabilities, which saves a pass over the scores.
-            for i in r0..<r1 {
-                let row = scores + (i - r0) * width
-                let lo = window.map { max(0, i - $0 + 1) } ?? 0
-                let a = lo - k0, e = i - k0 + 1
-                if a > 0 { row.update(repeating: 0, count: a) }
-                if e < width { (row + e).update(repeating: 0, count: width - e) }
-                let m = VectorMath.maximum(row + a, count: e - a)
-                let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
-                inverseSums[i - r0] = 1 / sum
-                lse?[i] = m + Foundation.log(sum)
+            for j in 0..<group {
+                let lse = logSumExp.map { $0 + (bi * nh + g * group + j) * t }
+                for i in r0..<r1 {
+                    let r = j * rows + i - r0
+                    let row = scores + r * width
+                    let lo = window.map { max(0, i - $0 + 1) } ?? 0
+                    let a = lo - k0, e = i - k0 + 1
+                    if a > 0 { row.update(repeating: 0, count: a) }
+                    if e < width { (row + e).update(repeating: 0, count: width - e) }
+                    let m = VectorMath.maximum(row + a, count: e - a)
+                    let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
+                    inverseSums[r] = 1 / sum
+                    lse?[i] = m + Foundation.log(sum)
+                }
             }
-            // O[r0..<r1] = diag(1/Σ) · exp(S − max) · V[k0..<r1]
-            BLAS.gemm(m: r1 - r0, n: hd, k: width, a: scores, lda: width,
-                      b: vh + k0 * ldk, ldb: ldk, c: oh + r0 * ldq, ldc: ldq)
-            for i in r0..<r1 { VectorMath.scale(oh + i * ldq, count: hd, by: inverseSums[i - r0]) }
+            // outputs (group · rows, HD) = exp(S − max) · V[k0..<r1], scattered back as diag(1/Σ) · outputs.
+            BLAS.gemm(m: packed, n: hd, k: width, a: scores, lda: width,
+                      b: vh + k0 * ldk, ldb: ldk, c: outputs, ldc: hd)
+            for j in 0..<group {
+                let oh = out + bi * t * ldq + (g * group + j) * hd
+                for i in 0..<rows {
+                    let r = j * rows + i
+                    VectorMath.scale(out: oh + (r0 + i) * ldq, outputs + r * hd, count: hd, by: inverseSums[r])
+                }
+            }
         }
 
-        // Per worker: the scores of one row block (block, T) and its row sums' inverses (block). Worker w
-        // takes items w, w + n, w + 2n, …: causal row blocks grow in cost along the sequence, and the
-        // interleaving spreads them evenly even when batch × heads is below the worker count.
+        // Worker w takes items w, w + n, w + 2n, …: causal row blocks grow in cost along the sequence, and
+        // the interleaving spreads them evenly even when batch × KV heads is below the worker count.
         let items = tasks * rowBlocks
-        let scratchCount = block * t + block
+        let scratchCount = forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd)
         func run(_ worker: Int, _ stride: Int) {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
             defer { scratch.deallocate() }
             var item = worker
             while item < items {
-                attendRowBlock(item, scores: scratch, inverseSums: scratch + block * t)
+                attend(item, scratch: scratch)
                 item += stride
             }
         }

@@ -87,6 +87,18 @@ public enum VectorMath {
         return best
     }
 
+    /// out[i] = a · x[i] for i in 0..<n.
+    @inlinable
+    public static func scale(out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int, by a: Float) {
+        var i = 0
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V8.self) * a
+            UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: V8.self)
+            i += 8
+        }
+        while i < n { out[i] = x[i] * a; i += 1 }
+    }
+
     /// x[i] *= a for i in 0..<n.
     @inlinable
     public static func scale(_ x: UnsafeMutablePointer<Float>, count n: Int, by a: Float) {
