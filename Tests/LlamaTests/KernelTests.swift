@@ -147,16 +147,23 @@ extension Tensor {
         #expect(plain.apply(rotated, heads: 3, sign: -1).relativeError(to: x) < 1e-6)
     }
 
-    @Test(arguments: [nil, 20] as [Int?])
-    func attentionMatchesNaive(window: Int?) {
-        // T = 150 spans three row blocks; 4 query heads on 2 KV heads.
-        let (b, t, nh, nkv, hd) = (2, 150, 4, 2, 8)
-        let q = randomTensor([b, t, nh * hd], seed: 7), k = randomTensor([b, t, nkv * hd], seed: 8)
-        let v = randomTensor([b, t, nkv * hd], seed: 9)
+    /// Attention.forward on seeded random q, k, v against the float64 reference: output and log-sum-exp.
+    func checkAttentionAgainstNaive(b: Int, t: Int, nh: Int, nkv: Int, hd: Int, window: Int?, seed: UInt64)
+        -> (q: Tensor, k: Tensor, lse: Tensor, ref: (out: [Double], lse: [Double], probs: [Double])) {
+        let q = randomTensor([b, t, nh * hd], seed: seed), k = randomTensor([b, t, nkv * hd], seed: seed + 1)
+        let v = randomTensor([b, t, nkv * hd], seed: seed + 2)
         let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window)
         let ref = Naive.attention(q: q.doubles, k: k.doubles, v: v.doubles, b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window)
         #expect(relativeError(out.data, ref.out) < 1e-5)
         #expect(relativeError(lse.data, ref.lse) < 1e-5)
+        return (q, k, lse, ref)
+    }
+
+    @Test(arguments: [nil, 20] as [Int?])
+    func attentionMatchesNaive(window: Int?) {
+        // T = 150 spans three row blocks; 4 query heads on 2 KV heads.
+        let (b, t, nh, nkv, hd) = (2, 150, 4, 2, 8)
+        let (q, k, lse, ref) = checkAttentionAgainstNaive(b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window, seed: 7)
         // Probabilities rebuilt from the cache (q, k, log-sum-exp).
         var p = [Float](repeating: -1, count: t * t)
         for (bi, h) in [(0, 0), (1, 3), (1, 2)] {
@@ -176,12 +183,7 @@ extension Tensor {
         // Groups of 3 query heads per KV head (SmolLM2's 9 on 3), one sequence, a last row block of 2 rows:
         // every packed row must land back in its own head and position, with its own log-sum-exp.
         let (b, t, nh, nkv, hd) = (1, 130, 6, 2, 12)
-        let q = randomTensor([b, t, nh * hd], seed: 31), k = randomTensor([b, t, nkv * hd], seed: 32)
-        let v = randomTensor([b, t, nkv * hd], seed: 33)
-        let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window)
-        let ref = Naive.attention(q: q.doubles, k: k.doubles, v: v.doubles, b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window)
-        #expect(relativeError(out.data, ref.out) < 1e-5)
-        #expect(relativeError(lse.data, ref.lse) < 1e-5)
+        _ = checkAttentionAgainstNaive(b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window, seed: 31)
         #expect(Attention.forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd) == 3 * 64 * (2 * hd + t + 1))
     }
 

@@ -102,12 +102,6 @@ public enum VectorMath {
     /// x[i] *= a for i in 0..<n.
     @inlinable
     public static func scale(_ x: UnsafeMutablePointer<Float>, count n: Int, by a: Float) {
-        var i = 0
-        while i + 8 <= n {
-            let raw = UnsafeMutableRawPointer(x + i)
-            raw.storeBytes(of: raw.loadUnaligned(as: V8.self) * a, as: V8.self)
-            i += 8
-        }
-        while i < n { x[i] *= a; i += 1 }
+        scale(out: x, x, count: n, by: a)
     }
 }
