@@ -19,6 +19,15 @@ public enum BlockForwardStop: Int, Comparable, Sendable {
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
+/// Where a resumed forward pass starts (`DecoderBlock.forward(resuming:...)`), with the saved activations
+/// it starts from, each for the same B·T rows as the pass.
+public enum BlockForwardResume {
+    /// At the o projection: the block input x (N, C) and the attention output attn (N, nh·hd).
+    case oProjection(input: UnsafePointer<Float>, attention: UnsafePointer<Float>)
+    /// At the post-attention norm: the residual h = x + attn·W_oᵀ (N, C).
+    case postAttentionNorm(residual: UnsafePointer<Float>)
+}
+
 /// A trainable addition to some of a block's linear layers (LoRA): for a layer it adapts,
 /// out (N, out) += f(inp (N, in)) in the forward, and in the backward dx (N, in) += (∂f/∂inp)ᵀ·dy while
 /// the adapter accumulates its own parameters' gradients. The block calls `forward` right after the
@@ -76,6 +85,8 @@ public final class DecoderBlock {
     public private(set) var length: Int = 0
     /// How far the last forward pass went; nil before any.
     public private(set) var completed: BlockForwardStop?
+    /// Whether the last forward pass resumed from saved activations (`forward(resuming:...)`).
+    public private(set) var resumed = false
 
     /// N = B·T of the last forward pass.
     public var rows: Int { batch * length }
@@ -150,6 +161,8 @@ public final class DecoderBlock {
     public var normedResidual: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: xn2, count: rows * geometry.hidden) }
     /// silu(gate) ⊙ up (N, F): the input of down.
     public var mlpActivation: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: act, count: rows * geometry.intermediate) }
+    /// h = x + attn·W_oᵀ (N, C): the residual stream after attention, the start of a resumed pass.
+    public var residual: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: h, count: rows * geometry.hidden) }
     /// The block output (N, C).
     public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: y, count: rows * geometry.hidden) }
 
@@ -184,40 +197,82 @@ public final class DecoderBlock {
         _ input: UnsafePointer<Float>, batch B: Int = 1, tokens T: Int, parameters p: DecoderBlockWeights, rope: RoPE,
         stop: BlockForwardStop = .output, adapter: BlockAdapter? = nil
     ) {
+        begin(batch: B, tokens: T, rope: rope, resumed: false)
+        x.update(from: input, count: B * T * geometry.hidden)
+        run(from: .input, parameters: p, rope: rope, stop: stop, adapter: adapter)
+    }
+
+    /// Runs the rest of the block from activations an earlier pass (with the same batch shape) saved, up to
+    /// `stop` (at least `.mlpInput`): the stage-by-stage prune collects each stage's input with the earlier
+    /// stages pruned without recomputing the block before them. A resumed pass saves only what it
+    /// computes, so it cannot be differentiated: `backward` refuses it.
+    public func forward(
+        resuming start: BlockForwardResume, batch B: Int = 1, tokens T: Int, parameters p: DecoderBlockWeights,
+        rope: RoPE, stop: BlockForwardStop = .output
+    ) {
+        precondition(stop >= .mlpInput, "a resumed block forward runs from the o projection on; stop \(stop)")
+        begin(batch: B, tokens: T, rope: rope, resumed: true)
+        let N = B * T
+        switch start {
+        case .oProjection(let input, let attention):
+            x.update(from: input, count: N * geometry.hidden)
+            attn.update(from: attention, count: N * geometry.qWidth)
+            run(from: .oProjection, parameters: p, rope: rope, stop: stop, adapter: nil)
+        case .postAttentionNorm(let residual):
+            h.update(from: residual, count: N * geometry.hidden)
+            run(from: .postAttentionNorm, parameters: p, rope: rope, stop: stop, adapter: nil)
+        }
+    }
+
+    private enum Entry: Int, Comparable {
+        case input, oProjection, postAttentionNorm
+        static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    private func begin(batch B: Int, tokens T: Int, rope: RoPE, resumed: Bool) {
         precondition(B > 0 && T > 0 && B * T <= capacity && T <= maxLength && rope.positions >= T && rope.headDim == geometry.headDim,
                      "block forward: \(B)×\(T) rows, capacity \(capacity) (T ≤ \(maxLength)), RoPE \(rope.positions)×\(rope.headDim)")
-        let g = geometry, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         batch = B
         length = T
         completed = nil
+        self.resumed = resumed
+    }
+
+    /// The forward listing from `entry` on; x (or attn, or h) already holds the entry's activation.
+    private func run(from entry: Entry, parameters p: DecoderBlockWeights, rope: RoPE, stop: BlockForwardStop,
+                     adapter: BlockAdapter?) {
+        let g = geometry, B = batch, T = length, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
-        x.update(from: input, count: N * C)
-        p.inputNorm.data.withUnsafeBufferPointer { w in
-            RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
-        }                                                                                     // xn1 (N, C), rstd1 (N)
-        completed = .attentionInput
-        if stop == .attentionInput { return }
+        if entry == .input {
+            p.inputNorm.data.withUnsafeBufferPointer { w in
+                RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
+            }                                                                                 // xn1 (N, C), rstd1 (N)
+            completed = .attentionInput
+            if stop == .attentionInput { return }
 
-        withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw, precision: precision) }
-        if let adapter, adapter.adapts(.q) { adapter.forward(.q, out: q, inp: xn1, rows: N) }
-        withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
-        if let adapter, adapter.adapts(.k) { adapter.forward(.k, out: k, inp: xn1, rows: N) }
-        withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
-        if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
-        rope.apply(q, batch: B, length: T, heads: g.heads)                                   // q (N, nh·hd)
-        rope.apply(k, batch: B, length: T, heads: g.kvHeads)                                 // k, v (N, nkv·hd)
-        Profile.phase("attention") {
-            Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
-                              heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+            withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw, precision: precision) }
+            if let adapter, adapter.adapts(.q) { adapter.forward(.q, out: q, inp: xn1, rows: N) }
+            withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
+            if let adapter, adapter.adapts(.k) { adapter.forward(.k, out: k, inp: xn1, rows: N) }
+            withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
+            if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
+            rope.apply(q, batch: B, length: T, heads: g.heads)                               // q (N, nh·hd)
+            rope.apply(k, batch: B, length: T, heads: g.kvHeads)                             // k, v (N, nkv·hd)
+            Profile.phase("attention") {
+                Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
+                                  heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+            }
+            completed = .oInput                                                               // attn (N, nh·hd), lse (B, nh, T)
+            if stop == .oInput { return }
         }
-        completed = .oInput                                                                   // attn (N, nh·hd), lse (B, nh, T)
-        if stop == .oInput { return }
 
-        // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
-        h.update(from: x, count: N * C)
-        withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true, precision: precision) }
-        if let adapter, adapter.adapts(.o) { adapter.forward(.o, out: h, inp: attn, rows: N) }
+        if entry <= .oProjection {
+            // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
+            h.update(from: x, count: N * C)
+            withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true, precision: precision) }
+            if let adapter, adapter.adapts(.o) { adapter.forward(.o, out: h, inp: attn, rows: N) }
+        }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
         }                                                                                     // h, xn2 (N, C), rstd2 (N)
@@ -291,7 +346,8 @@ public final class DecoderBlock {
         gradients: inout BlockGradients, inputGradient dx: UnsafeMutablePointer<Float>? = nil,
         matrices: Set<LinearKind>? = nil, adapter: BlockAdapter? = nil
     ) {
-        precondition(completed == .output && hasBackward, "block backward needs a backward-capable block and a complete forward pass")
+        precondition(completed == .output && !resumed && hasBackward,
+                     "block backward needs a backward-capable block and a complete, not resumed, forward pass")
         let g = geometry, B = batch, T = length, N = rows, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
@@ -375,7 +431,7 @@ public final class DecoderBlock {
     public func backward(
         _ outputGradient: Tensor, parameters: DecoderBlockWeights, rope: RoPE, gradients: inout BlockGradients
     ) throws -> Tensor {
-        guard completed == .output, hasBackward else {
+        guard completed == .output, !resumed, hasBackward else {
             throw BlockBackwardError.shapeMismatch("backward called without a complete forward pass")
         }
         guard outputGradient.count == rows * geometry.hidden, outputGradient.shape.last == geometry.hidden else {

@@ -10,8 +10,8 @@ import Tensor
 /// the dense block l as loaded from the checkpoint and `inputs` holds X̂ₗ, the outputs of the already
 /// pruned blocks 0..<l on the calibration samples (nsamples, seqlen, hidden). On return `weights` must hold
 /// the pruned block (same shapes; only the seven linear matrices may change); the driver then checks the
-/// pattern, records per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) and hands the block to the
-/// export sink.
+/// pattern, records per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) (unless the method left them in
+/// `outputs`) and hands the block to the export sink.
 ///
 /// A method that needs the whole block (Wanda++: a dense copy as the target, gradients of a regional
 /// loss, regional optimization, stage-by-stage pruning) overrides `pruneBlock` and uses the pieces below:
@@ -39,6 +39,15 @@ public final class BlockPruningContext {
     /// X̂ₗ: the block's calibration inputs, (sampleCount, sequenceLength, hidden) row-major. Read-only:
     /// valid only during `pruneBlock`.
     public let inputs: UnsafeBufferPointer<Float>
+    /// The buffer of X̂ₗ₊₁ (sampleCount, sequenceLength, hidden), free while `pruneBlock` runs: a method may
+    /// use it as scratch. One that computes the pruned block's outputs itself (Wanda++'s final prune has
+    /// the activations they resume from) writes them here and sets `outputsComputed`; the driver then
+    /// skips its own forward pass.
+    public let outputs: UnsafeMutableBufferPointer<Float>
+    /// Whether the driver needs X̂ₗ₊₁ (false for the last block and methods without calibration inputs).
+    public let wantsOutputs: Bool
+    /// Set by a method that left the pruned block's outputs on every sample in `outputs`.
+    public var outputsComputed = false
     /// Seconds spent in `compress` per linear (filled by `compress(_:with:statistics:)`; a method that
     /// prunes by itself may fill it too, for the run record).
     public var layerSeconds: [LinearKind: Double] = [:]
@@ -51,8 +60,12 @@ public final class BlockPruningContext {
 
     init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
          pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
-         generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>, computePrecision: ComputePrecision = .float32,
+         generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>,
+         outputs: UnsafeMutableBufferPointer<Float> = UnsafeMutableBufferPointer(start: nil, count: 0), wantsOutputs: Bool = false,
+         computePrecision: ComputePrecision = .float32,
          blockPool: DecoderBlockPool = DecoderBlockPool(), progress: @escaping (String) -> Void) {
+        self.outputs = outputs
+        self.wantsOutputs = wantsOutputs
         self.computePrecision = computePrecision
         self.blockPool = blockPool
         self.configuration = configuration
@@ -156,7 +169,7 @@ public final class BlockPruningContext {
                 throw PruningError("\(w.name): NaN score at row \(i / w.inFeatures), column \(i % w.inFeatures)")
             }
             let mask = Selection.prunedMask(scores: scores, rows: w.outFeatures, cols: w.inFeatures, pattern: pattern)
-            for i in 0..<mask.count where mask[i] { w.values[i] = 0 }
+            mask.withUnsafeBufferPointer { Selection.zeroPruned(w.values, mask: $0) }
         }
     }
 

@@ -79,8 +79,8 @@ public enum BlockwisePruning {
     ///    memory-mapped), calls `method.pruneBlock` (by default: statistics of all seven linears from one
     ///    pass of the dense block, then compress each), checks the result (shapes; N:M groups), records the
     ///    per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) into the second activation buffer (the two
-    ///    buffers swap every block), and hands the pruned block to `blockSink` (export, or an in-memory
-    ///    model for evaluation).
+    ///    buffers swap every block; a method may have left them there, `BlockPruningContext.outputs`), and
+    ///    hands the pruned block to `blockSink` (export, or an in-memory model for evaluation).
     ///
     /// Methods with `needsCalibrationInputs == false` (magnitude) skip steps that touch activations, and
     /// `calibration` may then be nil. Progress goes to `progress` once per layer step:
@@ -152,7 +152,9 @@ public enum BlockwisePruning {
             let context = BlockPruningContext(
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
                 rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
-                generator: generator, inputs: UnsafeBufferPointer(current), computePrecision: options.computePrecision,
+                generator: generator, inputs: UnsafeBufferPointer(current),
+                outputs: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
+                wantsOutputs: usesInputs && l + 1 < blockCount, computePrecision: options.computePrecision,
                 blockPool: blockPool, progress: report)
             try method.pruneBlock(context)
             generator = context.generator
@@ -168,10 +170,12 @@ public enum BlockwisePruning {
             for kind in LinearKind.allCases {
                 let w = pruned[kind]
                 let name = LlamaTensorNames.weight(kind, layer: l)
-                if case .nm(let n, let m) = options.pattern {
-                    try SparsityCheck.validateNM(w.data, rows: w.shape[0], cols: w.shape[1], n: n, m: m, name: name)
+                let z = try Profile.phase("checks") {
+                    if case .nm(let n, let m) = options.pattern {
+                        try SparsityCheck.validateNM(w.data, rows: w.shape[0], cols: w.shape[1], n: n, m: m, name: name)
+                    }
+                    return SparsityCheck.zeroCount(w.data)
                 }
-                let z = SparsityCheck.zeroCount(w.data)
                 layers.append(LayerPruningReport(name: name, layer: l, kind: kind, shape: w.shape, zeros: z,
                                                  sparsity: w.count == 0 ? 0 : Double(z) / Double(w.count),
                                                  seconds: context.layerSeconds[kind]))
@@ -181,13 +185,13 @@ public enum BlockwisePruning {
             if usesInputs && l + 1 < blockCount {
                 report("next inputs")
                 let out = next
-                context.forward(weights: pruned, output: { samples, y in
+                if !context.outputsComputed { context.forward(weights: pruned, output: { samples, y in
                     y.data.withUnsafeBufferPointer { yp in
                         for (i, s) in samples.enumerated() {
                             (out.baseAddress! + s * stride).update(from: yp.baseAddress! + i * stride, count: stride)
                         }
                     }
-                })
+                }) }
                 swap(&current, &next)
             }
             report("saving")

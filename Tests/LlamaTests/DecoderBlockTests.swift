@@ -87,6 +87,53 @@ private func naiveBlock(_ x: Tensor, _ w: DecoderBlockWeights, _ c: LlamaConfigu
         }
     }
 
+    /// A pass resumed at the o projection (from x and attn) or at the post-attention norm (from h) computes
+    /// the same floats as a full pass: the same kernels on the same rows. The resumed pass starts from the
+    /// attention of the unchanged q, k, v, while o, gate, up and down differ from that pass's block (as in
+    /// the stage-by-stage prune). A resumed pass cannot be differentiated.
+    @Test(arguments: [("llama", nil), ("mistral", 5)] as [(String, Int?)])
+    func resumedPassesMatchTheFullPass(type: String, window: Int?) throws {
+        let c = try configuration(type: type, window: window)
+        let w = try randomBlock(c, seed: 300)
+        var changed = w
+        for m in [LinearKind.o, .gate, .up, .down] {
+            changed.weights[m.index].data = changed.weights[m.index].data.enumerated().map { $0.offset % 3 == 0 ? 0 : $0.element }
+        }
+        let (B, T) = (2, 9)
+        let x = randomTensor([B, T, c.hiddenSize], seed: 301)
+        let rope = RoPE(configuration: c, positions: T)
+        let geometry = BlockGeometry(configuration: c, layer: 0)
+        let full = try DecoderBlock(geometry: geometry, capacity: B * T, maxLength: T)
+        let expected = try full.forward(x, parameters: changed, rope: rope)
+        let residual = Array(full.residual), activation = Array(full.mlpActivation)
+
+        let block = try DecoderBlock(geometry: geometry, capacity: B * T, maxLength: T)
+        try block.forward(x, parameters: w, rope: rope)
+        let attention = Array(block.attentionOutput)
+        x.data.withUnsafeBufferPointer { xp in
+            attention.withUnsafeBufferPointer { ap in
+                block.forward(resuming: .oProjection(input: xp.baseAddress!, attention: ap.baseAddress!), batch: B, tokens: T,
+                              parameters: changed, rope: rope)
+            }
+        }
+        #expect(block.resumed && block.completed == .output)
+        #expect(Array(block.output) == expected.data && Array(block.residual) == residual)
+        residual.withUnsafeBufferPointer { hp in
+            block.forward(resuming: .postAttentionNorm(residual: hp.baseAddress!), batch: B, tokens: T, parameters: changed,
+                          rope: rope, stop: .downInput)
+        }
+        #expect(block.completed == .downInput && Array(block.mlpActivation) == activation)
+        residual.withUnsafeBufferPointer { hp in
+            block.forward(resuming: .postAttentionNorm(residual: hp.baseAddress!), batch: B, tokens: T, parameters: changed, rope: rope)
+        }
+        #expect(Array(block.output) == expected.data)
+        #expect(expected.data.allSatisfy { $0.isFinite })
+        var gradients = BlockGradients(like: changed)
+        #expect(throws: BlockBackwardError.self) {
+            try block.backward(Tensor.zeros(x.shape), parameters: changed, rope: rope, gradients: &gradients)
+        }
+    }
+
     @Test func weightsByKindAndValidation() throws {
         let c = try configuration(type: "llama")
         var w = try randomBlock(c, seed: 300)

@@ -121,6 +121,48 @@ private let hfNames: [LinearKind: String] = [
         }
     }
 
+    /// With `writeOutputs`, the final prune leaves the pruned block's output on every sample in the scratch
+    /// (step 4, from the activations it saved stage by stage): the floats a forward pass of the pruned block
+    /// gives, and the same pruned block as a run without scratch. Both layouts: an attention output as wide
+    /// as the hidden size (saved in the scratch itself) and one twice as wide (saved in a store of its own).
+    @Test(arguments: [4, 8])
+    func finalPruneWritesTheBlockOutputs(headDim: Int) throws {
+        let t = try Loaded()
+        let C = 16, T = t.tokens
+        let g = BlockGeometry(hidden: C, intermediate: 26, heads: 4, kvHeads: 2, headDim: headDim, rmsNormEps: 1e-5)
+        var seed: UInt64 = 40
+        func random(_ shape: [Int]) -> Tensor {
+            seed += 1
+            var rng = SeededGenerator(seed: seed)
+            let scale = 1 / Double(shape[shape.count - 1]).squareRoot()
+            return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextGaussian() * scale) })
+        }
+        let dense = headDim == 4 ? t.block : DecoderBlockWeights(
+            weights: LinearKind.allCases.map { let s = g.shape(of: $0); return random([s.out, s.in]) },
+            inputNorm: Tensor(shape: [C], data: random([C]).data.map { 1 + $0 }),
+            postAttentionNorm: Tensor(shape: [C], data: random([C]).data.map { 1 + $0 }))
+        let rope = RoPE(headDim: headDim, theta: 10000, scaling: nil, positions: T)
+        let pruner = try WandaPlusPlusBlock(geometry: g, options: WandaPlusPlusOptions(roRounds: 2, roSamples: 3))
+        var plain = dense, withOutputs = dense
+        var rng1 = SeededGenerator(seed: 3), rng2 = SeededGenerator(seed: 3)
+        var scratch = [Float](repeating: .nan, count: t.samples * T * C)
+        try t.x.withUnsafeBufferPointer { x in
+            _ = try pruner.prune(&plain, inputs: x, samples: t.samples, tokens: T, rope: rope, generator: &rng1,
+                                 select: referenceSelector(n: 2, m: 4))
+            try scratch.withUnsafeMutableBufferPointer { out in
+                _ = try pruner.prune(&withOutputs, inputs: x, samples: t.samples, tokens: T, rope: rope, generator: &rng2,
+                                     select: referenceSelector(n: 2, m: 4), scratch: out, writeOutputs: true)
+            }
+        }
+        #expect(withOutputs == plain && withOutputs != dense)
+        let tape = try DecoderBlock(geometry: g, capacity: T)
+        for s in 0..<t.samples {
+            let input = Tensor(shape: [T, C], data: Array(t.x[(s * T * C)..<((s + 1) * T * C)]))
+            let y = try tape.forward(input, parameters: withOutputs, rope: rope)
+            #expect(Array(scratch[(s * T * C)..<((s + 1) * T * C)]) == y.data, "sample \(s)")
+        }
+    }
+
     @Test func badSettingsAndInputsThrowOneLineErrors() throws {
         let t = try Loaded()
         var rng = SeededGenerator(seed: 1)

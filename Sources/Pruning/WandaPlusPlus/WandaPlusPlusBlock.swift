@@ -56,11 +56,16 @@ public struct WandaPlusPlusBlock {
     /// - precision: the number format of the forward passes of G and of the ‖X‖ statistics; regional
     ///   optimization (target, forward and backward) stays float32.
     /// - label: names the block in errors and progress ("block 3").
+    /// - scratch: N · T · C floats the stage-by-stage prune may use for the activations it resumes from
+    ///   (the driver's buffer for the next block's inputs); nil: the pass allocates its own.
+    /// - writeOutputs: leave the pruned block's outputs on every sample (step 4), (N, T, C), in `scratch`,
+    ///   computed from the final prune's saved activations rather than by a forward pass of its own.
     /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
     public func prune(
         _ block: inout DecoderBlockWeights, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
         rope: RoPE, generator: inout SeededGenerator, select: MaskSelector,
         keepStatistics: Bool = false, precision: ComputePrecision = .float32, label: String = "block",
+        scratch: UnsafeMutableBufferPointer<Float>? = nil, writeOutputs: Bool = false,
         progress: ((String) -> Void)? = nil
     ) throws -> WandaPlusPlusBlockRecord {
         let g = geometry, C = g.hidden
@@ -75,9 +80,16 @@ public struct WandaPlusPlusBlock {
         if let i = firstNonFinite(inputs) {
             throw WandaPlusPlusError("\(label): calibration input sample \(i / (tokens * C)) holds NaN or infinity")
         }
+        if let scratch {
+            guard scratch.count >= samples * tokens * C else {
+                throw WandaPlusPlusError("\(label): scratch of \(scratch.count) values for \(samples) × \(tokens) × \(C)")
+            }
+        } else if writeOutputs {
+            throw WandaPlusPlusError("\(label): writing the block outputs needs a buffer for them")
+        }
 
         var record = WandaPlusPlusBlockRecord()
-        let work = try Workspace(geometry: g, parameters: block, tokens: tokens)
+        let work = try Workspace(geometry: g, parameters: block, tokens: tokens, samples: samples, scratch: scratch)
         work.statisticsPrecision = precision
         let sample = { (n: Int) in inputs.baseAddress! + n * tokens * C }
         let gradientCount = options.gradientSampleCount(of: samples)
@@ -86,25 +98,29 @@ public struct WandaPlusPlusBlock {
         var G: [Tensor]? = nil
         if options.variant.usesRegionalOptimization && options.roRounds > 0 {
             let dense = block
+            // The rounds' draws come first (the generator serves nothing else), so the first G pass, a
+            // float32 forward of the dense block, can keep the RO targets of the samples they draw.
+            let draws = (0..<options.roRounds).map { _ in generator.sample(options.roSamples, from: samples) }
+            let drawn = Set(draws.joined())
+            work.reserveDenseOutputs(samples: drawn.count)
             if options.variant.usesGradientScore {
                 let t0 = Date()
                 G = Profile.phase("G") {
-                    work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                    work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope,
+                                           keepingDenseOutputsOf: precision == .float32 ? drawn : []) { done in
                         progress?("regional gradients \(done)/\(gradientCount)")
                     }
                 }
                 record.gradientSeconds += Date().timeIntervalSince(t0)
             }
             let optimizer = RMSprop(parameterCounts: block.weights.map(\.count), learningRate: options.roLearningRate)
-            work.reserveDenseOutputs(samples: min(samples, options.roRounds * options.roSamples))
-            for round in 0..<options.roRounds {
-                let idx = generator.sample(options.roSamples, from: samples)
+            for (round, idx) in draws.enumerated() {
                 record.roundSamples.append(idx)
                 let t0 = Date()
                 progress?("RO round \(round + 1)/\(options.roRounds) pruning")
-                try Profile.phase("staged re-prune") {
+                _ = try Profile.phase("staged re-prune") {
                     try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
-                                         select: select, label: label, keepNorms: false)
+                                         select: select, label: label, keepNorms: false, writeOutputs: false)
                 }
                 let t1 = Date()
                 var losses: [Double] = []
@@ -126,7 +142,8 @@ public struct WandaPlusPlusBlock {
             // Recomputed on the block as the rounds left it (the only G of the RGS-only variant).
             let t0 = Date()
             G = Profile.phase("G") {
-                work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope) { done in
+                work.regionalGradients(block, samples: gradientCount, sample: sample, rope: rope,
+                                       keepingDenseOutputsOf: []) { done in
                     progress?("regional gradients \(done)/\(gradientCount)")
                 }
             }
@@ -136,7 +153,8 @@ public struct WandaPlusPlusBlock {
         progress?("final prune")
         let norms = try Profile.phase("staged re-prune") {
             try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
-                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
+                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics,
+                                 writeOutputs: writeOutputs)
         }
         record.pruneSeconds += Date().timeIntervalSince(t0)
         if keepStatistics {
@@ -154,10 +172,10 @@ public struct WandaPlusPlusBlock {
         guard samples > 0, tokens > 0, inputs.count >= samples * tokens * geometry.hidden else {
             throw WandaPlusPlusError("regional gradients: \(inputs.count) input values for \(samples) × \(tokens) × \(geometry.hidden)")
         }
-        let work = try Workspace(geometry: geometry, parameters: block, tokens: tokens)
+        let work = try Workspace(geometry: geometry, parameters: block, tokens: tokens, samples: 0, scratch: nil)
         let C = geometry.hidden
         return work.regionalGradients(block, samples: samples, sample: { inputs.baseAddress! + $0 * tokens * C },
-                                      rope: rope, progress: { _ in })
+                                      rope: rope, keepingDenseOutputsOf: [], progress: { _ in })
     }
 }
 
@@ -180,10 +198,31 @@ private final class Workspace {
     var columnSquares: [Double]
     /// The number format of the forward passes of G and of the staged ‖X‖ (RO's stay float32).
     var statisticsPrecision: ComputePrecision = .float32
+    /// Per sample of a stage-by-stage prune, (samples, T, stageWidth): the activation the next stage resumes
+    /// from (attn after {q,k,v}, then h after o), and at the end the block output (width C).
+    private let stageActivations: UnsafeMutablePointer<Float>
+    private let stageWidth: Int
+    private var ownedStageActivations: UnsafeMutableBufferPointer<Float>?
+    /// The caller's scratch when the stage activations could not live there: the outputs are copied to it.
+    private var scratchForOutputs: UnsafeMutablePointer<Float>?
 
-    init(geometry: BlockGeometry, parameters: DecoderBlockWeights, tokens: Int) throws {
+    /// `samples`: the most samples a stage-by-stage prune sees; `scratch`: N · T · C floats to use for
+    /// their saved activations where a slot of width C holds them (the attention output is nh·hd wide).
+    init(geometry: BlockGeometry, parameters: DecoderBlockWeights, tokens: Int, samples: Int,
+         scratch: UnsafeMutableBufferPointer<Float>?) throws {
         g = geometry
         self.tokens = tokens
+        if let scratch, geometry.qWidth <= geometry.hidden, scratch.count >= samples * tokens * geometry.hidden {
+            stageWidth = geometry.hidden
+            stageActivations = scratch.baseAddress!
+        } else {
+            stageWidth = max(geometry.hidden, geometry.qWidth)
+            let owned = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, samples * tokens * stageWidth))
+            owned.initialize(repeating: 0)
+            ownedStageActivations = owned
+            stageActivations = owned.baseAddress!
+            scratchForOutputs = scratch?.baseAddress
+        }
         tape = try DecoderBlock(geometry: geometry, capacity: tokens)
         grads = BlockGradients(like: parameters)
         dy = [Float](repeating: 0, count: tokens * geometry.hidden)
@@ -193,16 +232,21 @@ private final class Workspace {
         columnSquares = [Double](repeating: 0, count: max(geometry.hidden, geometry.intermediate, geometry.qWidth))
     }
 
+    deinit { ownedStageActivations?.deallocate() }
+
     /// G_ij = sqrt((1/N) Σₙ (∂‖f(X̂ₙ)‖₂/∂W_ij)²) for samples 0..<N; squares summed in float32
     /// (N ≤ a few hundred terms of one sign: relative rounding below N·2⁻²⁴).
+    /// The output of each forward is the dense block's f(X̂ₙ) when `p` is the dense block: it is kept as
+    /// RO's target for the samples in `keepingDenseOutputsOf` (float32 passes only).
     func regionalGradients(_ p: DecoderBlockWeights, samples: Int, sample: (Int) -> UnsafePointer<Float>,
-                           rope: RoPE, progress: (Int) -> Void) -> [Tensor] {
+                           rope: RoPE, keepingDenseOutputsOf kept: Set<Int>, progress: (Int) -> Void) -> [Tensor] {
         var acc = p.weights.map { Tensor.zeros($0.shape) }
         let n = tokens * g.hidden
         tape.precision = statisticsPrecision
         defer { tape.precision = .float32 }
         for s in 0..<samples {
             tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope)
+            if kept.contains(s) { keepDenseOutput(of: s) }
             // d‖y‖₂/dy = y / ‖y‖₂ (‖y‖ summed in float64).
             let y = tape.output
             var ss = 0.0
@@ -239,31 +283,40 @@ private final class Workspace {
     /// Prunes the seven matrices stage by stage ({q,k,v} → o → {gate,up} → down). Each stage's
     /// ‖X_j‖₂ (plain L2 norm over all tokens of `samples`) is collected through the block as pruned in the
     /// earlier stages; score S = (α·G + ‖X_j‖₂)·|W| with G, or |W|·‖X_j‖₂ (Wanda) without.
+    ///
+    /// Each stage resumes from the activation the previous one saved per sample (attn for o, h for gate,
+    /// up and down), so the block is run once in all rather than once per stage from its input; with
+    /// `writeOutputs` the pruned block's outputs for sample s end in slot s (`samples` must be 0..<N).
     /// Returns the norms of each matrix when `keepNorms`.
     @discardableResult
     func stagedPrune(_ p: inout DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
                      rope: RoPE, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
-                     keepNorms: Bool) throws -> [[Float]]? {
+                     keepNorms: Bool, writeOutputs: Bool) throws -> [[Float]]? {
+        precondition(!writeOutputs || samples == Array(0..<samples.count), "block outputs need the samples in order")
         var kept: [[Float]] = Array(repeating: [], count: 7)
-        let stops: [BlockForwardStop] = [.attentionInput, .oInput, .mlpInput, .downInput]
+        let C = g.hidden
         tape.precision = statisticsPrecision
         defer { tape.precision = .float32 }
         for (stageIndex, stage) in wandaPlusPlusStages.enumerated() {
             let inFeatures = g.shape(of: stage[0]).in
             columnSquares.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-            for s in samples {
-                tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope, stop: stops[stageIndex])
-                let x = tape.input(of: stage[0])
-                let rows = tokens
-                columnSquares.withUnsafeMutableBufferPointer { acc in
-                    let a = acc.baseAddress!, xp = x.baseAddress!
-                    parallelChunks(inFeatures, minimumPerThread: max(1, 32_768 / rows)) { cols in
-                        for r in 0..<rows {
-                            let row = xp + r * inFeatures
-                            for j in cols { let v = Double(row[j]); a[j] += v * v }
-                        }
-                    }
+            for (i, s) in samples.enumerated() {
+                let saved = stageActivations + i * tokens * stageWidth
+                switch stageIndex {
+                case 0:
+                    tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope, stop: .attentionInput)
+                case 1:
+                    tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope, stop: .oInput)
+                    saved.update(from: tape.attentionOutput.baseAddress!, count: tokens * g.qWidth)
+                case 2:
+                    tape.forward(resuming: .oProjection(input: sample(s), attention: saved), tokens: tokens,
+                                 parameters: p, rope: rope, stop: .mlpInput)
+                    saved.update(from: tape.residual.baseAddress!, count: tokens * C)
+                default:
+                    tape.forward(resuming: .postAttentionNorm(residual: saved), tokens: tokens, parameters: p,
+                                 rope: rope, stop: .downInput)
                 }
+                accumulateColumnSquares(tape.input(of: stage[0]), columns: inFeatures)
             }
             // Rounded to float32 after the float64 square root, as the reference does.
             let norms = (0..<inFeatures).map { Float(columnSquares[$0].squareRoot()) }
@@ -276,7 +329,35 @@ private final class Workspace {
                 if keepNorms { kept[m.index] = norms }
             }
         }
+        if writeOutputs {
+            Profile.phase("block outputs") {
+                for i in samples.indices {
+                    let saved = stageActivations + i * tokens * stageWidth
+                    tape.forward(resuming: .postAttentionNorm(residual: saved), tokens: tokens, parameters: p, rope: rope)
+                    saved.update(from: tape.output.baseAddress!, count: tokens * C)
+                }
+                if stageWidth != C, let scratch = scratchForOutputs {
+                    for i in samples.indices {
+                        (scratch + i * tokens * C).update(from: stageActivations + i * tokens * stageWidth, count: tokens * C)
+                    }
+                }
+            }
+        }
         return keepNorms ? kept : nil
+    }
+
+    /// Σ x_j² over the rows of `x` (T, columns) into `columnSquares`, columns split across the cores.
+    private func accumulateColumnSquares(_ x: UnsafeBufferPointer<Float>, columns: Int) {
+        let rows = tokens
+        columnSquares.withUnsafeMutableBufferPointer { acc in
+            let a = acc.baseAddress!, xp = x.baseAddress!
+            parallelChunks(columns, minimumPerThread: max(1, 32_768 / rows)) { cols in
+                for r in 0..<rows {
+                    let row = xp + r * columns
+                    for j in cols { let v = Double(row[j]); a[j] += v * v }
+                }
+            }
+        }
     }
 
     private func pruneMatrix(_ w: inout Tensor, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
@@ -304,7 +385,8 @@ private final class Workspace {
                         nanAt = (0..<n).first { sp[$0].isNaN }
                         if nanAt != nil { return }
                         select(UnsafeBufferPointer(rebasing: sp[0..<n]), rows, cols, UnsafeMutableBufferPointer(rebasing: mp[0..<n]))
-                        for i in 0..<n where mp[i] { wp[i] = 0 }
+                        Selection.zeroPruned(UnsafeMutableBufferPointer(rebasing: wp[0..<n]),
+                                             mask: UnsafeBufferPointer(rebasing: mp[0..<n]))
                     }
                 }
             }
@@ -314,10 +396,21 @@ private final class Workspace {
         }
     }
 
-    /// Room for the dense outputs of `samples` distinct samples (at most the rounds' draws).
+    /// Room for the dense outputs of `samples` distinct samples (the rounds' draws).
     func reserveDenseOutputs(samples: Int) {
         denseOutputs = [Float](repeating: 0, count: samples * tokens * g.hidden)
         denseSlot = [:]
+    }
+
+    /// Keeps the tape's output of the last forward pass, that of the dense block on `sample`, as its RO target.
+    func keepDenseOutput(of sample: Int) {
+        let n = tokens * g.hidden
+        let slot = denseSlot[sample] ?? denseSlot.count
+        precondition((slot + 1) * n <= denseOutputs.count, "reserveDenseOutputs holds too few samples")
+        denseSlot[sample] = slot
+        denseOutputs.withUnsafeMutableBufferPointer { t in
+            _ = UnsafeMutableBufferPointer(rebasing: t[(slot * n)..<((slot + 1) * n)]).update(fromContentsOf: tape.output)
+        }
     }
 
     /// One RMSprop step on Σ(f_dense(x) − f(x))² for calibration sample `sample` (whose block input is
@@ -325,19 +418,11 @@ private final class Workspace {
     func optimizationStep(_ p: inout DecoderBlockWeights, dense: DecoderBlockWeights, sample: Int,
                           input: UnsafePointer<Float>, rope: RoPE, optimizer: RMSprop) -> Double {
         let n = tokens * g.hidden
-        let base: Int
-        if let slot = denseSlot[sample] {
-            base = slot * n
-        } else {
-            let slot = denseSlot.count
-            precondition((slot + 1) * n <= denseOutputs.count, "reserveDenseOutputs holds too few samples")
-            denseSlot[sample] = slot
-            base = slot * n
+        if denseSlot[sample] == nil {
             tape.forward(input, tokens: tokens, parameters: dense, rope: rope)
-            denseOutputs.withUnsafeMutableBufferPointer { t in
-                _ = UnsafeMutableBufferPointer(rebasing: t[base..<(base + n)]).update(fromContentsOf: tape.output)
-            }
+            keepDenseOutput(of: sample)
         }
+        let base = denseSlot[sample]! * n
         tape.forward(input, tokens: tokens, parameters: p, rope: rope)
         let y = tape.output
         var loss = 0.0

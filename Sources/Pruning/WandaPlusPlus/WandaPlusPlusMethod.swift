@@ -84,8 +84,8 @@ public final class WandaPlusPlusMethod: PruningMethod {
 
     /// Beyond the driver's block: the working copy of the seven matrices, their gradients, G (and its
     /// accumulator, the same buffers), RMSprop's running averages, the scores and mask of the largest
-    /// matrix, the one-sample tape (activations, backward buffers, attention scratch), dL/dy, and RO's
-    /// dense target of each sample the rounds draw.
+    /// matrix, the one-sample tape (activations, backward buffers, attention scratch), dL/dy, RO's
+    /// dense target of each sample the rounds draw, and the stage activations where they need a store.
     public func extraBlockBytes(configuration c: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> Int {
         let shapes = LinearKind.allCases.map { $0.shape(c) }
         let p = shapes.reduce(0) { $0 + $1[0] * $1[1] }
@@ -100,7 +100,11 @@ public final class WandaPlusPlusMethod: PruningMethod {
         let tape = DecoderBlock.bytes(geometry: BlockGeometry(configuration: c, layer: 0), capacity: sequenceLength)
         // RO's dense targets: one (T, C) output per distinct sample the rounds draw.
         let targets = recomputes ? min(sampleCount, options.roRounds * options.roSamples) : 0
-        return 4 * p * (copies + g) + 5 * largest + tape + 4 * sequenceLength * c.hiddenSize * (1 + targets)
+        // The stage-by-stage prune keeps one activation per sample in the driver's buffer of the next
+        // inputs, or in a store of its own where the attention output is wider than the hidden size.
+        let qWidth = c.numAttentionHeads * c.headDim
+        let stageStore = qWidth > c.hiddenSize ? sampleCount * sequenceLength * qWidth : 0
+        return 4 * p * (copies + g) + 5 * largest + tape + 4 * sequenceLength * c.hiddenSize * (1 + targets) + 4 * stageStore
     }
 
     public func pruneBlock(_ context: BlockPruningContext) throws {
@@ -118,7 +122,8 @@ public final class WandaPlusPlusMethod: PruningMethod {
                 &block, inputs: context.inputs, samples: context.sampleCount, tokens: context.sequenceLength,
                 rope: context.rope, generator: &generator, select: select,
                 keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
-                precision: context.computePrecision, label: "block \(context.layer)", progress: { context.report($0) })
+                precision: context.computePrecision, label: "block \(context.layer)",
+                scratch: context.outputs, writeOutputs: context.wantsOutputs, progress: { context.report($0) })
         } catch let e as WandaPlusPlusError {
             throw PruningError(e.description)
         } catch let e as BlockBackwardError {
@@ -126,6 +131,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
         }
         context.generator = generator
         context.weights = block
+        context.outputsComputed = context.wantsOutputs
         records[context.layer] = record
     }
 }
