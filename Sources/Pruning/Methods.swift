@@ -79,8 +79,7 @@ private func applyMask(_ weight: LayerWeight, scores: UnsafeMutableBufferPointer
     defer { mask.deallocate() }
     Selection.prunedMask(scores: UnsafeBufferPointer(scores), rows: weight.outFeatures, cols: weight.inFeatures,
                          pattern: pattern, perMatrix: perMatrix, into: mask)
-    let w = weight.values
-    for i in 0..<w.count where mask[i] { w[i] = 0 }
+    Selection.zeroPruned(weight.values, mask: UnsafeBufferPointer(mask))
 }
 
 /// Magnitude pruning: score |W_ij|. Unstructured ratios use one comparison group per layer (the

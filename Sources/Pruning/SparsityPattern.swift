@@ -89,15 +89,8 @@ public enum Selection {
         let w = scores.count
         if k <= 0 { for i in 0..<w { pruned[i] = false }; return }
         if k >= w { for i in 0..<w { pruned[i] = true }; return }
-        if w <= 16 {
-            // Small groups (N:M): the stable-sort position of entry i is the number of smaller entries
-            // plus the number of equal entries before it.
-            for i in 0..<w {
-                let v = scores[i]
-                var rank = 0
-                for j in 0..<w where scores[j] < v || (j < i && scores[j] == v) { rank += 1 }
-                pruned[i] = rank < k
-            }
+        if w <= smallGroup {
+            pruneLowest(ofSmallGroup: scores.baseAddress!, count: w, prune: k, into: pruned.baseAddress!)
             return
         }
         // The k-th smallest value t (index k − 1 of the sorted order).
@@ -111,6 +104,37 @@ public enum Selection {
             if v < t { pruned[i] = true }
             else if v == t && equalToPrune > 0 { pruned[i] = true; equalToPrune -= 1 }
             else { pruned[i] = false }
+        }
+    }
+
+    /// Groups up to this size are ranked by counting (w² comparisons, no scratch) rather than selected.
+    static let smallGroup = 16
+
+    /// `pruneLowest` for a group of at most `smallGroup` entries: the stable-sort position of entry i is
+    /// the number of smaller entries plus the number of equal entries before it, counted without branches.
+    @inline(__always)
+    static func pruneLowest(ofSmallGroup s: UnsafePointer<Float>, count w: Int, prune k: Int,
+                            into pruned: UnsafeMutablePointer<Bool>) {
+        if w == 4 {
+            // 2:4's groups, unrolled. Of each pair i < j exactly one counts toward the other's rank: j toward
+            // i's when s_j < s_i, otherwise i toward j's (a tie ranks the earlier entry first).
+            @inline(__always) func one(_ c: Bool) -> Int { c ? 1 : 0 }
+            let a = s[0], b = s[1], c = s[2], d = s[3]
+            let ba = one(b < a), ca = one(c < a), da = one(d < a), cb = one(c < b), db = one(d < b), dc = one(d < c)
+            pruned[0] = ba + ca + da < k
+            pruned[1] = (1 - ba) + cb + db < k
+            pruned[2] = (1 - ca) + (1 - cb) + dc < k
+            pruned[3] = (1 - da) + (1 - db) + (1 - dc) < k
+            return
+        }
+        for i in 0..<w {
+            let v = s[i]
+            var rank = 0
+            for j in 0..<w {
+                let before = (s[j] < v) || (j < i && s[j] == v)
+                rank &+= before ? 1 : 0
+            }
+            pruned[i] = rank < k
         }
     }
 
@@ -144,6 +168,7 @@ public enum Selection {
             }
         case .nm(let n, let m):
             parallelRows(rows, cols) { range in
+                let sp = scores.baseAddress!, pp = pruned.baseAddress!
                 // A group never holds more than a row (M may exceed the width when built in code).
                 let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: min(m, cols))
                 defer { scratch.deallocate() }
@@ -152,9 +177,14 @@ public enum Selection {
                     while c0 < cols {
                         let w = min(m, cols - c0)
                         let base = r * cols + c0
-                        pruneLowest(UnsafeBufferPointer(rebasing: scores[base..<(base + w)]), count: max(0, w - n),
-                                    into: UnsafeMutableBufferPointer(rebasing: pruned[base..<(base + w)]),
-                                    scratch: scratch)
+                        if w <= smallGroup {
+                            // The usual 2:4 and 4:8: ranked in place, without the general path's setup.
+                            pruneLowest(ofSmallGroup: sp + base, count: w, prune: max(0, w - n), into: pp + base)
+                        } else {
+                            pruneLowest(UnsafeBufferPointer(rebasing: scores[base..<(base + w)]), count: max(0, w - n),
+                                        into: UnsafeMutableBufferPointer(rebasing: pruned[base..<(base + w)]),
+                                        scratch: scratch)
+                        }
                         c0 += w
                     }
                 }
@@ -172,6 +202,18 @@ public enum Selection {
             }
         }
         return mask
+    }
+
+    /// Sets `weights[i] = 0` (+0.0) where `pruned[i]`, split across the cores: a bit mask from each flag, so
+    /// the loop has no branch and vectorizes.
+    public static func zeroPruned(_ weights: UnsafeMutableBufferPointer<Float>, mask pruned: UnsafeBufferPointer<Bool>) {
+        precondition(weights.count == pruned.count, "zeroPruned: buffer sizes")
+        guard let wb = weights.baseAddress, let mb = pruned.baseAddress else { return }
+        let bits = UnsafeMutableRawPointer(wb).assumingMemoryBound(to: UInt32.self)
+        let flags = UnsafeRawPointer(mb).assumingMemoryBound(to: UInt8.self)
+        parallelChunks(weights.count, minimumPerThread: 1 << 18) { r in
+            for i in r { bits[i] &= UInt32(truncatingIfNeeded: Int32(flags[i] & 1) &- 1) }
+        }
     }
 
     /// The index of the first NaN in `values`, if any.
@@ -220,9 +262,20 @@ extension UnsafeMutablePointer where Pointee == Float {
 public enum SparsityCheck {
     /// The number of entries equal to zero (`+0.0` or `-0.0`).
     public static func zeroCount(_ values: UnsafeBufferPointer<Float>) -> Int {
-        var z = 0
-        for v in values where v == 0 { z += 1 }
-        return z
+        guard let base = values.baseAddress else { return 0 }
+        let chunks = max(1, min(workerCount, values.count >> 18))
+        let per = (values.count + chunks - 1) / chunks
+        var counts = [Int](repeating: 0, count: chunks)
+        counts.withUnsafeMutableBufferPointer { cp in
+            parallelChunks(chunks) { r in
+                for c in r {
+                    var z = 0
+                    for i in (c * per)..<min(values.count, (c + 1) * per) { z &+= base[i] == 0 ? 1 : 0 }
+                    cp[c] = z
+                }
+            }
+        }
+        return counts.reduce(0, +)
     }
 
     /// The number of entries equal to zero.
@@ -241,17 +294,37 @@ public enum SparsityCheck {
         guard values.count == rows * cols else {
             throw PruningError("\(name): \(values.count) values for shape (\(rows), \(cols))")
         }
-        for r in 0..<rows {
-            var c0 = 0
-            while c0 < cols {
-                let end = c0 + min(m, cols - c0)
-                var nz = 0
-                for c in c0..<end where values[r * cols + c] != 0 { nz += 1 }
-                if nz > n {
-                    throw PruningError("\(name) violates \(n):\(m): row \(r), columns \(c0)..<\(end) hold \(nz) non-zeros")
+        guard rows > 0, cols > 0, let v = values.baseAddress else { return }
+        // The first offending row of each chunk of rows (rows split across the cores); the error names
+        // the first of all.
+        let chunks = max(1, min(workerCount, rows * cols >> 18))
+        let per = (rows + chunks - 1) / chunks
+        var firstBad = [Int](repeating: Int.max, count: chunks)
+        firstBad.withUnsafeMutableBufferPointer { bad in
+            parallelChunks(chunks) { range in
+                for chunk in range {
+                    rowLoop: for r in (chunk * per)..<min(rows, (chunk + 1) * per) {
+                        var c0 = 0
+                        while c0 < cols {
+                            let end = c0 + min(m, cols - c0)
+                            var nz = 0
+                            for c in c0..<end { nz &+= v[r * cols + c] != 0 ? 1 : 0 }
+                            if nz > n { bad[chunk] = r; break rowLoop }
+                            c0 = end
+                        }
+                    }
                 }
-                c0 = end
             }
+        }
+        guard let r = firstBad.min(), r != Int.max else { return }
+        var c0 = 0
+        while c0 < cols {
+            let end = c0 + min(m, cols - c0)
+            let nz = (c0..<end).reduce(0) { $0 + (v[r * cols + $1] != 0 ? 1 : 0) }
+            if nz > n {
+                throw PruningError("\(name) violates \(n):\(m): row \(r), columns \(c0)..<\(end) hold \(nz) non-zeros")
+            }
+            c0 = end
         }
     }
 

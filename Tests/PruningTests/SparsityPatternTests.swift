@@ -132,6 +132,23 @@ private func referenceMask(_ s: [Float], rows: Int, cols: Int, _ p: SparsityPatt
         #expect(SparsityCheck.zeroCount([0, -0.0, 1, -2, .leastNonzeroMagnitude]) == 2)
         #expect(SparsityCheck.sparsity([0, -0.0, 1, 2]) == 0.5)
         #expect(SparsityCheck.sparsity([]) == 0)
+        // Counted in chunks across the cores: every chunk's count is summed, once.
+        var g = SeededGenerator(seed: 8)
+        let big = (0..<3_000_001).map { _ in g.nextInt(below: 3) == 0 ? (g.nextInt(below: 2) == 0 ? Float(0) : -0.0) : 1.5 }
+        #expect(SparsityCheck.zeroCount(big) == big.filter { $0 == 0 }.count)
+    }
+
+    @Test func zeroPrunedWritesPositiveZeroWhereTheMaskSays() {
+        var g = SeededGenerator(seed: 9)
+        let n = 1_000_003
+        let original = (0..<n).map { _ in Float(g.nextGaussian()) }
+        let mask = (0..<n).map { _ in g.nextInt(below: 2) == 0 }
+        var w = original
+        w.withUnsafeMutableBufferPointer { wp in mask.withUnsafeBufferPointer { Selection.zeroPruned(wp, mask: $0) } }
+        for i in 0..<n {
+            let expected = mask[i] ? Float(0).bitPattern : original[i].bitPattern
+            if w[i].bitPattern != expected { Issue.record("entry \(i): \(w[i]) for \(original[i]), pruned \(mask[i])"); break }
+        }
     }
 
     @Test func validatorAcceptsNMAndNamesTheFirstViolation() throws {
@@ -143,6 +160,14 @@ private func referenceMask(_ s: [Float], rows: Int, cols: Int, _ p: SparsityPatt
                             1, 1, 0, 1, 0, 0]
         #expect(throws: PruningError("w violates 2:4: row 1, columns 0..<4 hold 3 non-zeros")) {
             try SparsityCheck.validateNM(bad, rows: 2, cols: 6, n: 2, m: 4, name: "w")
+        }
+        // Rows split across the cores: with violations in the last rows of several chunks of rows, the error
+        // still names the first row.
+        let (rows, cols) = (2048, 512)
+        var big = [Float](repeating: 0, count: rows * cols)
+        for r in [1500, 700, 2047] { for c in 8..<11 { big[r * cols + c] = 1 } }
+        #expect(throws: PruningError("big violates 2:4: row 700, columns 8..<12 hold 3 non-zeros")) {
+            try SparsityCheck.validateNM(big, rows: rows, cols: cols, n: 2, m: 4, name: "big")
         }
         // The partial group is held to N as well.
         #expect(throws: PruningError("w violates 1:4: row 0, columns 4..<6 hold 2 non-zeros")) {
