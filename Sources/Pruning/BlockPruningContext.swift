@@ -39,15 +39,10 @@ public final class BlockPruningContext {
     /// X̂ₗ: the block's calibration inputs, (sampleCount, sequenceLength, hidden) row-major. Read-only:
     /// valid only during `pruneBlock`.
     public let inputs: UnsafeBufferPointer<Float>
-    /// The buffer of X̂ₗ₊₁ (sampleCount, sequenceLength, hidden), free while `pruneBlock` runs: a method may
-    /// use it as scratch. One that computes the pruned block's outputs itself (Wanda++'s final prune has
-    /// the activations they resume from) writes them here and sets `outputsComputed`; the driver then
-    /// skips its own forward pass.
-    public let outputs: UnsafeMutableBufferPointer<Float>
-    /// Whether the driver needs X̂ₗ₊₁ (false for the last block and methods without calibration inputs).
-    public let wantsOutputs: Bool
-    /// Set by a method that left the pruned block's outputs on every sample in `outputs`.
-    public var outputsComputed = false
+    /// The driver's buffer for X̂ₗ₊₁ (sampleCount, sequenceLength, hidden), free while `pruneBlock` runs (the
+    /// driver fills it afterwards with its own forward pass of the pruned block): a method may use it as
+    /// scratch. Empty for methods without calibration inputs.
+    public let scratch: UnsafeMutableBufferPointer<Float>
     /// Seconds spent in `compress` per linear (filled by `compress(_:with:statistics:)`; a method that
     /// prunes by itself may fill it too, for the run record).
     public var layerSeconds: [LinearKind: Double] = [:]
@@ -61,11 +56,10 @@ public final class BlockPruningContext {
     init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
          pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
          generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>,
-         outputs: UnsafeMutableBufferPointer<Float> = UnsafeMutableBufferPointer(start: nil, count: 0), wantsOutputs: Bool = false,
+         scratch: UnsafeMutableBufferPointer<Float> = UnsafeMutableBufferPointer(start: nil, count: 0),
          computePrecision: ComputePrecision = .float32,
          blockPool: DecoderBlockPool = DecoderBlockPool(), progress: @escaping (String) -> Void) {
-        self.outputs = outputs
-        self.wantsOutputs = wantsOutputs
+        self.scratch = scratch
         self.computePrecision = computePrecision
         self.blockPool = blockPool
         self.configuration = configuration

@@ -153,8 +153,8 @@ public enum BlockwisePruning {
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
                 rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
                 generator: generator, inputs: UnsafeBufferPointer(current),
-                outputs: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
-                wantsOutputs: usesInputs && l + 1 < blockCount, computePrecision: options.computePrecision,
+                scratch: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
+                computePrecision: options.computePrecision,
                 blockPool: blockPool, progress: report)
             try method.pruneBlock(context)
             generator = context.generator
@@ -185,13 +185,13 @@ public enum BlockwisePruning {
             if usesInputs && l + 1 < blockCount {
                 report("next inputs")
                 let out = next
-                if !context.outputsComputed { context.forward(weights: pruned, output: { samples, y in
+                context.forward(weights: pruned, output: { samples, y in
                     y.data.withUnsafeBufferPointer { yp in
                         for (i, s) in samples.enumerated() {
                             (out.baseAddress! + s * stride).update(from: yp.baseAddress! + i * stride, count: stride)
                         }
                     }
-                }) }
+                })
                 swap(&current, &next)
             }
             report("saving")

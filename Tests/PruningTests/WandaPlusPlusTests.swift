@@ -121,12 +121,12 @@ private let hfNames: [LinearKind: String] = [
         }
     }
 
-    /// With `writeOutputs`, the final prune leaves the pruned block's output on every sample in the scratch
-    /// (step 4, from the activations it saved stage by stage): the floats a forward pass of the pruned block
-    /// gives, and the same pruned block as a run without scratch. Both layouts: an attention output as wide
-    /// as the hidden size (saved in the scratch itself) and one twice as wide (saved in a store of its own).
+    /// The stage-by-stage prune keeps the activations it resumes from in the caller's scratch (the driver's
+    /// buffer for the next inputs) where they fit: the pruned block is the one a run without scratch gives,
+    /// float for float. Both layouts: an attention output as wide as the hidden size (saved in the scratch
+    /// itself) and one twice as wide (saved in a store of its own, the scratch untouched).
     @Test(arguments: [4, 8])
-    func finalPruneWritesTheBlockOutputs(headDim: Int) throws {
+    func scratchLeavesThePrunedBlockUnchanged(headDim: Int) throws {
         let t = try Loaded()
         let C = 16, T = t.tokens
         let g = BlockGeometry(hidden: C, intermediate: 26, heads: 4, kvHeads: 2, headDim: headDim, rmsNormEps: 1e-5)
@@ -143,24 +143,20 @@ private let hfNames: [LinearKind: String] = [
             postAttentionNorm: Tensor(shape: [C], data: random([C]).data.map { 1 + $0 }))
         let rope = RoPE(headDim: headDim, theta: 10000, scaling: nil, positions: T)
         let pruner = try WandaPlusPlusBlock(geometry: g, options: WandaPlusPlusOptions(roRounds: 2, roSamples: 3))
-        var plain = dense, withOutputs = dense
+        var plain = dense, withScratch = dense
         var rng1 = SeededGenerator(seed: 3), rng2 = SeededGenerator(seed: 3)
         var scratch = [Float](repeating: .nan, count: t.samples * T * C)
         try t.x.withUnsafeBufferPointer { x in
             _ = try pruner.prune(&plain, inputs: x, samples: t.samples, tokens: T, rope: rope, generator: &rng1,
                                  select: referenceSelector(n: 2, m: 4))
             try scratch.withUnsafeMutableBufferPointer { out in
-                _ = try pruner.prune(&withOutputs, inputs: x, samples: t.samples, tokens: T, rope: rope, generator: &rng2,
-                                     select: referenceSelector(n: 2, m: 4), scratch: out, writeOutputs: true)
+                _ = try pruner.prune(&withScratch, inputs: x, samples: t.samples, tokens: T, rope: rope, generator: &rng2,
+                                     select: referenceSelector(n: 2, m: 4), scratch: out)
             }
         }
-        #expect(withOutputs == plain && withOutputs != dense)
-        let tape = try DecoderBlock(geometry: g, capacity: T)
-        for s in 0..<t.samples {
-            let input = Tensor(shape: [T, C], data: Array(t.x[(s * T * C)..<((s + 1) * T * C)]))
-            let y = try tape.forward(input, parameters: withOutputs, rope: rope)
-            #expect(Array(scratch[(s * T * C)..<((s + 1) * T * C)]) == y.data, "sample \(s)")
-        }
+        #expect(withScratch == plain && withScratch != dense)
+        // Where the attention output is wider than the hidden size the scratch is not used at all.
+        #expect(headDim == 4 ? scratch.contains { !$0.isNaN } : scratch.allSatisfy { $0.isNaN })
     }
 
     @Test func badSettingsAndInputsThrowOneLineErrors() throws {

@@ -58,14 +58,12 @@ public struct WandaPlusPlusBlock {
     /// - label: names the block in errors and progress ("block 3").
     /// - scratch: N · T · C floats the stage-by-stage prune may use for the activations it resumes from
     ///   (the driver's buffer for the next block's inputs); nil: the pass allocates its own.
-    /// - writeOutputs: leave the pruned block's outputs on every sample (step 4), (N, T, C), in `scratch`,
-    ///   computed from the final prune's saved activations rather than by a forward pass of its own.
     /// - progress: receives one-line details ("regional gradients 17/128", "RO round 2/5 step 4/32, loss …").
     public func prune(
         _ block: inout DecoderBlockWeights, inputs: UnsafeBufferPointer<Float>, samples: Int, tokens: Int,
         rope: RoPE, generator: inout SeededGenerator, select: MaskSelector,
         keepStatistics: Bool = false, precision: ComputePrecision = .float32, label: String = "block",
-        scratch: UnsafeMutableBufferPointer<Float>? = nil, writeOutputs: Bool = false,
+        scratch: UnsafeMutableBufferPointer<Float>? = nil,
         progress: ((String) -> Void)? = nil
     ) throws -> WandaPlusPlusBlockRecord {
         let g = geometry, C = g.hidden
@@ -80,12 +78,8 @@ public struct WandaPlusPlusBlock {
         if let i = firstNonFinite(inputs) {
             throw WandaPlusPlusError("\(label): calibration input sample \(i / (tokens * C)) holds NaN or infinity")
         }
-        if let scratch {
-            guard scratch.count >= samples * tokens * C else {
-                throw WandaPlusPlusError("\(label): scratch of \(scratch.count) values for \(samples) × \(tokens) × \(C)")
-            }
-        } else if writeOutputs {
-            throw WandaPlusPlusError("\(label): writing the block outputs needs a buffer for them")
+        if let scratch, scratch.count < samples * tokens * C {
+            throw WandaPlusPlusError("\(label): scratch of \(scratch.count) values for \(samples) × \(tokens) × \(C)")
         }
 
         var record = WandaPlusPlusBlockRecord()
@@ -120,7 +114,7 @@ public struct WandaPlusPlusBlock {
                 progress?("RO round \(round + 1)/\(options.roRounds) pruning")
                 _ = try Profile.phase("staged re-prune") {
                     try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
-                                         select: select, label: label, keepNorms: false, writeOutputs: false)
+                                         select: select, label: label, keepNorms: false)
                 }
                 let t1 = Date()
                 var losses: [Double] = []
@@ -153,8 +147,7 @@ public struct WandaPlusPlusBlock {
         progress?("final prune")
         let norms = try Profile.phase("staged re-prune") {
             try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
-                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics,
-                                 writeOutputs: writeOutputs)
+                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
         }
         record.pruneSeconds += Date().timeIntervalSince(t0)
         if keepStatistics {
@@ -199,12 +192,10 @@ private final class Workspace {
     /// The number format of the forward passes of G and of the staged ‖X‖ (RO's stay float32).
     var statisticsPrecision: ComputePrecision = .float32
     /// Per sample of a stage-by-stage prune, (samples, T, stageWidth): the activation the next stage resumes
-    /// from (attn after {q,k,v}, then h after o), and at the end the block output (width C).
+    /// from (attn after {q,k,v}, then h after o).
     private let stageActivations: UnsafeMutablePointer<Float>
     private let stageWidth: Int
     private var ownedStageActivations: UnsafeMutableBufferPointer<Float>?
-    /// The caller's scratch when the stage activations could not live there: the outputs are copied to it.
-    private var scratchForOutputs: UnsafeMutablePointer<Float>?
 
     /// `samples`: the most samples a stage-by-stage prune sees; `scratch`: N · T · C floats to use for
     /// their saved activations where a slot of width C holds them (the attention output is nh·hd wide).
@@ -221,7 +212,6 @@ private final class Workspace {
             owned.initialize(repeating: 0)
             ownedStageActivations = owned
             stageActivations = owned.baseAddress!
-            scratchForOutputs = scratch?.baseAddress
         }
         tape = try DecoderBlock(geometry: geometry, capacity: tokens)
         grads = BlockGradients(like: parameters)
@@ -285,14 +275,12 @@ private final class Workspace {
     /// earlier stages; score S = (α·G + ‖X_j‖₂)·|W| with G, or |W|·‖X_j‖₂ (Wanda) without.
     ///
     /// Each stage resumes from the activation the previous one saved per sample (attn for o, h for gate,
-    /// up and down), so the block is run once in all rather than once per stage from its input; with
-    /// `writeOutputs` the pruned block's outputs for sample s end in slot s (`samples` must be 0..<N).
+    /// up and down), so the block is run once in all rather than once per stage from its input.
     /// Returns the norms of each matrix when `keepNorms`.
     @discardableResult
     func stagedPrune(_ p: inout DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
                      rope: RoPE, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
-                     keepNorms: Bool, writeOutputs: Bool) throws -> [[Float]]? {
-        precondition(!writeOutputs || samples == Array(0..<samples.count), "block outputs need the samples in order")
+                     keepNorms: Bool) throws -> [[Float]]? {
         var kept: [[Float]] = Array(repeating: [], count: 7)
         let C = g.hidden
         tape.precision = statisticsPrecision
@@ -327,20 +315,6 @@ private final class Workspace {
                 try pruneMatrix(&p.weights[m.index], G: G?[m.index], norms: norms, alpha: alpha, select: select,
                                 name: "\(label) \(m.projectionName)")
                 if keepNorms { kept[m.index] = norms }
-            }
-        }
-        if writeOutputs {
-            Profile.phase("block outputs") {
-                for i in samples.indices {
-                    let saved = stageActivations + i * tokens * stageWidth
-                    tape.forward(resuming: .postAttentionNorm(residual: saved), tokens: tokens, parameters: p, rope: rope)
-                    saved.update(from: tape.output.baseAddress!, count: tokens * C)
-                }
-                if stageWidth != C, let scratch = scratchForOutputs {
-                    for i in samples.indices {
-                        (scratch + i * tokens * C).update(from: stageActivations + i * tokens * stageWidth, count: tokens * C)
-                    }
-                }
             }
         }
         return keepNorms ? kept : nil

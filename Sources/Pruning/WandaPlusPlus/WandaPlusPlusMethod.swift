@@ -123,7 +123,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
                 rope: context.rope, generator: &generator, select: select,
                 keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
                 precision: context.computePrecision, label: "block \(context.layer)",
-                scratch: context.outputs, writeOutputs: context.wantsOutputs, progress: { context.report($0) })
+                scratch: context.scratch, progress: { context.report($0) })
         } catch let e as WandaPlusPlusError {
             throw PruningError(e.description)
         } catch let e as BlockBackwardError {
@@ -131,7 +131,6 @@ public final class WandaPlusPlusMethod: PruningMethod {
         }
         context.generator = generator
         context.weights = block
-        context.outputsComputed = context.wantsOutputs
         records[context.layer] = record
     }
 }
