@@ -171,10 +171,11 @@ public enum BlockwisePruning {
                 let w = pruned[kind]
                 let name = LlamaTensorNames.weight(kind, layer: l)
                 let z = try Profile.phase("checks") {
-                    if case .nm(let n, let m) = options.pattern {
-                        try SparsityCheck.validateNM(w.data, rows: w.shape[0], cols: w.shape[1], n: n, m: m, name: name)
+                    var nm: (n: Int, m: Int)? = nil
+                    if case .nm(let n, let m) = options.pattern { nm = (n, m) }
+                    return try w.data.withUnsafeBufferPointer {
+                        try SparsityCheck.zeroCount($0, rows: w.shape[0], cols: w.shape[1], checkingNM: nm, name: name)
                     }
-                    return SparsityCheck.zeroCount(w.data)
                 }
                 layers.append(LayerPruningReport(name: name, layer: l, kind: kind, shape: w.shape, zeros: z,
                                                  sparsity: w.count == 0 ? 0 : Double(z) / Double(w.count),

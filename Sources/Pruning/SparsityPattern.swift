@@ -328,6 +328,60 @@ public enum SparsityCheck {
         }
     }
 
+    /// The number of zeros of a row-major weight (rows, cols), checking N:M on the way (`nm`; nil: no
+    /// check): `zeroCount` and `validateNM` in one pass over the weight, with validateNM's error.
+    public static func zeroCount(_ values: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
+                                 checkingNM nm: (n: Int, m: Int)?, name: String) throws -> Int {
+        guard let nm else { return zeroCount(values) }
+        guard values.count == rows * cols else {
+            throw PruningError("\(name): \(values.count) values for shape (\(rows), \(cols))")
+        }
+        guard rows > 0, cols > 0, let v = values.baseAddress else { return 0 }
+        let (n, m) = nm
+        let chunks = max(1, min(workerCount, rows * cols >> 18))
+        let per = (rows + chunks - 1) / chunks
+        // Per chunk of rows: its non-zeros and its first row with a group above n.
+        var nonZeros = [Int](repeating: 0, count: chunks)
+        var firstBad = [Int](repeating: Int.max, count: chunks)
+        nonZeros.withUnsafeMutableBufferPointer { nzp in
+            firstBad.withUnsafeMutableBufferPointer { bad in
+                parallelChunks(chunks) { range in
+                    for chunk in range {
+                        var total = 0
+                        for r in (chunk * per)..<min(rows, (chunk + 1) * per) {
+                            let row = v + r * cols
+                            // Branch-free: the row's fullest group, compared once per row.
+                            var worst = 0, c0 = 0
+                            if m == 4 {
+                                while c0 + 4 <= cols {
+                                    let g = (row[c0] != 0 ? 1 : 0) &+ (row[c0 + 1] != 0 ? 1 : 0)
+                                        &+ (row[c0 + 2] != 0 ? 1 : 0) &+ (row[c0 + 3] != 0 ? 1 : 0)
+                                    total &+= g
+                                    worst = max(worst, g)
+                                    c0 += 4
+                                }
+                            }
+                            while c0 < cols {
+                                let end = min(cols, c0 + m)
+                                var g = 0
+                                for c in c0..<end { g &+= row[c] != 0 ? 1 : 0 }
+                                total &+= g
+                                worst = max(worst, g)
+                                c0 = end
+                            }
+                            if worst > n && bad[chunk] == Int.max { bad[chunk] = r }
+                        }
+                        nzp[chunk] = total
+                    }
+                }
+            }
+        }
+        if firstBad.contains(where: { $0 != Int.max }) {
+            try validateNM(values, rows: rows, cols: cols, n: n, m: m, name: name)
+        }
+        return rows * cols - nonZeros.reduce(0, +)
+    }
+
     /// `validateNM` over an array.
     public static func validateNM(_ values: [Float], rows: Int, cols: Int, n: Int, m: Int, name: String) throws {
         try values.withUnsafeBufferPointer { try validateNM($0, rows: rows, cols: cols, n: n, m: m, name: name) }

@@ -174,4 +174,49 @@ private func referenceMask(_ s: [Float], rows: Int, cols: Int, _ p: SparsityPatt
             try SparsityCheck.validateNM([1, 0, 0, 0, 3, 4], rows: 1, cols: 6, n: 1, m: 4, name: "w")
         }
     }
+
+    /// The one-pass count with the N:M check gives zeroCount's count and validateNM's verdict and error, for
+    /// 2:4 (its unrolled groups) and 4:8, whole and partial last groups, one chunk of rows and several,
+    /// with NaN counted as a non-zero as in zeroCount.
+    @Test func countWithNMCheckAgreesWithTheSeparateChecks() throws {
+        var g = SeededGenerator(seed: 12)
+        for (rows, cols, n, m) in [(3, 6, 2, 4), (2048, 512, 2, 4), (700, 1001, 2, 4), (1024, 1000, 4, 8), (5, 11, 4, 8)] {
+            // Each group keeps at most n non-zeros: values, -0.0 and NaN among them.
+            var w = [Float](repeating: 0, count: rows * cols)
+            for r in 0..<rows {
+                var c0 = 0
+                while c0 < cols {
+                    let end = min(cols, c0 + m)
+                    for c in c0..<end where c - c0 < n && g.nextInt(below: 4) != 0 {
+                        w[r * cols + c] = g.nextInt(below: 50) == 0 ? .nan : Float(g.nextGaussian())
+                    }
+                    if g.nextInt(below: 3) == 0 { w[r * cols + end - 1] = -0.0 }
+                    c0 = end
+                }
+            }
+            let label = "\(rows)x\(cols) \(n):\(m)"
+            let zeros = w.filter { $0 == 0 }.count
+            try SparsityCheck.validateNM(w, rows: rows, cols: cols, n: n, m: m, name: "w")
+            let counted = try w.withUnsafeBufferPointer {
+                try SparsityCheck.zeroCount($0, rows: rows, cols: cols, checkingNM: (n, m), name: "w")
+            }
+            #expect(counted == zeros, "\(label)")
+            #expect(try w.withUnsafeBufferPointer {
+                try SparsityCheck.zeroCount($0, rows: rows, cols: cols, checkingNM: nil, name: "w")
+            } == zeros, "\(label)")
+            // One group over n in a late row and one in an earlier row: both name the earlier one.
+            var bad = w
+            for r in [rows - 1, rows / 2] { for c in 0..<m { bad[r * cols + c] = 1 } }
+            var expected = ""
+            do { try SparsityCheck.validateNM(bad, rows: rows, cols: cols, n: n, m: m, name: "w") } catch { expected = "\(error)" }
+            #expect(expected.contains("row \(rows / 2), columns 0..<\(m)"), "\(label): \(expected)")
+            var got = ""
+            do {
+                _ = try bad.withUnsafeBufferPointer {
+                    try SparsityCheck.zeroCount($0, rows: rows, cols: cols, checkingNM: (n, m), name: "w")
+                }
+            } catch { got = "\(error)" }
+            #expect(got == expected, "\(label)")
+        }
+    }
 }
