@@ -64,11 +64,10 @@ public protocol BlockAdapter: AnyObject {
 /// `backward: false` holds only the forward's buffers (evaluation). Not thread-safe: one block per
 /// concurrent caller.
 public final class DecoderBlock {
-    /// Hands the input of a linear layer to a consumer (pruning statistics), as (B·T, in).
-    /// It is called once per kind, in the order q, k, v, o, gate, up, down. q, k and v receive the same
-    /// tensor (one shared storage), as do gate and up: a consumer that wants one statistic per
-    /// distinct input can act on `.q`, `.o`, `.gate` and `.down` only.
-    public typealias Capture = (LinearKind, Tensor) -> Void
+    /// Hands the input of a linear layer to a consumer (pruning statistics), as (B·T, in) row-major, a view of
+    /// the block's own buffer valid only during the call. It is called once per distinct input, in the order
+    /// q (the input of q, k and v), o, gate (the input of gate and up), down.
+    public typealias Capture = (LinearKind, UnsafeBufferPointer<Float>) -> Void
 
     public let geometry: BlockGeometry
     /// The most rows (B·T) one pass accepts.
@@ -301,17 +300,48 @@ public final class DecoderBlock {
         return Tensor(shape: input.shape, data: Array(output))
     }
 
-    /// The model's block forward (evaluation and pruning statistics): x (B, T, C) → y (B, T, C), through a
-    /// forward-only block sized for this batch. `capture` receives each linear's input (see `Capture`).
+    /// The model's block forward (evaluation, the next block's inputs): x (B, T, C) → y (B, T, C), through a
+    /// forward-only block sized for this batch.
     public static func forward(
         _ x: Tensor, weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE,
-        capture: Capture? = nil, precision: ComputePrecision = .float32, pool: DecoderBlockPool? = nil
+        precision: ComputePrecision = .float32, pool: DecoderBlockPool? = nil
     ) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == c.hiddenSize, "DecoderBlock: input \(x.shape), hidden size \(c.hiddenSize)")
-        precondition(rope.headDim == c.headDim && rope.positions >= x.shape[1],
-                     "DecoderBlock: RoPE table (\(rope.positions) positions, head_dim \(rope.headDim)) for input \(x.shape)")
-        let b = x.shape[0], t = x.shape[1], n = b * t
-        if n == 0 { return x }
+        let b = x.shape[0], t = x.shape[1]
+        if b * t == 0 { return x }
+        let block = forwardBlock(weights: weights, configuration: c, rope: rope, rows: b * t, length: t, precision: precision, pool: pool)
+        x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
+        return Profile.phase("block copies") { Tensor(shape: x.shape, data: Array(block.output)) }
+    }
+
+    /// The pruning methods' statistics pass: runs the block on x (B, T, C) as far as the input of down, and
+    /// hands each linear's input to `capture` straight from the block's buffers. The block's output is not
+    /// needed there, so the down projection (a quarter of the block's multiply-adds) is not computed and
+    /// nothing is copied. The forward is timed as "block forward"; `capture` runs outside that phase.
+    public static func captureInputs(
+        _ x: UnsafePointer<Float>, batch b: Int, tokens t: Int, weights: DecoderBlockWeights,
+        configuration c: LlamaConfiguration, rope: RoPE, precision: ComputePrecision = .float32,
+        pool: DecoderBlockPool? = nil, capture: Capture
+    ) {
+        let n = b * t
+        guard n > 0 else { return }
+        let block = forwardBlock(weights: weights, configuration: c, rope: rope, rows: n, length: t, precision: precision, pool: pool)
+        Profile.phase("block forward") {
+            block.forward(x, batch: b, tokens: t, parameters: weights, rope: rope, stop: .downInput)
+        }
+        capture(.q, block.normedInput)
+        capture(.o, block.attentionOutput)
+        capture(.gate, block.normedResidual)
+        capture(.down, block.mlpActivation)
+    }
+
+    /// The pool's block for this geometry and batch (or a fresh forward-only one), set to `precision`.
+    private static func forwardBlock(
+        weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE, rows n: Int, length t: Int,
+        precision: ComputePrecision, pool: DecoderBlockPool?
+    ) -> DecoderBlock {
+        precondition(rope.headDim == c.headDim && rope.positions >= t,
+                     "DecoderBlock: RoPE table (\(rope.positions) positions, head_dim \(rope.headDim)) for sequences of \(t)")
         let block: DecoderBlock
         do {
             let geometry = BlockGeometry(configuration: c, layer: weights.layer)
@@ -323,16 +353,7 @@ public final class DecoderBlock {
             preconditionFailure("DecoderBlock: \(error)")
         }
         block.precision = precision
-        x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
-        if let capture {
-            let attention = Profile.phase("block copies") { Tensor(shape: [n, c.hiddenSize], data: Array(block.normedInput)) }
-            capture(.q, attention); capture(.k, attention); capture(.v, attention)
-            capture(.o, Profile.phase("block copies") { Tensor(shape: [n, block.geometry.qWidth], data: Array(block.attentionOutput)) })
-            let mlp = Profile.phase("block copies") { Tensor(shape: [n, c.hiddenSize], data: Array(block.normedResidual)) }
-            capture(.gate, mlp); capture(.up, mlp)
-            capture(.down, Profile.phase("block copies") { Tensor(shape: [n, c.intermediateSize], data: Array(block.mlpActivation)) })
-        }
-        return Profile.phase("block copies") { Tensor(shape: x.shape, data: Array(block.output)) }
+        return block
     }
 
     // MARK: Backward

@@ -92,22 +92,7 @@ public struct LlamaCheckpoint {
 
     /// The index of the first NaN or infinity, scanning in parallel (a corrupt checkpoint must not
     /// surface later as a NaN perplexity).
-    func firstNonFinite(_ data: [Float]) -> Int? {
-        let chunks = max(1, min(workerCount, data.count / 1_000_000))
-        var found = [Int](repeating: Int.max, count: chunks)
-        data.withUnsafeBufferPointer { p in
-            found.withUnsafeMutableBufferPointer { f in
-                let per = (p.count + chunks - 1) / chunks
-                parallelFor(chunks) { c in
-                    let end = min(p.count, (c + 1) * per)
-                    var i = c * per
-                    while i < end { if !p[i].isFinite { f[c] = i; return }; i += 1 }
-                }
-            }
-        }
-        let first = found.min()!
-        return first == Int.max ? nil : first
-    }
+    func firstNonFinite(_ data: [Float]) -> Int? { data.withUnsafeBufferPointer { FloatScan.firstNonFinite($0) } }
 
     /// (V, C): the token embedding table.
     public func loadEmbeddings() throws -> Tensor {

@@ -97,27 +97,23 @@ public final class BlockPruningContext {
     }
 
     /// Runs `weights` (default: the block as it currently stands) over `samples` (default all), in
-    /// chunks of `samplesPerForward`, passing each linear's input to `capture` and each chunk's output
-    /// (B, T, C) with the chunk's sample indices to `output`.
+    /// chunks of `samplesPerForward`, passing each chunk's output (B, T, C) with the chunk's sample indices
+    /// to `output`.
     public func forward(samples: [Int]? = nil, weights: DecoderBlockWeights? = nil,
-                        capture: DecoderBlock.Capture? = nil, output: (([Int], Tensor) throws -> Void)? = nil) rethrows {
-        let all = samples ?? Array(0..<sampleCount)
+                        output: ([Int], Tensor) throws -> Void) rethrows {
         let w = weights ?? self.weights
-        var start = 0
-        while start < all.count {
-            let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
+        try forEachChunk(samples) { chunk in
             let y = Profile.phase("block forward") {
                 DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
-                                     rope: rope, capture: capture, precision: computePrecision, pool: blockPool)
+                                     rope: rope, precision: computePrecision, pool: blockPool)
             }
-            try output?(chunk, y)
-            start += chunk.count
+            try output(chunk, y)
         }
     }
 
     /// Statistics of every linear's input over `samples` (default all) through the block as it stands, in
-    /// one forward pass. Linears that read the same tensor share one `InputStatistics`: q, k and v; gate
-    /// and up.
+    /// one forward pass that stops at the input of down. Linears that read the same tensor share one
+    /// `InputStatistics`: q, k and v; gate and up.
     public func collectStatistics(_ kind: InputStatistics.Kind, samples: [Int]? = nil) -> [LinearKind: InputStatistics] {
         let c = configuration
         let attention = InputStatistics(inFeatures: c.hiddenSize, kind: kind)
@@ -126,12 +122,38 @@ public final class BlockPruningContext {
         let down = InputStatistics(inFeatures: c.intermediateSize, kind: kind)
         let byKind: [LinearKind: InputStatistics] = [.q: attention, .k: attention, .v: attention, .o: output,
                                                      .gate: mlp, .up: mlp, .down: down]
-        forward(samples: samples, capture: { linear, x in
-            // One call per distinct input (see DecoderBlock.Capture).
-            guard linear == .q || linear == .o || linear == .gate || linear == .down, let stats = byKind[linear] else { return }
-            Profile.phase("statistics") { x.data.withUnsafeBufferPointer { stats.calibrate($0, rows: x.shape[0]) } }
-        })
+        let stride = sequenceLength * c.hiddenSize
+        forEachChunk(samples) { chunk in
+            let capture: DecoderBlock.Capture = { linear, x in
+                guard let stats = byKind[linear] else { return }
+                Profile.phase("statistics") { stats.calibrate(x, rows: x.count / stats.inFeatures) }
+            }
+            if let first = chunk.first, chunk.last == first + chunk.count - 1 {
+                // Consecutive samples (the whole-set pass): straight from the inputs, no copy.
+                DecoderBlock.captureInputs(inputs.baseAddress! + first * stride, batch: chunk.count, tokens: sequenceLength,
+                                           weights: weights, configuration: c, rope: rope, precision: computePrecision,
+                                           pool: blockPool, capture: capture)
+            } else {
+                inputs(samples: chunk).data.withUnsafeBufferPointer { x in
+                    DecoderBlock.captureInputs(x.baseAddress!, batch: chunk.count, tokens: sequenceLength,
+                                               weights: weights, configuration: c, rope: rope, precision: computePrecision,
+                                               pool: blockPool, capture: capture)
+                }
+            }
+        }
         return byKind
+    }
+
+    /// Calls `body` with `samples` (default all) in chunks of `samplesPerForward`.
+    private func forEachChunk(_ samples: [Int]?, _ body: ([Int]) throws -> Void) rethrows {
+        let all = samples ?? Array(0..<sampleCount)
+        var start = 0
+        while start < all.count {
+            let chunk = Array(all[start..<min(all.count, start + samplesPerForward)])
+            precondition(chunk.allSatisfy { $0 >= 0 && $0 < sampleCount }, "samples outside 0..<\(sampleCount)")
+            try body(chunk)
+            start += chunk.count
+        }
     }
 
     /// Calls `body` with the row-major (out, in) buffer of one linear weight, mutated in place.

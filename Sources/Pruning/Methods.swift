@@ -97,7 +97,11 @@ public struct MagnitudePruning: PruningMethod {
     public func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
         let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: weight.values.count)
         defer { scores.deallocate() }
-        for i in 0..<scores.count { scores[i] = abs(weight.values[i]) }
+        if let w = weight.values.baseAddress, let sp = scores.baseAddress {
+            parallelChunks(scores.count, minimumPerThread: 1 << 16) { r in
+                for i in r { sp[i] = abs(w[i]) }
+            }
+        }
         try applyMask(weight, scores: scores, pattern: pattern, perMatrix: true)
     }
 }
@@ -114,8 +118,16 @@ public struct WandaPruning: PruningMethod {
         let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: weight.values.count)
         defer { scores.deallocate() }
         let c = weight.inFeatures
-        for r in 0..<weight.outFeatures {
-            for j in 0..<c { scores[r * c + j] = abs(weight.values[r * c + j]) * norms[j] }
+        if let w = weight.values.baseAddress, let sp = scores.baseAddress {
+            norms.withUnsafeBufferPointer { np in
+                let nb = np.baseAddress!
+                parallelChunks(weight.outFeatures, minimumPerThread: max(1, (1 << 16) / max(1, c))) { rows in
+                    for r in rows {
+                        let row = r * c
+                        for j in 0..<c { sp[row + j] = abs(w[row + j]) * nb[j] }
+                    }
+                }
+            }
         }
         try applyMask(weight, scores: scores, pattern: pattern, perMatrix: false)
     }

@@ -216,11 +216,8 @@ public enum Selection {
         }
     }
 
-    /// The index of the first NaN in `values`, if any.
-    public static func firstNaN(_ values: UnsafeBufferPointer<Float>) -> Int? {
-        for i in 0..<values.count where values[i].isNaN { return i }
-        return nil
-    }
+    /// The index of the first NaN in `values`, if any (`FloatScan.firstNaN`).
+    public static func firstNaN(_ values: UnsafeBufferPointer<Float>) -> Int? { FloatScan.firstNaN(values) }
 
     private static func parallelRows(_ rows: Int, _ cols: Int, _ body: (Range<Int>) -> Void) {
         // Below ~64k entries the dispatch costs more than it saves.

@@ -72,18 +72,23 @@ private func naiveBlock(_ x: Tensor, _ w: DecoderBlockWeights, _ c: LlamaConfigu
         #expect(saved["gate"]!.count == 2 * 13 * 40 && saved["inputRstd"]!.count == 26)
     }
 
-    @Test func captureHandsEachLinearItsInput() throws {
+    /// The statistics pass hands each distinct linear input once (q for q/k/v, o, gate for gate/up, down),
+    /// each equal to that input in a full forward pass of the same batch, though it stops before down.
+    @Test func captureHandsEachDistinctLinearInput() throws {
         let c = try configuration(type: "llama")
         let w = try randomBlock(c, seed: 200)
         let x = randomTensor([3, 6, c.hiddenSize], seed: 201)
         let rope = RoPE(configuration: c, positions: 6)
-        var seen: [(LinearKind, Tensor)] = []
-        _ = DecoderBlock.forward(x, weights: w, configuration: c, rope: rope) { seen.append(($0, $1)) }
-        #expect(seen.map(\.0) == LinearKind.allCases)
+        var seen: [(LinearKind, [Float])] = []
+        x.data.withUnsafeBufferPointer { xp in
+            DecoderBlock.captureInputs(xp.baseAddress!, batch: 3, tokens: 6, weights: w, configuration: c, rope: rope,
+                                       pool: DecoderBlockPool()) { seen.append(($0, Array($1))) }
+        }
+        #expect(seen.map(\.0) == [.q, .o, .gate, .down])
         let block = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: 0), capacity: 18, maxLength: 6)
         try block.forward(x, parameters: w, rope: rope)
-        for (kind, tensor) in seen {
-            #expect(tensor.shape == [18, kind.shape(c)[1]] && tensor.data == Array(block.input(of: kind)), "\(kind)")
+        for (kind, values) in seen {
+            #expect(values.count == 18 * kind.shape(c)[1] && values == Array(block.input(of: kind)), "\(kind)")
         }
     }
 

@@ -431,7 +431,4 @@ private func formatLoss(_ x: Double) -> String {
 }
 
 /// The index of the first NaN or infinity in `x` (bad calibration activations).
-private func firstNonFinite(_ x: UnsafeBufferPointer<Float>) -> Int? {
-    for i in 0..<x.count where !x[i].isFinite { return i }
-    return nil
-}
+private func firstNonFinite(_ x: UnsafeBufferPointer<Float>) -> Int? { FloatScan.firstNonFinite(x) }
