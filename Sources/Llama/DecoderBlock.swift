@@ -243,6 +243,15 @@ public final class DecoderBlock {
         let g = geometry, B = batch, T = length, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
+        // out = inp·W_mᵀ + b_m (out += … when accumulating), plus the adapter's term where it adapts m.
+        func project(_ m: LinearKind, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+                     inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+            withWeight(p, m) { w, b in
+                Linear.forward(out: out, inp: inp, weight: w, bias: b, rows: N, inFeatures: inFeatures, outFeatures: outFeatures,
+                               accumulate: accumulate, precision: precision)
+            }
+            if let adapter, adapter.adapts(m) { adapter.forward(m, out: out, inp: inp, rows: N) }
+        }
         if entry == .input {
             p.inputNorm.data.withUnsafeBufferPointer { w in
                 RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
@@ -250,12 +259,9 @@ public final class DecoderBlock {
             completed = .attentionInput
             if stop == .attentionInput { return }
 
-            withWeight(p, .q) { w, b in Linear.forward(out: q, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: qw, precision: precision) }
-            if let adapter, adapter.adapts(.q) { adapter.forward(.q, out: q, inp: xn1, rows: N) }
-            withWeight(p, .k) { w, b in Linear.forward(out: k, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
-            if let adapter, adapter.adapts(.k) { adapter.forward(.k, out: k, inp: xn1, rows: N) }
-            withWeight(p, .v) { w, b in Linear.forward(out: v, inp: xn1, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: kw, precision: precision) }
-            if let adapter, adapter.adapts(.v) { adapter.forward(.v, out: v, inp: xn1, rows: N) }
+            project(.q, q, xn1, inFeatures: C, outFeatures: qw)
+            project(.k, k, xn1, inFeatures: C, outFeatures: kw)
+            project(.v, v, xn1, inFeatures: C, outFeatures: kw)
             rope.apply(q, batch: B, length: T, heads: g.heads)                               // q (N, nh·hd)
             rope.apply(k, batch: B, length: T, heads: g.kvHeads)                             // k, v (N, nkv·hd)
             Profile.phase("attention") {
@@ -269,8 +275,7 @@ public final class DecoderBlock {
         if entry <= .oProjection {
             // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
             h.update(from: x, count: N * C)
-            withWeight(p, .o) { w, b in Linear.forward(out: h, inp: attn, weight: w, bias: b, rows: N, inFeatures: qw, outFeatures: C, accumulate: true, precision: precision) }
-            if let adapter, adapter.adapts(.o) { adapter.forward(.o, out: h, inp: attn, rows: N) }
+            project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
         }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
@@ -278,17 +283,14 @@ public final class DecoderBlock {
         completed = .mlpInput
         if stop == .mlpInput { return }
 
-        withWeight(p, .gate) { w, b in Linear.forward(out: gate, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F, precision: precision) }
-        if let adapter, adapter.adapts(.gate) { adapter.forward(.gate, out: gate, inp: xn2, rows: N) }
-        withWeight(p, .up) { w, b in Linear.forward(out: up, inp: xn2, weight: w, bias: b, rows: N, inFeatures: C, outFeatures: F, precision: precision) }
-        if let adapter, adapter.adapts(.up) { adapter.forward(.up, out: up, inp: xn2, rows: N) }
+        project(.gate, gate, xn2, inFeatures: C, outFeatures: F)
+        project(.up, up, xn2, inFeatures: C, outFeatures: F)
         SwiGLU.forward(out: act, gate: gate, up: up, count: N * F)                           // gate, up, act (N, F)
         completed = .downInput
         if stop == .downInput { return }
 
         y.update(from: h, count: N * C)
-        withWeight(p, .down) { w, b in Linear.forward(out: y, inp: act, weight: w, bias: b, rows: N, inFeatures: F, outFeatures: C, accumulate: true, precision: precision) }
-        if let adapter, adapter.adapts(.down) { adapter.forward(.down, out: y, inp: act, rows: N) }
+        project(.down, y, act, inFeatures: F, outFeatures: C, accumulate: true)
         completed = .output                                                                   // y (N, C)
     }
 
