@@ -84,15 +84,12 @@ public struct LlamaCheckpoint {
         guard data.count == shape.reduce(1, *) else {
             throw LlamaError.checkpoint("\(name): read \(data.count) values for shape \(shape)")
         }
-        if let bad = firstNonFinite(data) {
+        // A corrupt checkpoint must not surface later as a NaN perplexity.
+        if let bad = data.withUnsafeBufferPointer({ FloatScan.firstNonFinite($0) }) {
             throw LlamaError.checkpoint("tensor \(name) holds a non-finite value (\(data[bad]) at element \(bad))")
         }
         return Tensor(shape: shape, data: data)
     }
-
-    /// The index of the first NaN or infinity, scanning in parallel (a corrupt checkpoint must not
-    /// surface later as a NaN perplexity).
-    func firstNonFinite(_ data: [Float]) -> Int? { data.withUnsafeBufferPointer { FloatScan.firstNonFinite($0) } }
 
     /// (V, C): the token embedding table.
     public func loadEmbeddings() throws -> Tensor {

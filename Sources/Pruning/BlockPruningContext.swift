@@ -181,7 +181,7 @@ public final class BlockPruningContext {
             guard scores.count == w.values.count else {
                 throw PruningError("\(w.name): \(scores.count) scores for \(w.values.count) weights")
             }
-            if let i = scores.withUnsafeBufferPointer({ Selection.firstNaN($0) }) {
+            if let i = scores.withUnsafeBufferPointer({ FloatScan.firstNaN($0) }) {
                 throw PruningError("\(w.name): NaN score at row \(i / w.inFeatures), column \(i % w.inFeatures)")
             }
             let mask = Selection.prunedMask(scores: scores, rows: w.outFeatures, cols: w.inFeatures, pattern: pattern)

@@ -49,7 +49,7 @@ public struct SparseGPTPruning: PruningMethod {
             throw PruningError("\(weight.name): no calibration Hessian was collected")
         }
         try checkStatistics(weight, statistics)
-        if let i = Selection.firstNaN(UnsafeBufferPointer(weight.values)) {
+        if let i = FloatScan.firstNaN(UnsafeBufferPointer(weight.values)) {
             throw PruningError("\(weight.name): NaN weight at row \(i / weight.inFeatures), column \(i % weight.inFeatures)")
         }
         let rows = weight.outFeatures, cols = weight.inFeatures
@@ -116,7 +116,7 @@ public struct SparseGPTPruning: PruningMethod {
                     }
                 }
                 let scores = UnsafeBufferPointer(rebasing: blockScores[0..<(rows * width)])
-                if let i = Selection.firstNaN(scores) {
+                if let i = FloatScan.firstNaN(scores) {
                     throw PruningError("\(name): SparseGPT produced a NaN score at row \(i / width), column \(i1 + i % width)")
                 }
                 Selection.prunedMask(scores: scores, rows: rows, cols: width, pattern: pattern, perMatrix: true,

@@ -79,7 +79,7 @@ public enum SparsityPattern: Equatable, Hashable, Sendable, CustomStringConverti
 /// (`torch.sort(..., stable=True)`, as the project's PyTorch reference uses) followed by pruning the first
 /// k: every score below the k-th smallest is pruned, and among the scores equal to it the ones with the
 /// lower column index (row-major index for a whole matrix) are pruned first. `-0.0` and `+0.0` compare
-/// equal. Scores must not be NaN (callers check; see `Selection.firstNaN`).
+/// equal. Scores must not be NaN (callers check with `FloatScan.firstNaN`).
 public enum Selection {
     /// Marks `pruned[i] = true` for the `k` lowest of `scores` (ties: lower index first) and false for the rest.
     /// `scratch` needs `scores.count` elements; it is overwritten.
@@ -215,9 +215,6 @@ public enum Selection {
             for i in r { bits[i] &= UInt32(truncatingIfNeeded: Int32(flags[i] & 1) &- 1) }
         }
     }
-
-    /// The index of the first NaN in `values`, if any (`FloatScan.firstNaN`).
-    public static func firstNaN(_ values: UnsafeBufferPointer<Float>) -> Int? { FloatScan.firstNaN(values) }
 
     private static func parallelRows(_ rows: Int, _ cols: Int, _ body: (Range<Int>) -> Void) {
         // Below ~64k entries the dispatch costs more than it saves.

@@ -75,7 +75,7 @@ public struct WandaPlusPlusBlock {
         guard rope.positions >= tokens, rope.headDim == g.headDim else {
             throw WandaPlusPlusError("\(label): RoPE table of \(rope.positions) positions × \(rope.headDim / 2) for \(tokens) tokens, head size \(g.headDim)")
         }
-        if let i = firstNonFinite(inputs) {
+        if let i = FloatScan.firstNonFinite(inputs) {
             throw WandaPlusPlusError("\(label): calibration input sample \(i / (tokens * C)) holds NaN or infinity")
         }
         if let scratch, scratch.count < samples * tokens * C {
@@ -429,6 +429,3 @@ private func formatLoss(_ x: Double) -> String {
     let digits = max(0, 5 - Int(Foundation.log10(abs(x)).rounded(.down)))
     return String(format: "%.\(min(digits, 12))f", x)
 }
-
-/// The index of the first NaN or infinity in `x` (bad calibration activations).
-private func firstNonFinite(_ x: UnsafeBufferPointer<Float>) -> Int? { FloatScan.firstNonFinite(x) }
