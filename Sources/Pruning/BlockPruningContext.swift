@@ -122,23 +122,20 @@ public final class BlockPruningContext {
         let down = InputStatistics(inFeatures: c.intermediateSize, kind: kind)
         let byKind: [LinearKind: InputStatistics] = [.q: attention, .k: attention, .v: attention, .o: output,
                                                      .gate: mlp, .up: mlp, .down: down]
+        let capture: DecoderBlock.Capture = { linear, x in
+            guard let stats = byKind[linear] else { return }
+            Profile.phase("statistics") { stats.calibrate(x, rows: x.count / stats.inFeatures) }
+        }
         let stride = sequenceLength * c.hiddenSize
         forEachChunk(samples) { chunk in
-            let capture: DecoderBlock.Capture = { linear, x in
-                guard let stats = byKind[linear] else { return }
-                Profile.phase("statistics") { stats.calibrate(x, rows: x.count / stats.inFeatures) }
+            func pass(_ x: UnsafePointer<Float>) {
+                DecoderBlock.captureInputs(x, batch: chunk.count, tokens: sequenceLength, weights: weights, configuration: c,
+                                           rope: rope, precision: computePrecision, pool: blockPool, capture: capture)
             }
             if let first = chunk.first, chunk.last == first + chunk.count - 1 {
-                // Consecutive samples (the whole-set pass): straight from the inputs, no copy.
-                DecoderBlock.captureInputs(inputs.baseAddress! + first * stride, batch: chunk.count, tokens: sequenceLength,
-                                           weights: weights, configuration: c, rope: rope, precision: computePrecision,
-                                           pool: blockPool, capture: capture)
+                pass(inputs.baseAddress! + first * stride)   // consecutive samples (the whole-set pass): no copy
             } else {
-                inputs(samples: chunk).data.withUnsafeBufferPointer { x in
-                    DecoderBlock.captureInputs(x.baseAddress!, batch: chunk.count, tokens: sequenceLength,
-                                               weights: weights, configuration: c, rope: rope, precision: computePrecision,
-                                               pool: blockPool, capture: capture)
-                }
+                inputs(samples: chunk).data.withUnsafeBufferPointer { pass($0.baseAddress!) }
             }
         }
         return byKind
