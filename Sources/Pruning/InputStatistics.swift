@@ -73,8 +73,8 @@ public final class InputStatistics {
             columnSquares.withUnsafeMutableBufferPointer { acc in
                 parallelChunks(c, minimumPerThread: max(1, 32_768 / rows)) { cols in
                     for r in 0..<rows {
-                        let row = x.baseAddress! + r * c
-                        for j in cols { let v = Double(row[j]); acc[j] += v * v }
+                        VectorMath.addSquares(into: acc.baseAddress! + cols.lowerBound, x.baseAddress! + r * c + cols.lowerBound,
+                                              count: cols.count)
                     }
                 }
             }

@@ -167,6 +167,15 @@ public enum Selection {
                 }
             }
         case .nm(let n, let m):
+            if m == 4 && cols % 4 == 0 {
+                // 2:4, 1:4, 3:4 on whole groups: the rows are one run of groups, ranked eight at a time.
+                parallelRows(rows, cols) { range in
+                    let start = range.lowerBound * cols
+                    VectorMath.pruneLowestOfFour(scores.baseAddress! + start, groups: range.count * cols / 4,
+                                                 prune: 4 - n, into: pruned.baseAddress! + start)
+                }
+                return
+            }
             parallelRows(rows, cols) { range in
                 let sp = scores.baseAddress!, pp = pruned.baseAddress!
                 // A group never holds more than a row (M may exceed the width when built in code).

@@ -64,7 +64,8 @@ public struct BLASRuntime: Sendable, Equatable {
         case .fixed: why = "fixed at build time"
         }
         return "\(library.split(separator: " ").prefix(2).joined(separator: " ")), core \(core) (\(why)); "
-            + "\(threads) BLAS thread, \(workerCount) workers; CPU \(vendor) \(cpuFeatures.joined(separator: " "))"
+            + "\(threads) BLAS thread, \(workerCount) workers; elementwise kernels \(VectorMath.instructionSet); "
+            + "CPU \(vendor) \(cpuFeatures.joined(separator: " "))"
     }
 
     /// The record for JSON reports: string values only.
@@ -72,7 +73,8 @@ public struct BLASRuntime: Sendable, Equatable {
         [("library", library), ("core", core), ("core_source", source.rawValue), ("library_core", libraryCore),
          ("best_core_for_cpu", expectedCore), ("environment_coretype", environmentCore ?? ""),
          ("cpu_vendor", vendor), ("cpu_features", cpuFeatures.joined(separator: " ")),
-         ("blas_threads", String(threads)), ("workers", String(workerCount))]
+         ("blas_threads", String(threads)), ("workers", String(workerCount)),
+         ("elementwise_kernels", VectorMath.instructionSet)]
     }
 
     /// The core OpenBLAS reports now (equal to `core` unless something re-initialized it since).

@@ -56,4 +56,36 @@ int llmprune_bf16_gemm(int trans_a, int trans_b, long m, long n, long k, float a
 void llmprune_to_bf16(const float *src, unsigned short *dst, long count);
 void llmprune_round_to_bf16(const float *src, float *dst, long count);
 
+/* Elementwise float32 kernels (vector_math.c), one copy per instruction set: "sse2" (baseline x86-64) or
+   "avx2+fma". Each works on n contiguous floats; out may alias an input. */
+struct llmprune_vector_kernels {
+    const char *isa;
+    float (*exp1)(float x);                                   /* e^x (0 below -87.34, +inf above 88.376, NaN kept) */
+    float (*exp_shifted)(float *x, long n, float shift);      /* x[i] = e^(x[i] - shift); returns their float sum */
+    double (*exp_shifted_sum)(const float *x, long n, float shift); /* sum of e^(x[i] - shift), in double */
+    float (*maximum)(const float *x, long n);                 /* largest x[i], n > 0; NaN lanes ignored */
+    void (*silu_mul)(float *out, const float *gate, const float *up, long n); /* out = gate·σ(gate)·up */
+    void (*silu_mul_backward)(float *dgate, float *dup, const float *dact, const float *gate, const float *up,
+                              long n);                        /* the SwiGLU gradients; dgate may alias dact */
+    /* groups of 4 consecutive scores: pruned[i] = 1 for the k lowest of each group (ties: earlier first), else 0 */
+    void (*prune_lowest_of_4)(const float *scores, long groups, int k, unsigned char *pruned);
+    double (*sum_squares)(const float *x, long n);            /* sum of x[i]^2, in double */
+    void (*add_squares)(double *acc, const float *x, long n); /* acc[i] += x[i]^2, in double */
+};
+/* The copy in use: AVX2+FMA where the CPU and OS have them, else baseline (chosen once). */
+const struct llmprune_vector_kernels *llmprune_vector_kernels(void);
+const struct llmprune_vector_kernels *llmprune_vector_kernels_baseline(void);
+/* NULL where the CPU lacks AVX2 or FMA. */
+const struct llmprune_vector_kernels *llmprune_vector_kernels_avx2(void);
+/* The copy in use, called directly. */
+float llmprune_exp(float x);
+float llmprune_exp_shifted(float *x, long n, float shift);
+double llmprune_exp_shifted_sum(const float *x, long n, float shift);
+float llmprune_maximum(const float *x, long n);
+void llmprune_silu_mul(float *out, const float *gate, const float *up, long n);
+void llmprune_silu_mul_backward(float *dgate, float *dup, const float *dact, const float *gate, const float *up, long n);
+void llmprune_prune_lowest_of_4(const float *scores, long groups, int k, unsigned char *pruned);
+double llmprune_sum_squares(const float *x, long n);
+void llmprune_add_squares(double *acc, const float *x, long n);
+
 #endif

@@ -206,25 +206,10 @@ public enum BlockKernels {
         dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, _ dact: UnsafePointer<Float>,
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count n: Int
     ) {
-        typealias V8 = VectorMath.V8
         parallelChunks(n, minimumPerThread: minimumElementsPerThread) { r in
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                let g = UnsafeRawPointer(gate + i).loadUnaligned(as: V8.self)
-                let u = UnsafeRawPointer(up + i).loadUnaligned(as: V8.self)
-                let d = UnsafeRawPointer(dact + i).loadUnaligned(as: V8.self)
-                let s = 1 / (1 + VectorMath.exp(-g))
-                UnsafeMutableRawPointer(dup + i).storeBytes(of: d * g * s, as: V8.self)
-                UnsafeMutableRawPointer(dgate + i).storeBytes(of: d * u * s * (1 + g * (1 - s)), as: V8.self)
-                i += 8
-            }
-            while i < r.upperBound {
-                let g = gate[i], d = dact[i]
-                let s = 1 / (1 + VectorMath.exp(-g))
-                dup[i] = d * g * s
-                dgate[i] = d * up[i] * s * (1 + g * (1 - s))
-                i += 1
-            }
+            let i = r.lowerBound
+            VectorMath.siluMultiplyBackward(dgate: dgate + i, dup: dup + i, dact: dact + i, gate: gate + i, up: up + i,
+                                            count: r.count)
         }
     }
 }

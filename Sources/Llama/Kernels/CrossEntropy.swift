@@ -22,15 +22,7 @@ public enum CrossEntropy {
     /// log Σ exp(z[i]) over one row, shifted by its maximum and summed in double.
     public static func logSumExp(_ z: UnsafePointer<Float>, count v: Int) -> Double {
         let m = VectorMath.maximum(z, count: v)
-        var sum: Double = 0
-        var i = 0
-        let s = VectorMath.V8(repeating: m)
-        while i + 8 <= v {
-            let e = VectorMath.exp(UnsafeRawPointer(z + i).loadUnaligned(as: VectorMath.V8.self) - s)
-            sum += Double(e.sum())
-            i += 8
-        }
-        while i < v { sum += Double(VectorMath.exp(z[i] - m)); i += 1 }
+        let sum = VectorMath.expShiftedSum(z, count: v, shift: m)
         return Double(m) + Foundation.log(sum)
     }
 

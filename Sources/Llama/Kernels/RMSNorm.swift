@@ -18,8 +18,7 @@ public enum RMSNorm {
                 let x = inp + r * c
                 let y = out + r * c
                 // Sum of squares in double: the mean must not lose digits for wide rows.
-                var ss: Double = 0
-                for i in 0..<c { let v = Double(x[i]); ss += v * v }
+                let ss = VectorMath.sumOfSquares(x, count: c)
                 let s = Float(1 / (Float(ss / Double(c)) + eps).squareRoot())
                 rstd?[r] = s
                 for i in 0..<c { y[i] = (x[i] * s) * weight[i] }

@@ -8,21 +8,8 @@ public enum SwiGLU {
         out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count n: Int
     ) {
         parallelChunks(n, minimumPerThread: 32_768) { range in
-            var i = range.lowerBound
-            let end = range.upperBound
-            typealias V8 = VectorMath.V8
-            while i + 8 <= end {
-                let g = UnsafeRawPointer(gate + i).loadUnaligned(as: V8.self)
-                let u = UnsafeRawPointer(up + i).loadUnaligned(as: V8.self)
-                let s = g / (1 + VectorMath.exp(-g))
-                UnsafeMutableRawPointer(out + i).storeBytes(of: s * u, as: V8.self)
-                i += 8
-            }
-            while i < end {
-                let g = gate[i]
-                out[i] = g / (1 + VectorMath.exp(-g)) * up[i]
-                i += 1
-            }
+            VectorMath.siluMultiply(out: out + range.lowerBound, gate: gate + range.lowerBound, up: up + range.lowerBound,
+                                    count: range.count)
         }
     }
 
