@@ -1,5 +1,5 @@
 /*
- * The elementwise kernels behind softmax, SiLU and log-softmax, in two copies chosen once by the CPU:
+ * The elementwise kernels behind softmax, SiLU, log-softmax, RMSNorm, the 2:4 ranking and RMSprop, in two copies chosen once by the CPU:
  * baseline x86-64 (the package builds for SSE2, where eight lanes take two instructions each and a
  * multiply-add two more) and AVX2 with FMA (one instruction each). A Swift function cannot carry a
  * target attribute, so the kernels that run over every attention score and every MLP activation live
@@ -87,3 +87,6 @@ void llmprune_prune_lowest_of_4(const float *scores, long groups, int k, unsigne
 }
 double llmprune_sum_squares(const float *x, long n) { return llmprune_vector_kernels()->sum_squares(x, n); }
 void llmprune_add_squares(double *acc, const float *x, long n) { llmprune_vector_kernels()->add_squares(acc, x, n); }
+void llmprune_rmsprop_update(float *param, float *avg, const float *grad, long n, float smoothing, float lr, float eps) {
+    llmprune_vector_kernels()->rmsprop_update(param, avg, grad, n, smoothing, lr, eps);
+}

@@ -180,7 +180,30 @@ static void VM(add_squares)(double *acc, const float *x, long n) {
     for (; i < n; i++) { double v = x[i]; acc[i] += v * v; }
 }
 
+/* One RMSprop step (PyTorch's, no momentum, not centered): v = a·v + (1 − a)·g², θ −= lr·g / (√v + ε). */
+INLINE void VM(rmsprop8)(v8f *p, v8f *v, v8f g, float a, float lr, float eps) {
+    v8f s = VM_MADD(splat(a), *v, ((1.0f - a) * g) * g);
+    *v = s;
+    *p = *p - lr * (g / (__builtin_elementwise_sqrt(s) + eps));
+}
+
+static void VM(rmsprop_update)(float *param, float *avg, const float *grad, long n, float a, float lr, float eps) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f p = load8(param + i), v = load8(avg + i);
+        VM(rmsprop8)(&p, &v, load8(grad + i), a, lr, eps);
+        store8(param + i, p);
+        store8(avg + i, v);
+    }
+    if (i < n) {
+        long r = n - i;
+        v8f p = loadPartial8(param + i, r), v = loadPartial8(avg + i, r);
+        VM(rmsprop8)(&p, &v, loadPartial8(grad + i, r), a, lr, eps);
+        for (long j = 0; j < r; j++) { param[i + j] = p[j]; avg[i + j] = v[j]; }
+    }
+}
+
 static const struct llmprune_vector_kernels VM(kernels) = {
     VM_ISA, VM(exp1), VM(exp_shifted), VM(exp_shifted_sum), VM(maximum), VM(silu_mul), VM(silu_mul_backward),
-    VM(prune_lowest_of_4), VM(sum_squares), VM(add_squares)
+    VM(prune_lowest_of_4), VM(sum_squares), VM(add_squares), VM(rmsprop_update)
 };

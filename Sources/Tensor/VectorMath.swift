@@ -71,6 +71,15 @@ public enum VectorMath {
         llmprune_add_squares(acc, x, n)
     }
 
+    /// One step of RMSprop (PyTorch's `torch.optim.RMSprop`, no momentum, not centered) over n parameters:
+    /// v = a · v + (1 − a) · g², θ −= lr · g / (√v + ε).
+    @inline(__always)
+    public static func rmspropStep(parameter: UnsafeMutablePointer<Float>, squareAverage: UnsafeMutablePointer<Float>,
+                                   gradient: UnsafePointer<Float>, count n: Int, smoothing a: Float, learningRate lr: Float,
+                                   epsilon: Float) {
+        llmprune_rmsprop_update(parameter, squareAverage, gradient, n, a, lr, epsilon)
+    }
+
     /// out[i] = a · x[i] for i in 0..<n.
     @inlinable
     public static func scale(out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int, by a: Float) {

@@ -151,4 +151,22 @@ import Testing
             #expect(nan.withUnsafeBufferPointer { k.sum_squares($0.baseAddress!, 9) }.isNaN, "\(name)")
         }
     }
+
+    @Test func rmspropStepOfEachCopyMatchesDouble() {
+        for (name, k) in Self.copies {
+            for n in [1, 8, 13, 40] {
+                let p0 = Self.values(n, seed: UInt64(600 + n), scale: 1), v0 = Self.values(n, seed: UInt64(700 + n), scale: 1).map { $0 * $0 }
+                // Gradients from 1e-9 to 10, so ε matters for the small ones.
+                let g = (0..<n).map { i in Float(pow(10.0, Double(i % 11) - 9)) * (i % 2 == 0 ? 1 : -1) }
+                var p = p0, v = v0
+                k.rmsprop_update(&p, &v, g, n, 0.99, 3e-3, 1e-8)
+                for i in 0..<n {
+                    let wantV = 0.99 * Double(v0[i]) + 0.01 * Double(g[i]) * Double(g[i])
+                    let wantP = Double(p0[i]) - 3e-3 * Double(g[i]) / (wantV.squareRoot() + 1e-8)
+                    #expect(abs(Double(v[i]) - wantV) <= 1e-6 * wantV, "\(name) n=\(n) i=\(i): v \(v[i]) vs \(wantV)")
+                    #expect(abs(Double(p[i]) - wantP) <= 1e-6 * max(abs(wantP), 1e-3), "\(name) n=\(n) i=\(i): θ \(p[i]) vs \(wantP)")
+                }
+            }
+        }
+    }
 }

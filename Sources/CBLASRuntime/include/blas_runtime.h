@@ -71,6 +71,8 @@ struct llmprune_vector_kernels {
     void (*prune_lowest_of_4)(const float *scores, long groups, int k, unsigned char *pruned);
     double (*sum_squares)(const float *x, long n);            /* sum of x[i]^2, in double */
     void (*add_squares)(double *acc, const float *x, long n); /* acc[i] += x[i]^2, in double */
+    /* one RMSprop step: avg = a*avg + (1-a)*grad^2, param -= lr * grad / (sqrt(avg) + eps) */
+    void (*rmsprop_update)(float *param, float *avg, const float *grad, long n, float smoothing, float lr, float eps);
 };
 /* The copy in use: AVX2+FMA where the CPU and OS have them, else baseline (chosen once). */
 const struct llmprune_vector_kernels *llmprune_vector_kernels(void);
@@ -87,5 +89,6 @@ void llmprune_silu_mul_backward(float *dgate, float *dup, const float *dact, con
 void llmprune_prune_lowest_of_4(const float *scores, long groups, int k, unsigned char *pruned);
 double llmprune_sum_squares(const float *x, long n);
 void llmprune_add_squares(double *acc, const float *x, long n);
+void llmprune_rmsprop_update(float *param, float *avg, const float *grad, long n, float smoothing, float lr, float eps);
 
 #endif

@@ -43,16 +43,11 @@ public final class RMSprop {
         let v = squareAverages[index]
         precondition(parameter.count == v.count && gradient.count == v.count,
                      "RMSprop: parameter \(index) has \(parameter.count) values, gradient \(gradient.count), state \(v.count)")
-        let a = smoothing, b = 1 - smoothing, lr = learningRate, eps = epsilon
         let vp = v.baseAddress!, pp = parameter.baseAddress!, gp = gradient.baseAddress!
-        parallelChunks(v.count, minimumPerThread: 1 << 16) { range in
-            for i in range {
-                let g = gp[i]
-                let s = a * vp[i] + b * g * g
-                vp[i] = s
-                // PyTorch: param.addcdiv_(grad, sqrt(v) + eps, value=-lr), i.e. θ + (−lr)·(g / (√v + ε)).
-                pp[i] -= lr * (g / (s.squareRoot() + eps))
-            }
+        parallelChunks(v.count, minimumPerThread: 1 << 16) { r in
+            // PyTorch: square_avg.mul_(alpha).addcmul_(g, g, value=1 − alpha); param.addcdiv_(g, sqrt(v) + eps, value=−lr).
+            VectorMath.rmspropStep(parameter: pp + r.lowerBound, squareAverage: vp + r.lowerBound, gradient: gp + r.lowerBound,
+                                   count: r.count, smoothing: smoothing, learningRate: learningRate, epsilon: epsilon)
         }
     }
 
