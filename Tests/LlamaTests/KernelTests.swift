@@ -148,11 +148,12 @@ extension Tensor {
     }
 
     /// Attention.forward on seeded random q, k, v against the float64 reference: output and log-sum-exp.
-    func checkAttentionAgainstNaive(b: Int, t: Int, nh: Int, nkv: Int, hd: Int, window: Int?, seed: UInt64)
+    func checkAttentionAgainstNaive(b: Int, t: Int, nh: Int, nkv: Int, hd: Int, window: Int?, seed: UInt64,
+                                    keyTile: Int = Attention.keyTile, scale: Double = 1)
         -> (q: Tensor, k: Tensor, lse: Tensor, ref: (out: [Double], lse: [Double], probs: [Double])) {
-        let q = randomTensor([b, t, nh * hd], seed: seed), k = randomTensor([b, t, nkv * hd], seed: seed + 1)
+        let q = randomTensor([b, t, nh * hd], seed: seed, scale: scale), k = randomTensor([b, t, nkv * hd], seed: seed + 1, scale: scale)
         let v = randomTensor([b, t, nkv * hd], seed: seed + 2)
-        let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window)
+        let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window, keyTile: keyTile)
         let ref = Naive.attention(q: q.doubles, k: k.doubles, v: v.doubles, b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window)
         #expect(relativeError(out.data, ref.out) < 1e-5)
         #expect(relativeError(lse.data, ref.lse) < 1e-5)
@@ -184,7 +185,16 @@ extension Tensor {
         // every packed row must land back in its own head and position, with its own log-sum-exp.
         let (b, t, nh, nkv, hd) = (1, 130, 6, 2, 12)
         _ = checkAttentionAgainstNaive(b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window, seed: 31)
-        #expect(Attention.forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd) == 3 * 64 * (2 * hd + t + 1))
+        #expect(Attention.forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd) == 3 * 64 * (2 * hd + t + 2))
+        #expect(Attention.forwardScratchFloats(length: 2048, heads: 9, kvHeads: 3, headDim: 64) == 3 * 64 * (2 * 64 + 512 + 2))
+    }
+
+    /// Key tiles narrower than the sequence (an online softmax across tiles): tiles that divide the row
+    /// blocks and tiles that do not, tiles a windowed row sees nothing of, and scores large enough that a
+    /// later tile's maximum rescales the earlier ones by factors far from 1.
+    @Test(arguments: [(nil, 16), (nil, 50), (20, 16), (33, 7), (nil, 1)] as [(Int?, Int)])
+    func attentionOverKeyTilesMatchesNaive(window: Int?, keyTile: Int) {
+        _ = checkAttentionAgainstNaive(b: 2, t: 150, nh: 6, nkv: 2, hd: 8, window: window, seed: 41, keyTile: keyTile, scale: 3)
     }
 
     @Test func attentionWithOneHead() {

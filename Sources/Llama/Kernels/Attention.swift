@@ -23,20 +23,32 @@ public enum Attention {
     /// upper triangle of each diagonal block stays a few percent at long T.
     public static let rowBlock = 64
 
-    /// Floats of scratch one worker of `forward` holds: the packed queries, scores, outputs and row sums of
-    /// one KV head's query group over one row block.
-    public static func forwardScratchFloats(length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int) -> Int {
+    /// Keys per tile. A row block's scores are formed and consumed one tile of keys at a time (an online
+    /// softmax, as in FlashAttention-2), so at long T the scores of a KV head's query group stay in the
+    /// core's L2 cache (192 rows × 512 keys = 384 KiB for SmolLM2) instead of streaming (192, T) through
+    /// memory four times (written, scanned for the maximum, exponentiated, multiplied). At T ≤ keyTile,
+    /// calibration's 512-token samples among them, there is one tile and the result is the same bits as
+    /// the untiled softmax.
+    public static let keyTile = 512
+
+    /// Floats of scratch one worker of `forward` holds: the packed queries, outputs, one tile of scores and
+    /// the running maximum and sum of each row, for one KV head's query group over one row block.
+    public static func forwardScratchFloats(length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int,
+                                            keyTile tile: Int = keyTile) -> Int {
         let rows = (nh / max(nkv, 1)) * min(rowBlock, max(t, 1))
-        return rows * (2 * hd + t + 1)
+        return rows * (2 * hd + min(max(t, 1), tile) + 2)
     }
 
     /// Pointer form. out: (B, T, NH, HD); logSumExp: (B, NH, T) or nil; q: (B, T, NH, HD); k, v: (B, T, NKV, HD).
+    /// `keyTile` is the tile width (tests use small ones to cover many tiles on short sequences).
     public static func forward(
         out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-        batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?
+        batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?,
+        keyTile tile: Int = keyTile
     ) {
         precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
+        precondition(tile > 0, "Attention: key tile \(tile)")
         let tasks = b * nkv
         if tasks == 0 || t == 0 { return }
         let scale = 1 / Float(hd).squareRoot()
@@ -46,19 +58,19 @@ public enum Attention {
 
         // One query row block [r0, r0 + block) of the `group` query heads that share KV head g of sequence
         // bi, against the keys it may see. The group's rows are packed head after head into one
-        // (group · rows, HD) matrix, so the scores and the PV product are one GEMM each per KV head rather
-        // than one per query head: a taller M at the same K and N, which BLAS runs nearer its peak. Items
-        // are independent and their GEMM shapes do not depend on how work is spread, so the output is the
-        // same bits however the items are spread over the workers.
+        // (group · rows, HD) matrix, so the scores and the PV product are one GEMM each per KV head and key
+        // tile rather than one per query head: a taller M at the same K and N, which BLAS runs nearer its
+        // peak. Items are independent and their GEMM shapes do not depend on how work is spread, so the
+        // output is the same bits however the items are spread over the workers.
         let rowBlocks = (t + block - 1) / block
         func attend(_ item: Int, scratch: UnsafeMutablePointer<Float>) {
             let task = item / rowBlocks, r0 = (item % rowBlocks) * block
             let bi = task / nkv, g = task % nkv
             let r1 = min(t, r0 + block), rows = r1 - r0, packed = group * rows
             let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
-            let width = r1 - k0
+            let tileWidth = min(r1 - k0, tile)
             let queries = scratch, outputs = scratch + packed * hd
-            let scores = outputs + packed * hd, inverseSums = scores + packed * width
+            let scores = outputs + packed * hd, rowMax = scores + packed * tileWidth, rowSum = rowMax + packed
             let kh = k + bi * t * ldk + g * hd
             let vh = v + bi * t * ldk + g * hd
             // queries (group · rows, HD): row j · rows + i is query head g · group + j at position r0 + i.
@@ -68,34 +80,58 @@ public enum Attention {
                     (queries + (j * rows + i) * hd).update(from: qh + (r0 + i) * ldq, count: hd)
                 }
             }
-            // scores (group · rows, width) = scale · queries · K[k0..<r1]ᵀ
-            BLAS.gemm(transB: true, m: packed, n: width, k: hd, alpha: scale,
-                      a: queries, lda: hd, b: kh + k0 * ldk, ldb: ldk, c: scores, ldc: width)
-            // Unnormalized probabilities exp(S − max) in place; 1/Σ is applied to the (rows, HD)
-            // output instead of the (rows, width) probabilities, which saves a pass over the scores.
-            for j in 0..<group {
-                let lse = logSumExp.map { $0 + (bi * nh + g * group + j) * t }
-                for i in r0..<r1 {
-                    let r = j * rows + i - r0
-                    let row = scores + r * width
-                    let lo = window.map { max(0, i - $0 + 1) } ?? 0
-                    let a = lo - k0, e = i - k0 + 1
-                    if a > 0 { row.update(repeating: 0, count: a) }
-                    if e < width { (row + e).update(repeating: 0, count: width - e) }
-                    let m = VectorMath.maximum(row + a, count: e - a)
-                    let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
-                    inverseSums[r] = 1 / sum
-                    lse?[i] = m + Foundation.log(sum)
+            outputs.update(repeating: 0, count: packed * hd)
+            rowMax.update(repeating: -.infinity, count: packed)
+            rowSum.update(repeating: 0, count: packed)
+            var c0 = k0
+            while c0 < r1 {
+                let c1 = min(r1, c0 + tile), width = c1 - c0
+                // scores (group · rows, width) = scale · queries · K[c0..<c1]ᵀ
+                BLAS.gemm(transB: true, m: packed, n: width, k: hd, alpha: scale,
+                          a: queries, lda: hd, b: kh + c0 * ldk, ldb: ldk, c: scores, ldc: width)
+                // Unnormalized probabilities exp(S − m) in place, m the row's maximum so far. When a tile
+                // raises m, the row's output and sum so far are rescaled by exp(m_old − m_new); 1/Σ is
+                // applied once to the (rows, HD) output at the end rather than to every probability.
+                for j in 0..<group {
+                    for i in r0..<r1 {
+                        let r = j * rows + i - r0
+                        let row = scores + r * width
+                        let lo = max(window.map { max(0, i - $0 + 1) } ?? 0, c0)
+                        let a = lo - c0, e = min(i + 1, c1) - c0
+                        guard a < e else {
+                            row.update(repeating: 0, count: width)
+                            continue
+                        }
+                        if a > 0 { row.update(repeating: 0, count: a) }
+                        if e < width { (row + e).update(repeating: 0, count: width - e) }
+                        let old = rowMax[r]
+                        let m = max(old, VectorMath.maximum(row + a, count: e - a))
+                        let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
+                        if old == -.infinity {
+                            rowSum[r] = sum
+                        } else if m != old {
+                            let rescale = Foundation.exp(old - m)
+                            rowSum[r] = rowSum[r] * rescale + sum
+                            VectorMath.scale(out: outputs + r * hd, outputs + r * hd, count: hd, by: rescale)
+                        } else {
+                            rowSum[r] += sum
+                        }
+                        rowMax[r] = m
+                    }
                 }
+                // outputs (group · rows, HD) += exp(S − m) · V[c0..<c1]
+                BLAS.gemm(m: packed, n: hd, k: width, a: scores, lda: width,
+                          b: vh + c0 * ldk, ldb: ldk, beta: 1, c: outputs, ldc: hd)
+                c0 = c1
             }
-            // outputs (group · rows, HD) = exp(S − max) · V[k0..<r1], scattered back as diag(1/Σ) · outputs.
-            BLAS.gemm(m: packed, n: hd, k: width, a: scores, lda: width,
-                      b: vh + k0 * ldk, ldb: ldk, c: outputs, ldc: hd)
+            // out = diag(1/Σ) · outputs, scattered back head by head; L = m + log Σ.
             for j in 0..<group {
                 let oh = out + bi * t * ldq + (g * group + j) * hd
+                let lse = logSumExp.map { $0 + (bi * nh + g * group + j) * t }
                 for i in 0..<rows {
                     let r = j * rows + i
-                    VectorMath.scale(out: oh + (r0 + i) * ldq, outputs + r * hd, count: hd, by: inverseSums[r])
+                    VectorMath.scale(out: oh + (r0 + i) * ldq, outputs + r * hd, count: hd, by: 1 / rowSum[r])
+                    lse?[r0 + i] = rowMax[r] + Foundation.log(rowSum[r])
                 }
             }
         }
@@ -103,7 +139,7 @@ public enum Attention {
         // Worker w takes items w, w + n, w + 2n, …: causal row blocks grow in cost along the sequence, and
         // the interleaving spreads them evenly even when batch × KV heads is below the worker count.
         let items = tasks * rowBlocks
-        let scratchCount = forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd)
+        let scratchCount = forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd, keyTile: tile)
         func run(_ worker: Int, _ stride: Int) {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
             defer { scratch.deallocate() }
@@ -145,7 +181,7 @@ public enum Attention {
 
     /// Tensor form. q: (B, T, NH·HD), k, v: (B, T, NKV·HD) → (out (B, T, NH·HD), logSumExp (B, NH, T)).
     public static func forward(
-        q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil
+        q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil, keyTile tile: Int = keyTile
     ) -> (out: Tensor, logSumExp: Tensor) {
         precondition(q.rank == 3 && k.shape == v.shape && k.rank == 3 && q.shape[0...1] == k.shape[0...1],
                      "Attention: q \(q.shape), k \(k.shape), v \(v.shape)")
@@ -160,7 +196,7 @@ public enum Attention {
                         lse.data.withUnsafeMutableBufferPointer { lp in
                             forward(out: op.baseAddress!, logSumExp: lp.baseAddress!, q: qp.baseAddress!,
                                     k: kp.baseAddress!, v: vp.baseAddress!, batch: b, length: t,
-                                    heads: nh, kvHeads: nkv, headDim: hd, window: window)
+                                    heads: nh, kvHeads: nkv, headDim: hd, window: window, keyTile: tile)
                         }
                     }
                 }
