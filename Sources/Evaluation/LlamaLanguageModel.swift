@@ -7,7 +7,10 @@ import Tensor
 extension LlamaModel: CausalLanguageModel {
     public func negativeLogLikelihood(_ tokens: [[Int]]) throws -> Double {
         let h = try Profile.phase("eval forward") { try hiddenStates(tokens) }
-        return Profile.phase("eval NLL") { FusedNLL.sum(hidden: h, head: head ?? embeddings, tokens: tokens, precision: computePrecision) }
+        return Profile.phase("eval NLL") {
+            FusedNLL.sum(hidden: h, head: head ?? embeddings, tokens: tokens, precision: computePrecision,
+                         buffers: reusedBuffers.headSlabs)
+        }
     }
 }
 
@@ -19,8 +22,10 @@ public enum FusedNLL {
     public static let rowsPerSlab = 256
 
     /// Σ over b, t < T−1 of logsumexp(h[b, t] · Wᵀ) − (h[b, t] · Wᵀ)[tokens[b][t+1]], in float64.
-    /// hidden: (B, T, C); head: (V, C). Targets must lie in 0..<V (the caller checked the tokens).
-    public static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]], precision: ComputePrecision = .float32) -> Double {
+    /// hidden: (B, T, C); head: (V, C). Targets must lie in 0..<V (the caller checked the tokens). `buffers`,
+    /// when given, lends the slab buffers of an earlier call of the same shapes (same bits either way).
+    public static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]], precision: ComputePrecision = .float32,
+                           buffers: Reusable<HeadSlabs>? = nil) -> Double {
         let b = tokens.count, t = tokens.first?.count ?? 0
         let c = head.shape[1], v = head.shape[0]
         precondition(hidden.count == b * t * c, "FusedNLL: hidden \(hidden.shape) for \(b)×\(t) tokens of width \(c)")
@@ -28,7 +33,21 @@ public enum FusedNLL {
         // Rows are the positions that predict a token: (i, j < T−1), contiguous within each window.
         let predicted = t - 1
         let rows = b * predicted
-        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v, precision: precision)
+        let make = { HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v, precision: precision) }
+        guard let buffers else {
+            var slabs = make()
+            return sum(hidden: hidden, head: head, tokens: tokens, slabs: &slabs)
+        }
+        return buffers.borrow(make: make, reusable: { $0.matches(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c,
+                                                                  vocabulary: v, precision: precision) }) { slabs in
+            sum(hidden: hidden, head: head, tokens: tokens, slabs: &slabs)
+        }
+    }
+
+    private static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]], slabs: inout HeadSlabs) -> Double {
+        let t = tokens.first?.count ?? 0, v = head.shape[0]
+        let predicted = t - 1
+        let rows = tokens.count * predicted
         var partial = [Double](repeating: 0, count: slabs.rowsPerSlab)
         var total = 0.0
         hidden.data.withUnsafeBufferPointer { hp in

@@ -24,6 +24,12 @@ public struct HeadSlabs {
         logits = [Float](repeating: 0, count: self.rowsPerSlab * vocabulary)
     }
 
+    /// Whether these buffers give the slabs that `init(rowsPerSlab:maxRows:...)` with these arguments would:
+    /// the same slab height (the head GEMM's rows, on which its bits depend), width, vocabulary and format.
+    public func matches(rowsPerSlab: Int, maxRows: Int, channels c: Int, vocabulary v: Int, precision p: ComputePrecision) -> Bool {
+        self.rowsPerSlab == max(1, min(rowsPerSlab, max(maxRows, 1))) && channels == c && vocabulary == v && precision == p
+    }
+
     /// For rows 0..<rows, whose hidden state is row `source(r)` of `hidden` (N, C), and head (V, C):
     /// `body(start, count, logits)` once per slab, logits (count, V) for rows start..<start+count. The body
     /// may overwrite the logits (e.g. with their gradient).
