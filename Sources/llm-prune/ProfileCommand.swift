@@ -31,8 +31,19 @@ enum ProfileReport {
             let bench = GEMMBenchmark.run(top.map(\.0))
             lines.append("GEMM shape (m×n×k)           calls      GFLOP  in-run GFLOP/s  sgemm GFLOP/s (all workers, 1 thread)  in-run/sgemm")
             for ((shape, t), b) in zip(top, bench) {
-                lines.append("  " + pad(shape.label) + String(format: " %6d %10.1f %15.1f %14.1f %9.1f %14.0f%%", t.calls, t.flops / 1e9,
-                                    t.gflops, b.gflops, b.singleThreadGflops, 100 * t.gflops / max(b.gflops, 1e-9)))
+                let head = "  " + pad(shape.label) + String(format: " %6d %10.1f", t.calls, t.flops / 1e9)
+                let sgemm = String(format: " %14.1f %9.1f", b.gflops, b.singleThreadGflops)
+                // Calls made on the project's workers (attention's per-group GEMMs) are not timed one by one:
+                // their time is their phase's, so they get no in-run rate rather than a rate of zero.
+                if t.seconds > 0 {
+                    lines.append(head + String(format: " %15.1f", t.gflops) + sgemm
+                                 + String(format: " %14.0f%%", 100 * t.gflops / max(b.gflops, 1e-9)))
+                } else {
+                    lines.append(head + "               –" + sgemm + "              –")
+                }
+            }
+            if top.contains(where: { $0.1.seconds == 0 }) {
+                lines.append("  (–: called on the workers, inside a phase such as attention, and timed only as that phase)")
             }
         }
         printError(lines.joined(separator: "\n"))
