@@ -77,7 +77,8 @@ public final class DecoderBlock {
     /// Whether the backward's work buffers exist.
     public let hasBackward: Bool
     /// The number format of the forward's seven projections (the backward stays float32): bfloat16
-    /// rounds their inputs and weights, accumulating in float32 (`ComputePrecision`).
+    /// rounds their inputs and weights, accumulating in float32 (`ComputePrecision`). In a forward-only
+    /// block (evaluation, calibration statistics, propagation) attention's QKᵀ and PV products too.
     public var precision: ComputePrecision = .float32
     /// B and T of the last forward pass.
     public private(set) var batch: Int = 0
@@ -265,8 +266,11 @@ public final class DecoderBlock {
             rope.apply(q, batch: B, length: T, heads: g.heads)                               // q (N, nh·hd)
             rope.apply(k, batch: B, length: T, heads: g.kvHeads)                             // k, v (N, nkv·hd)
             Profile.phase("attention") {
+                // A block with a backward keeps attention float32: its backward recomputes P from q, k and
+                // L, which must then be the float32 softmax's.
                 Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
-                                  heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow)
+                                  heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
+                                  precision: hasBackward ? .float32 : precision)
             }
             completed = .oInput                                                               // attn (N, nh·hd), lse (B, nh, T)
             if stop == .oInput { return }

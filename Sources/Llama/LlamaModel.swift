@@ -15,7 +15,8 @@ public struct LlamaModel: Sendable {
     /// (V, C), or nil when the head is the embedding table.
     public var head: Tensor?
     /// The number format of the forward's GEMMs (block projections and head): float32, or bfloat16
-    /// inputs with float32 accumulation (`ComputePrecision`). Attention, norms and softmax stay float32.
+    /// inputs with float32 accumulation (`ComputePrecision`), which then also applies to attention's QKᵀ
+    /// and PV products. Norms, softmax and every sum stay float32.
     public var computePrecision: ComputePrecision = .float32
     /// The forward block and the head's slab buffers, lent from one evaluation batch to the next (copies
     /// of the model share them; a concurrent caller gets its own). At SmolLM2's 2048-token windows they are

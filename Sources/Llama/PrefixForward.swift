@@ -105,13 +105,13 @@ extension LlamaModel {
                                 prefixKeys: pk.baseAddress!, prefixValues: pv.baseAddress!,
                                 prefixStride: prefix.paddedLength, prefixRows: prefixRows.map { $0 ?? -1 },
                                 prefixLengths: offsets, batch: b, length: t, heads: nh, kvHeads: nkv,
-                                headDim: hd, window: window)
+                                headDim: hd, window: window, precision: p)
                         }
                     }
                 } else {
                     Attention.forward(out: op.baseAddress!, logSumExp: nil, q: qp.baseAddress!, k: kp.baseAddress!,
                                       v: vp.baseAddress!, batch: b, length: t, heads: nh, kvHeads: nkv,
-                                      headDim: hd, window: window)
+                                      headDim: hd, window: window, precision: p)
                 }
             }
         } } }
@@ -165,7 +165,40 @@ enum PrefixAttention {
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
         prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
-        headDim hd: Int, window: Int?
+        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32
+    ) {
+        // bf16 as `Attention.forward` computes it: q, k, v (own and prefix) and the probabilities rounded
+        // before the products, float32 accumulation; here always emulated (sgemm on the rounded values):
+        // zero-shot continuations are short, so this path's products are small.
+        if precision == .bfloat16 {
+            func rounded(_ x: UnsafePointer<Float>, _ count: Int) -> [Float] {
+                var r = Array(UnsafeBufferPointer(start: x, count: count))
+                r.withUnsafeMutableBufferPointer { BFloat16GEMM.roundInPlace($0.baseAddress!, count: count) }
+                return r
+            }
+            let ldq = nh * hd, ldk = nkv * hd, prefixCount = ((prefixRows.max() ?? -1) + 1) * prefixStride * ldk
+            let rq = rounded(q, b * t * ldq), rk = rounded(k, b * t * ldk), rv = rounded(v, b * t * ldk)
+            let rpk = rounded(prefixKeys, prefixCount), rpv = rounded(prefixValues, prefixCount)
+            rq.withUnsafeBufferPointer { qp in rk.withUnsafeBufferPointer { kp in rv.withUnsafeBufferPointer { vp in
+                rpk.withUnsafeBufferPointer { pkp in rpv.withUnsafeBufferPointer { pvp in
+                    attend(out: out, q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, prefixKeys: pkp.baseAddress!,
+                           prefixValues: pvp.baseAddress!, prefixStride: prefixStride, prefixRows: prefixRows,
+                           prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv, headDim: hd,
+                           window: window, roundingProbabilities: true)
+                } }
+            } } }
+        } else {
+            attend(out: out, q: q, k: k, v: v, prefixKeys: prefixKeys, prefixValues: prefixValues, prefixStride: prefixStride,
+                   prefixRows: prefixRows, prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv,
+                   headDim: hd, window: window, roundingProbabilities: false)
+        }
+    }
+
+    private static func attend(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
+        prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
+        headDim hd: Int, window: Int?, roundingProbabilities: Bool
     ) {
         let scale = 1 / Float(hd).squareRoot()
         let group = nh / nkv
@@ -194,6 +227,7 @@ enum PrefixAttention {
                 let m = VectorMath.maximum(row + lo, count: position + 1 - lo)
                 inverse[i] = 1 / VectorMath.expShifted(row + lo, count: position + 1 - lo, shift: m)
             }
+            if roundingProbabilities { BFloat16GEMM.roundInPlace(scores, count: t * width) }
             var beta: Float = 0
             if l > 0 {
                 let pv = prefixValues + prefixRows[bi] * prefixStride * ldk + g * hd

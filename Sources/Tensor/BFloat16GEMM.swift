@@ -61,6 +61,35 @@ public enum BFloat16GEMM {
     /// Why not, when not (e.g. "this CPU has no AVX512-BF16 or AMX-BF16 instructions").
     public static var whyNotNative: String { isNative ? "" : String(cString: llmprune_bf16_reason()) }
 
+    /// dst[i] = the bfloat16 bits of src[i] (round to nearest even), for i < count.
+    public static func convert(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        llmprune_to_bf16(src, dst, count)
+    }
+
+    /// x[i] = x[i] rounded to bfloat16, kept as float32, for i < count.
+    public static func roundInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        llmprune_round_to_bf16(x, x, count)
+    }
+
+    /// C(m, n) = alpha · op(A) · op(B) + beta · C on bf16 bits, float32 accumulation, on the calling thread
+    /// (a worker's own product, not split). Only where `isNative`.
+    public static func gemmOnThisThread(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<UInt16>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        // Timed only off the workers, as float32 products are (a worker's time is its phase's).
+        let start = Profile.isEnabled ? Profile.now() : nil
+        let status = llmprune_bf16_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        precondition(status == 0, "oneDNN bf16 GEMM failed (status \(status)) on \(m)×\(n)×\(k)")
+        if let start {
+            Profile.recordGEMM(Profile.GEMMShape(m: m, n: n, k: k, transA: transA, transB: transB, bfloat16: true),
+                               flops: 2 * Double(m) * Double(n) * Double(k),
+                               nanoseconds: llmprune_serial_depth() > 0 ? nil : Profile.now() &- start)
+        }
+    }
+
     /// The float32 value of x rounded to bfloat16 (round to nearest even; NaN stays NaN).
     public static func round(_ x: Float) -> Float {
         var s = x, d: Float = 0

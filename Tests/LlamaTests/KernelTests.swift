@@ -197,6 +197,26 @@ extension Tensor {
         _ = checkAttentionAgainstNaive(b: 2, t: 150, nh: 6, nkv: 2, hd: 8, window: window, seed: 41, keyTile: keyTile, scale: 3)
     }
 
+    /// bf16 attention: QKᵀ and PV on bf16-rounded operands, float32 accumulation. Against the float64
+    /// attention of the rounded q, k and v: L to float32 accuracy (the scores are exact products of the
+    /// rounded values; an unrounded q or k would move L by ~1e-3), the output to the rounding of P (2⁻⁹
+    /// relative per probability), over several key tiles and with a window.
+    @Test(arguments: [(nil, 512), (nil, 50), (33, 16)] as [(Int?, Int)])
+    func bfloat16AttentionMatchesFloat64OfRoundedOperands(window: Int?, keyTile: Int) {
+        let (b, t, nh, nkv, hd) = (2, 150, 6, 2, 16)
+        let q = randomTensor([b, t, nh * hd], seed: 51, scale: 2), k = randomTensor([b, t, nkv * hd], seed: 52, scale: 2)
+        let v = randomTensor([b, t, nkv * hd], seed: 53)
+        let (out, lse) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window, keyTile: keyTile,
+                                           precision: .bfloat16)
+        let (out32, lse32) = Attention.forward(q: q, k: k, v: v, heads: nh, kvHeads: nkv, window: window, keyTile: keyTile)
+        func rounded(_ x: Tensor) -> [Double] { x.data.map { Double(BFloat16GEMM.round($0)) } }
+        let ref = Naive.attention(q: rounded(q), k: rounded(k), v: rounded(v), b: b, t: t, nh: nh, nkv: nkv, hd: hd, window: window)
+        #expect(relativeError(lse.data, ref.lse) < 1e-6)
+        #expect(relativeError(out.data, ref.out) < 4e-3)
+        #expect(relativeError(lse32.data, ref.lse) > 1e-5, "the float32 L matches the rounded operands': the test cannot tell")
+        #expect(out.data != out32.data)
+    }
+
     @Test func attentionWithOneHead() {
         // Fewer (b, h) tasks than cores: the sequential path.
         let q = randomTensor([1, 70, 6], seed: 10), k = randomTensor([1, 70, 6], seed: 11), v = randomTensor([1, 70, 6], seed: 12)

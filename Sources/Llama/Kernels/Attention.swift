@@ -41,11 +41,14 @@ public enum Attention {
 
     /// Pointer form. out: (B, T, NH, HD); logSumExp: (B, NH, T) or nil; q: (B, T, NH, HD); k, v: (B, T, NKV, HD).
     /// `keyTile` is the tile width (tests use small ones to cover many tiles on short sequences).
+    /// `precision` is the format of the two products' inputs: with `.bfloat16`, Q, K, V and the unnormalized
+    /// probabilities are rounded to bfloat16 before QKᵀ and PV, which accumulate in float32 (as PyTorch's
+    /// bf16 attention on CPU does); the softmax, its running maximum and sum, and L stay float32.
     public static func forward(
         out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?,
-        keyTile tile: Int = keyTile
+        keyTile tile: Int = keyTile, precision: ComputePrecision = .float32
     ) {
         precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
         precondition(tile > 0, "Attention: key tile \(tile)")
@@ -56,6 +59,30 @@ public enum Attention {
         let ldq = nh * hd, ldk = nkv * hd
         let block = min(rowBlock, t)
 
+        // bf16: K and V are rounded once for every row block that reads them. Natively they become bf16
+        // bits for oneDNN's kernel; emulated, rounded float32 values for sgemm (the same products, exact in
+        // float32, in another summation order).
+        let bf16 = precision == .bfloat16, native = bf16 && BFloat16GEMM.isNative
+        let kvCount = b * t * ldk
+        let kBits = native ? UnsafeMutablePointer<UInt16>.allocate(capacity: 2 * kvCount) : nil
+        let kRounded = bf16 && !native ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvCount) : nil
+        defer { kBits?.deallocate(); kRounded?.deallocate() }
+        let vBits = kBits.map { $0 + kvCount }, vRounded = kRounded.map { $0 + kvCount }
+        if bf16 {
+            parallelChunks(kvCount, minimumPerThread: 1 << 16) { r in
+                if let kBits, let vBits {
+                    BFloat16GEMM.convert(k + r.lowerBound, to: kBits + r.lowerBound, count: r.count)
+                    BFloat16GEMM.convert(v + r.lowerBound, to: vBits + r.lowerBound, count: r.count)
+                } else if let kRounded, let vRounded {
+                    (kRounded + r.lowerBound).update(from: k + r.lowerBound, count: r.count)
+                    (vRounded + r.lowerBound).update(from: v + r.lowerBound, count: r.count)
+                    BFloat16GEMM.roundInPlace(kRounded + r.lowerBound, count: r.count)
+                    BFloat16GEMM.roundInPlace(vRounded + r.lowerBound, count: r.count)
+                }
+            }
+        }
+        let keys = UnsafePointer(kRounded) ?? k, values = UnsafePointer(vRounded) ?? v
+
         // One query row block [r0, r0 + block) of the `group` query heads that share KV head g of sequence
         // bi, against the keys it may see. The group's rows are packed head after head into one
         // (group · rows, HD) matrix, so the scores and the PV product are one GEMM each per KV head and key
@@ -63,7 +90,7 @@ public enum Attention {
         // peak. Items are independent and their GEMM shapes do not depend on how work is spread, so the
         // output is the same bits however the items are spread over the workers.
         let rowBlocks = (t + block - 1) / block
-        func attend(_ item: Int, scratch: UnsafeMutablePointer<Float>) {
+        func attend(_ item: Int, scratch: UnsafeMutablePointer<Float>, bits: UnsafeMutablePointer<UInt16>?) {
             let task = item / rowBlocks, r0 = (item % rowBlocks) * block
             let bi = task / nkv, g = task % nkv
             let r1 = min(t, r0 + block), rows = r1 - r0, packed = group * rows
@@ -71,14 +98,21 @@ public enum Attention {
             let tileWidth = min(r1 - k0, tile)
             let queries = scratch, outputs = scratch + packed * hd
             let scores = outputs + packed * hd, rowMax = scores + packed * tileWidth, rowSum = rowMax + packed
-            let kh = k + bi * t * ldk + g * hd
-            let vh = v + bi * t * ldk + g * hd
+            let head = bi * t * ldk + g * hd
+            let kh = keys + head, vh = values + head
+            // Native bf16: the packed queries' and one tile of probabilities' bits.
+            let queryBits = bits, probabilityBits = bits.map { $0 + packed * hd }
             // queries (group · rows, HD): row j · rows + i is query head g · group + j at position r0 + i.
             for j in 0..<group {
                 let qh = q + bi * t * ldq + (g * group + j) * hd
                 for i in 0..<rows {
                     (queries + (j * rows + i) * hd).update(from: qh + (r0 + i) * ldq, count: hd)
                 }
+            }
+            if let queryBits {
+                BFloat16GEMM.convert(queries, to: queryBits, count: packed * hd)
+            } else if bf16 {
+                BFloat16GEMM.roundInPlace(queries, count: packed * hd)
             }
             outputs.update(repeating: 0, count: packed * hd)
             rowMax.update(repeating: -.infinity, count: packed)
@@ -87,8 +121,13 @@ public enum Attention {
             while c0 < r1 {
                 let c1 = min(r1, c0 + tile), width = c1 - c0
                 // scores (group · rows, width) = scale · queries · K[c0..<c1]ᵀ
-                BLAS.gemm(transB: true, m: packed, n: width, k: hd, alpha: scale,
-                          a: queries, lda: hd, b: kh + c0 * ldk, ldb: ldk, c: scores, ldc: width)
+                if let queryBits, let kBits {
+                    BFloat16GEMM.gemmOnThisThread(transB: true, m: packed, n: width, k: hd, alpha: scale, a: queryBits, lda: hd,
+                                                  b: kBits + head + c0 * ldk, ldb: ldk, c: scores, ldc: width)
+                } else {
+                    BLAS.gemm(transB: true, m: packed, n: width, k: hd, alpha: scale,
+                              a: queries, lda: hd, b: kh + c0 * ldk, ldb: ldk, c: scores, ldc: width)
+                }
                 // Unnormalized probabilities exp(S − m) in place, m the row's maximum so far. When a tile
                 // raises m, the row's output and sum so far are rescaled by exp(m_old − m_new); 1/Σ is
                 // applied once to the (rows, HD) output at the end rather than to every probability.
@@ -120,8 +159,15 @@ public enum Attention {
                     }
                 }
                 // outputs (group · rows, HD) += exp(S − m) · V[c0..<c1]
-                BLAS.gemm(m: packed, n: hd, k: width, a: scores, lda: width,
-                          b: vh + c0 * ldk, ldb: ldk, beta: 1, c: outputs, ldc: hd)
+                if let probabilityBits, let vBits {
+                    BFloat16GEMM.convert(scores, to: probabilityBits, count: packed * width)
+                    BFloat16GEMM.gemmOnThisThread(m: packed, n: hd, k: width, a: probabilityBits, lda: width,
+                                                  b: vBits + head + c0 * ldk, ldb: ldk, beta: 1, c: outputs, ldc: hd)
+                } else {
+                    if bf16 { BFloat16GEMM.roundInPlace(scores, count: packed * width) }
+                    BLAS.gemm(m: packed, n: hd, k: width, a: scores, lda: width,
+                              b: vh + c0 * ldk, ldb: ldk, beta: 1, c: outputs, ldc: hd)
+                }
                 c0 = c1
             }
             // out = diag(1/Σ) · outputs, scattered back head by head; L = m + log Σ.
@@ -142,10 +188,13 @@ public enum Attention {
         let scratchCount = forwardScratchFloats(length: t, heads: nh, kvHeads: nkv, headDim: hd, keyTile: tile)
         func run(_ worker: Int, _ stride: Int) {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-            defer { scratch.deallocate() }
+            // Native bf16: the packed queries and one tile of probabilities, (group · rows) × (HD + tile).
+            let bitsCount = (nh / nkv) * block * (hd + min(t, tile))
+            let bits = native ? UnsafeMutablePointer<UInt16>.allocate(capacity: bitsCount) : nil
+            defer { scratch.deallocate(); bits?.deallocate() }
             var item = worker
             while item < items {
-                attend(item, scratch: scratch)
+                attend(item, scratch: scratch, bits: bits)
                 item += stride
             }
         }
@@ -181,7 +230,8 @@ public enum Attention {
 
     /// Tensor form. q: (B, T, NH·HD), k, v: (B, T, NKV·HD) → (out (B, T, NH·HD), logSumExp (B, NH, T)).
     public static func forward(
-        q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil, keyTile tile: Int = keyTile
+        q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil, keyTile tile: Int = keyTile,
+        precision: ComputePrecision = .float32
     ) -> (out: Tensor, logSumExp: Tensor) {
         precondition(q.rank == 3 && k.shape == v.shape && k.rank == 3 && q.shape[0...1] == k.shape[0...1],
                      "Attention: q \(q.shape), k \(k.shape), v \(v.shape)")
@@ -196,7 +246,8 @@ public enum Attention {
                         lse.data.withUnsafeMutableBufferPointer { lp in
                             forward(out: op.baseAddress!, logSumExp: lp.baseAddress!, q: qp.baseAddress!,
                                     k: kp.baseAddress!, v: vp.baseAddress!, batch: b, length: t,
-                                    heads: nh, kvHeads: nkv, headDim: hd, window: window, keyTile: tile)
+                                    heads: nh, kvHeads: nkv, headDim: hd, window: window, keyTile: tile,
+                                    precision: precision)
                         }
                     }
                 }
