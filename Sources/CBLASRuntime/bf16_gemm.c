@@ -7,6 +7,10 @@
  * oneDNN's OpenMP pool is held to one thread (OMP_NUM_THREADS=1 unless the environment set it): like
  * OpenBLAS, every call runs on the calling thread and the caller splits the work across its own workers.
  *
+ * Which kernels oneDNN runs is its own choice by CPU features (AMX-BF16 tiles where the CPU and the kernel
+ * allow them, else AVX512-BF16); dnnl_get_effective_cpu_isa says which, and ONEDNN_MAX_CPU_ISA (or the older
+ * DNNL_MAX_CPU_ISA) in the environment caps it. Both are reported, never overridden, as for OPENBLAS_CORETYPE.
+ *
  * Rounding float32 to bf16 is round-to-nearest-even on the upper 16 bits; a NaN stays a (quiet) NaN.
  */
 #define _GNU_SOURCE
@@ -21,8 +25,14 @@
 typedef int (*bf16_gemm_fn)(char, char, long, long, long, float, const unsigned short *, long,
                             const unsigned short *, long, float, float *, long);
 
+typedef int (*isa_fn)(void);
+struct dnnl_version_record { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; };
+typedef const struct dnnl_version_record *(*version_fn)(void);
+
 static bf16_gemm_fn native_gemm;
 static char reason[256] = "";
+static char kernel[160] = "";
+static int kernel_isa = -1;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static inline unsigned short to_bf16(float x) {
@@ -91,7 +101,52 @@ static void load(void) {
         snprintf(reason, sizeof reason, "libdnnl.so.2 has no dnnl_gemm_bf16bf16f32");
         return;
     }
-    if (probe(f, reason, sizeof reason)) native_gemm = f;
+    const char *cap = getenv("ONEDNN_MAX_CPU_ISA") ? "ONEDNN_MAX_CPU_ISA" : getenv("DNNL_MAX_CPU_ISA") ? "DNNL_MAX_CPU_ISA" : NULL;
+    if (!probe(f, reason, sizeof reason)) {
+        if (cap) {
+            size_t used = strlen(reason);
+            snprintf(reason + used, sizeof reason - used, " (%s=%s is set)", cap, getenv(cap));
+        }
+        return;
+    }
+    native_gemm = f;
+    isa_fn isa = (isa_fn)dlsym(lib, "dnnl_get_effective_cpu_isa");
+    version_fn version = (version_fn)dlsym(lib, "dnnl_version");
+    kernel_isa = isa ? isa() : -1;
+    char v[32] = "oneDNN";
+    if (version && version()) snprintf(v, sizeof v, "oneDNN %d.%d.%d", version()->major, version()->minor, version()->patch);
+    char capped[96] = "";
+    if (cap) snprintf(capped, sizeof capped, ", capped by %s=%s", cap, getenv(cap));
+    snprintf(kernel, sizeof kernel, "%s, %s%s", v, llmprune_dnnl_isa_name(kernel_isa), capped);
+}
+
+const char *llmprune_dnnl_isa_name(int isa) {
+    /* dnnl_cpu_isa_t of oneDNN 2.x: each value is its predecessors' bits plus its own. */
+    switch (isa) {
+    case 0x0: return "all";
+    case 0x1: return "sse41";
+    case 0x3: return "avx";
+    case 0x7: return "avx2";
+    case 0xf: return "avx512_mic";
+    case 0x1f: return "avx512_mic_4ops";
+    case 0x27: return "avx512_core";
+    case 0x67: return "avx512_core_vnni";
+    case 0xe7: return "avx512_core_bf16";
+    case 0x3e7: return "avx512_core_amx";
+    case 0x407: return "avx2_vnni";
+    case -1: return "isa unknown";
+    default: return "isa newer than this build knows";
+    }
+}
+
+const char *llmprune_bf16_kernel(void) {
+    if (!llmprune_bf16_native()) return "";
+    return kernel;
+}
+
+int llmprune_bf16_isa(void) {
+    if (!llmprune_bf16_native()) return -1;
+    return kernel_isa;
 }
 
 int llmprune_bf16_native(void) {

@@ -11,11 +11,15 @@ public enum ComputePrecision: String, Sendable, CaseIterable, Codable {
     case float32
     case bfloat16
 
-    /// How this machine runs the mode: "float32", "bf16 (oneDNN)" or "bf16 (emulated: <why>)".
+    /// How this machine runs the mode: "float32", "bf16 (native: oneDNN 2.6.3, avx512_core_bf16)" (the
+    /// instruction set oneDNN dispatches to; `avx512_core_amx` on an AMX CPU) or "bf16 (emulated: <why>)".
     public var backend: String {
         switch self {
         case .float32: return "float32"
-        case .bfloat16: return BFloat16GEMM.isNative ? "bf16 (oneDNN native)" : "bf16 (emulated: \(BFloat16GEMM.whyNotNative))"
+        case .bfloat16:
+            guard BFloat16GEMM.isNative else { return "bf16 (emulated: \(BFloat16GEMM.whyNotNative))" }
+            let unusedAMX = BFloat16GEMM.cpuHasAMX && !BFloat16GEMM.usesAMX ? "; the CPU's AMX-BF16 is not used" : ""
+            return "bf16 (native: \(BFloat16GEMM.kernel)\(unusedAMX))"
         }
     }
 }
@@ -60,6 +64,22 @@ public enum BFloat16GEMM {
     public static var isNative: Bool { llmprune_bf16_native() != 0 }
     /// Why not, when not (e.g. "this CPU has no AVX512-BF16 or AMX-BF16 instructions").
     public static var whyNotNative: String { isNative ? "" : String(cString: llmprune_bf16_reason()) }
+    /// Where native, oneDNN's version and the instruction set it dispatches to, e.g. "oneDNN 2.6.3,
+    /// avx512_core_bf16" (with ", capped by ONEDNN_MAX_CPU_ISA=…" when the environment limits it); else "".
+    public static var kernel: String { String(cString: llmprune_bf16_kernel()) }
+    /// oneDNN's effective `dnnl_cpu_isa_t` where native (its values nest: each ISA's bits include its
+    /// predecessors'), else nil.
+    public static var instructionSet: Int? { let i = Int(llmprune_bf16_isa()); return i < 0 ? nil : i }
+    /// `dnnl_cpu_isa_avx512_core_bf16` and `dnnl_cpu_isa_avx512_core_amx` of oneDNN 2.x.
+    public static let avx512BF16InstructionSet = 0xe7, amxInstructionSet = 0x3e7
+    /// Whether the products run on AMX tiles (oneDNN dispatches to `avx512_core_amx`).
+    public static var usesAMX: Bool { instructionSet.map { $0 & amxInstructionSet == amxInstructionSet } ?? false }
+    /// Whether the CPU and the kernel offer AMX-BF16 (cpuid, with the tile state enabled by the OS).
+    public static var cpuHasAMX: Bool {
+        let f = llmprune_blas_runtime().pointee.features
+        let amx = UInt32(LLMPRUNE_AMXBF16.rawValue | LLMPRUNE_AMXTILE.rawValue)
+        return f & amx == amx
+    }
 
     /// dst[i] = the bfloat16 bits of src[i] (round to nearest even), for i < count.
     public static func convert(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<UInt16>, count: Int) {

@@ -72,6 +72,7 @@ enum InspectCommand {
                 "dtypes": dtypeSummary, "shards": fileCount,
                 "eval_memory_bytes": evaluationBytes, "prune_memory_bytes": estimate.totalBytes, "prune_method": methodName,
                 "blas": Dictionary(uniqueKeysWithValues: BLASRuntime.current.record),
+                "bf16": ComputePrecision.bfloat16.backend,
             ]))
             return
         }
@@ -85,6 +86,7 @@ enum InspectCommand {
                      prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (a run with --output, calibration \(nsamples) x \(seqlen))
                      \(estimate.description)
         blas         \(BLASRuntime.current.summary)
+        bf16         --compute-dtype bf16 runs \(ComputePrecision.bfloat16.backend)
         """)
     }
 }

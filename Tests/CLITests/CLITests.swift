@@ -41,6 +41,11 @@ import Glibc
         #expect(r.exitCode == 0, "\(r.stderr)")
         #expect(r.stderrLines.contains { $0.hasPrefix("note: compute: bf16 (") }, "\(r.stderr)")
         #expect(r.stdout.contains("\"compute\":\"bf16 ("), "\(r.stdout)")
+        // inspect names the bf16 kernel beside the BLAS core, in text and JSON.
+        let inspect = try run(["inspect", "--model", model])
+        #expect(inspect.exitCode == 0 && inspect.stdout.contains("\nbf16         --compute-dtype bf16 runs bf16 ("), "\(inspect.stdout)")
+        let inspectJSON = try run(["inspect", "--model", model, "--json"])
+        #expect(inspectJSON.exitCode == 0 && inspectJSON.stdout.contains("\"bf16\":\"bf16 ("), "\(inspectJSON.stdout)")
     }
 
     /// `make demo` on a fresh clone: --output's parent folders are created as `mkdir -p` does.

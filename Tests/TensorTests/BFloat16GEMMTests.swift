@@ -104,4 +104,80 @@ private func bf16Reference(_ x: Float) -> Float {
         }
         #expect(ComputePrecision.float32.backend == "float32")
     }
+
+    static func cpuFlags() throws -> Set<String> {
+        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("flags") })
+        return Set(line.split(separator: ":", maxSplits: 1)[1].split(separator: " ").map(String.init))
+    }
+
+    /// The kernel check of the bf16 mode: where native, oneDNN must dispatch to the best bf16 instructions
+    /// /proc/cpuinfo lists (AMX-BF16 tiles where present, else AVX512-BF16), unless the environment caps it,
+    /// which the backend then names. Where not native on a bf16 CPU, the only acceptable reasons are a
+    /// missing oneDNN, a cap, or the explicit emulation switch.
+    @Test func nativeKernelIsTheBestTheCPUSupports() throws {
+        let flags = try Self.cpuFlags()
+        let env = ProcessInfo.processInfo.environment
+        let cap = env["ONEDNN_MAX_CPU_ISA"] ?? env["DNNL_MAX_CPU_ISA"]
+        guard flags.contains("avx512_bf16") || flags.contains("amx_bf16") else {
+            #expect(!BFloat16GEMM.isNative && BFloat16GEMM.instructionSet == nil && BFloat16GEMM.kernel.isEmpty)
+            return
+        }
+        guard BFloat16GEMM.isNative else {
+            let why = BFloat16GEMM.whyNotNative
+            #expect(why.contains("not installed") || why.contains("LLM_PRUNE_BF16_EMULATE") || (cap != nil && why.contains("MAX_CPU_ISA")),
+                    "bf16 CPU emulated for another reason: \(why)")
+            return
+        }
+        let backend = ComputePrecision.bfloat16.backend
+        #expect(backend.hasPrefix("bf16 (native: oneDNN 2."), "\(backend)")
+        if let cap {
+            #expect(backend.contains("capped by") && backend.contains(cap), "\(backend)")
+            return
+        }
+        let isa = try #require(BFloat16GEMM.instructionSet, "oneDNN reports no instruction set: \(backend)")
+        if flags.isSuperset(of: ["amx_bf16", "amx_tile"]) {
+            #expect(BFloat16GEMM.usesAMX, "AMX CPU, but oneDNN dispatches to \(backend)")
+            #expect(backend.contains("avx512_core_amx"))
+        } else {
+            let bf16 = BFloat16GEMM.avx512BF16InstructionSet
+            #expect(isa & bf16 == bf16, "AVX512-BF16 CPU, but oneDNN dispatches to \(backend)")
+            #expect(backend.contains("avx512_core_bf16") && !BFloat16GEMM.usesAMX)
+        }
+    }
+
+    /// An `ONEDNN_MAX_CPU_ISA` set by the environment is respected and named: AVX2 leaves oneDNN no bf16
+    /// GEMM, so the mode is emulated and says why (checked in a child process, where the variable is read
+    /// at oneDNN's first use).
+    @Test func environmentCapOfOneDNNIsRespected() throws {
+        let flags = try Self.cpuFlags()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-cap-\(getpid())-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        p.arguments = ["--testing-library", "swift-testing", "--filter", "BFloat16GEMMTests/childBackend"]
+        var e = ProcessInfo.processInfo.environment
+        e.removeValue(forKey: "DNNL_MAX_CPU_ISA")
+        e.removeValue(forKey: "LLM_PRUNE_BF16_EMULATE")
+        e["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        e["BF16_CHILD_BACKEND"] = out.path
+        p.environment = e
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let backend = try String(contentsOf: out, encoding: .utf8)
+        #expect(backend.hasPrefix("bf16 (emulated: "), "\(backend)")
+        if flags.contains("avx512_bf16") || flags.contains("amx_bf16") {
+            #expect(backend.contains("ONEDNN_MAX_CPU_ISA=AVX2 is set") || backend.contains("not installed"), "\(backend)")
+        } else {
+            #expect(backend.contains("no AVX512-BF16 or AMX-BF16"), "\(backend)")
+        }
+    }
+
+    /// In a child started by `environmentCapOfOneDNNIsRespected`: writes the bf16 backend line.
+    @Test func childBackend() throws {
+        guard let path = ProcessInfo.processInfo.environment["BF16_CHILD_BACKEND"] else { return }
+        try ComputePrecision.bfloat16.backend.write(toFile: path, atomically: true, encoding: .utf8)
+    }
 }
