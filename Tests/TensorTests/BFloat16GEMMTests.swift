@@ -105,18 +105,12 @@ private func bf16Reference(_ x: Float) -> Float {
         #expect(ComputePrecision.float32.backend == "float32")
     }
 
-    static func cpuFlags() throws -> Set<String> {
-        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
-        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("flags") })
-        return Set(line.split(separator: ":", maxSplits: 1)[1].split(separator: " ").map(String.init))
-    }
-
     /// The kernel check of the bf16 mode: where native, oneDNN must dispatch to the best bf16 instructions
     /// /proc/cpuinfo lists (AMX-BF16 tiles where present, else AVX512-BF16), unless the environment caps it,
     /// which the backend then names. Where not native on a bf16 CPU, the only acceptable reasons are a
     /// missing oneDNN, a cap, or the explicit emulation switch.
     @Test func nativeKernelIsTheBestTheCPUSupports() throws {
-        let flags = try Self.cpuFlags()
+        let flags = try BLASRuntimeTests.cpuFlags()
         let env = ProcessInfo.processInfo.environment
         let cap = env["ONEDNN_MAX_CPU_ISA"] ?? env["DNNL_MAX_CPU_ISA"]
         guard flags.contains("avx512_bf16") || flags.contains("amx_bf16") else {
@@ -150,23 +144,10 @@ private func bf16Reference(_ x: Float) -> Float {
     /// GEMM, so the mode is emulated and says why (checked in a child process, where the variable is read
     /// at oneDNN's first use).
     @Test func environmentCapOfOneDNNIsRespected() throws {
-        let flags = try Self.cpuFlags()
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-cap-\(getpid())-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        p.arguments = ["--testing-library", "swift-testing", "--filter", "BFloat16GEMMTests/childBackend"]
-        var e = ProcessInfo.processInfo.environment
-        e.removeValue(forKey: "DNNL_MAX_CPU_ISA")
-        e.removeValue(forKey: "LLM_PRUNE_BF16_EMULATE")
-        e["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-        e["BF16_CHILD_BACKEND"] = out.path
-        p.environment = e
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        let backend = try String(contentsOf: out, encoding: .utf8)
+        let flags = try BLASRuntimeTests.cpuFlags()
+        let backend = try childTestReport(filter: "BFloat16GEMMTests/childBackend", reportVariable: "BF16_CHILD_BACKEND",
+                                          env: ["ONEDNN_MAX_CPU_ISA": "AVX2"],
+                                          removing: ["DNNL_MAX_CPU_ISA", "LLM_PRUNE_BF16_EMULATE"])
         #expect(backend.hasPrefix("bf16 (emulated: "), "\(backend)")
         if flags.contains("avx512_bf16") || flags.contains("amx_bf16") {
             #expect(backend.contains("ONEDNN_MAX_CPU_ISA=AVX2 is set") || backend.contains("not installed"), "\(backend)")

@@ -45,21 +45,8 @@ import Tensor
 
     /// Runs this test binary again with `env` and returns what the child's `childReport` wrote.
     func child(_ env: [String: String]) throws -> [String: String] {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("blas-runtime-\(getpid())-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        p.arguments = ["--testing-library", "swift-testing", "--filter", "BLASRuntimeTests/childReport"]
-        var e = ProcessInfo.processInfo.environment
-        e.removeValue(forKey: "OPENBLAS_CORETYPE")
-        for (k, v) in env { e[k] = v }
-        e["BLAS_RUNTIME_CHILD_REPORT"] = out.path
-        p.environment = e
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        let text = try String(contentsOf: out, encoding: .utf8)
+        let text = try childTestReport(filter: "BLASRuntimeTests/childReport", reportVariable: "BLAS_RUNTIME_CHILD_REPORT",
+                                       env: env, removing: ["OPENBLAS_CORETYPE"])
         return Dictionary(uniqueKeysWithValues: text.split(separator: "\n").map {
             let kv = $0.split(separator: "=", maxSplits: 1).map(String.init)
             return (kv[0], kv.count > 1 ? kv[1] : "")
