@@ -315,9 +315,26 @@ public final class DecoderBlock {
         precondition(x.rank == 3 && x.shape[2] == c.hiddenSize, "DecoderBlock: input \(x.shape), hidden size \(c.hiddenSize)")
         let b = x.shape[0], t = x.shape[1]
         if b * t == 0 { return x }
+        return x.data.withUnsafeBufferPointer { xp in
+            forward(xp.baseAddress!, batch: b, tokens: t, weights: weights, configuration: c, rope: rope,
+                    precision: precision, pool: pool) { y in
+                Profile.phase("block copies") { Tensor(shape: x.shape, data: Array(y)) }
+            }
+        }
+    }
+
+    /// The same forward on x (b, t, C) in place: hands y (b · t · C floats, the block's own buffer, valid
+    /// only inside `output`) to `output` instead of copying it out, for a caller that moves it where it
+    /// belongs (the pruning driver's next inputs) in one copy.
+    public static func forward<R>(
+        _ x: UnsafePointer<Float>, batch b: Int, tokens t: Int, weights: DecoderBlockWeights,
+        configuration c: LlamaConfiguration, rope: RoPE, precision: ComputePrecision = .float32,
+        pool: DecoderBlockPool? = nil, output: (UnsafeBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        precondition(b * t > 0, "DecoderBlock: empty batch")
         let block = forwardBlock(weights: weights, configuration: c, rope: rope, rows: b * t, length: t, precision: precision, pool: pool)
-        x.data.withUnsafeBufferPointer { block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights, rope: rope) }
-        return Profile.phase("block copies") { Tensor(shape: x.shape, data: Array(block.output)) }
+        block.forward(x, batch: b, tokens: t, parameters: weights, rope: rope)
+        return try output(block.output)
     }
 
     /// The pruning methods' statistics pass: runs the block on x (B, T, C) as far as the input of down, and

@@ -97,17 +97,27 @@ public final class BlockPruningContext {
     }
 
     /// Runs `weights` (default: the block as it currently stands) over `samples` (default all), in
-    /// chunks of `samplesPerForward`, passing each chunk's output (B, T, C) with the chunk's sample indices
-    /// to `output`.
+    /// chunks of `samplesPerForward`, passing each chunk's sample indices and output (chunk · T · C floats,
+    /// the forward block's own buffer, valid only during the call) to `output`. A chunk of consecutive
+    /// samples (the whole-set pass) is read in place; nothing is copied but what `output` copies.
     public func forward(samples: [Int]? = nil, weights: DecoderBlockWeights? = nil,
-                        output: ([Int], Tensor) throws -> Void) rethrows {
+                        output: ([Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
         let w = weights ?? self.weights
+        let stride = sequenceLength * configuration.hiddenSize
         try forEachChunk(samples) { chunk in
-            let y = Profile.phase("block forward") {
-                DecoderBlock.forward(inputs(samples: chunk), weights: w, configuration: configuration,
-                                     rope: rope, precision: computePrecision, pool: blockPool)
+            func pass(_ x: UnsafePointer<Float>) throws {
+                try DecoderBlock.forward(x, batch: chunk.count, tokens: sequenceLength, weights: w, configuration: configuration,
+                                         rope: rope, precision: computePrecision, pool: blockPool) { y in
+                    try output(chunk, y)
+                }
             }
-            try output(chunk, y)
+            try Profile.phase("block forward") {
+                if let first = chunk.first, chunk.last == first + chunk.count - 1 {
+                    try pass(inputs.baseAddress! + first * stride)
+                } else {
+                    try inputs(samples: chunk).data.withUnsafeBufferPointer { try pass($0.baseAddress!) }
+                }
+            }
         }
     }
 

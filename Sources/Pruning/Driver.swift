@@ -187,9 +187,9 @@ public enum BlockwisePruning {
                 report("next inputs")
                 let out = next
                 context.forward(weights: pruned, output: { samples, y in
-                    y.data.withUnsafeBufferPointer { yp in
+                    Profile.phase("block copies") {
                         for (i, s) in samples.enumerated() {
-                            (out.baseAddress! + s * stride).update(from: yp.baseAddress! + i * stride, count: stride)
+                            (out.baseAddress! + s * stride).update(from: y.baseAddress! + i * stride, count: stride)
                         }
                     }
                 })

@@ -85,7 +85,48 @@ private final class InputProbe: PruningMethod {
     }
 }
 
+/// A method that checks, at every block, `BlockPruningContext.forward` on consecutive and scattered samples
+/// against the Tensor forward of the same inputs, then prunes like Wanda.
+private final class ForwardProbe: PruningMethod {
+    var name: String { "forward-probe" }
+    var statistics: InputStatistics.Kind { .columnSquares }
+    var mismatches: [String] = []
+    var checked = 0
+    func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
+        try WandaPruning().compress(weight, statistics: statistics, pattern: pattern)
+    }
+    func pruneBlock(_ context: BlockPruningContext) throws {
+        for samples in [[1, 2, 3], [4, 0], [2]] {
+            // Chunks of samplesPerForward, as the context cuts them (a GEMM's bits may depend on its rows).
+            var expected: [Float] = []
+            for start in stride(from: 0, to: samples.count, by: context.samplesPerForward) {
+                let chunk = Array(samples[start..<min(samples.count, start + context.samplesPerForward)])
+                expected += DecoderBlock.forward(context.inputs(samples: chunk), weights: context.weights,
+                                                 configuration: context.configuration, rope: context.rope).data
+            }
+            var got: [Float] = []
+            var seen: [Int] = []
+            context.forward(samples: samples) { chunk, y in seen += chunk; got += Array(y) }
+            if seen != samples || got.count != expected.count || !got.allSatisfy(\.isFinite) || !zip(got, expected).allSatisfy({ $0.bitPattern == $1.bitPattern }) {
+                mismatches.append("block \(context.layer) samples \(samples)")
+            }
+            checked += 1
+        }
+        try context.defaultPruneBlock(self)
+    }
+}
+
 @Suite struct DriverTests {
+    /// The context's forward reads consecutive samples in place and gathers scattered ones; both hand out
+    /// the same floats as the Tensor forward of the gathered inputs, chunk by chunk in sample order.
+    @Test func contextForwardMatchesTheTensorForward() throws {
+        let (checkpoint, calibration) = try stories260K(nsamples: 5)
+        let probe = ForwardProbe()
+        _ = try pruneInMemory(checkpoint, calibration, probe, PruningOptions(pattern: .nm(n: 2, m: 4), samplesPerForward: 2))
+        #expect(probe.checked == 15)
+        #expect(probe.mismatches.isEmpty, "\(probe.mismatches)")
+    }
+
     /// Block l must see the outputs of the already pruned blocks 0..<l on its samples: recomputed here
     /// one sample batch at a time from the embeddings and the returned pruned blocks.
     @Test func eachBlockSeesThePrunedPrefixOutputs() throws {
