@@ -84,6 +84,26 @@ static int probe(bf16_gemm_fn f, char *why, size_t size) {
     return 1;
 }
 
+/* The name of a dnnl_cpu_isa_t value of oneDNN 2.x. */
+static const char *dnnl_isa_name(int isa) {
+    /* Each value is its predecessors' bits plus its own. */
+    switch (isa) {
+    case 0x0: return "all";
+    case 0x1: return "sse41";
+    case 0x3: return "avx";
+    case 0x7: return "avx2";
+    case 0xf: return "avx512_mic";
+    case 0x1f: return "avx512_mic_4ops";
+    case 0x27: return "avx512_core";
+    case 0x67: return "avx512_core_vnni";
+    case 0xe7: return "avx512_core_bf16";
+    case 0x3e7: return "avx512_core_amx";
+    case 0x407: return "avx2_vnni";
+    case -1: return "isa unknown";
+    default: return "isa newer than this build knows";
+    }
+}
+
 static void load(void) {
     const struct llmprune_blas_runtime *rt = llmprune_blas_runtime();
     if (!(rt->features & (LLMPRUNE_AVX512BF16 | LLMPRUNE_AMXBF16))) {
@@ -117,26 +137,7 @@ static void load(void) {
     if (version && version()) snprintf(v, sizeof v, "oneDNN %d.%d.%d", version()->major, version()->minor, version()->patch);
     char capped[96] = "";
     if (cap) snprintf(capped, sizeof capped, ", capped by %s=%s", cap, getenv(cap));
-    snprintf(kernel, sizeof kernel, "%s, %s%s", v, llmprune_dnnl_isa_name(kernel_isa), capped);
-}
-
-const char *llmprune_dnnl_isa_name(int isa) {
-    /* dnnl_cpu_isa_t of oneDNN 2.x: each value is its predecessors' bits plus its own. */
-    switch (isa) {
-    case 0x0: return "all";
-    case 0x1: return "sse41";
-    case 0x3: return "avx";
-    case 0x7: return "avx2";
-    case 0xf: return "avx512_mic";
-    case 0x1f: return "avx512_mic_4ops";
-    case 0x27: return "avx512_core";
-    case 0x67: return "avx512_core_vnni";
-    case 0xe7: return "avx512_core_bf16";
-    case 0x3e7: return "avx512_core_amx";
-    case 0x407: return "avx2_vnni";
-    case -1: return "isa unknown";
-    default: return "isa newer than this build knows";
-    }
+    snprintf(kernel, sizeof kernel, "%s, %s%s", v, dnnl_isa_name(kernel_isa), capped);
 }
 
 const char *llmprune_bf16_kernel(void) {

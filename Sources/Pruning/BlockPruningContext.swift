@@ -103,19 +103,13 @@ public final class BlockPruningContext {
     public func forward(samples: [Int]? = nil, weights: DecoderBlockWeights? = nil,
                         output: ([Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
         let w = weights ?? self.weights
-        let stride = sequenceLength * configuration.hiddenSize
         try forEachChunk(samples) { chunk in
-            func pass(_ x: UnsafePointer<Float>) throws {
-                try DecoderBlock.forward(x, batch: chunk.count, tokens: sequenceLength, weights: w, configuration: configuration,
-                                         rope: rope, precision: computePrecision, pool: blockPool) { y in
-                    try output(chunk, y)
-                }
-            }
             try Profile.phase("block forward") {
-                if let first = chunk.first, chunk.last == first + chunk.count - 1 {
-                    try pass(inputs.baseAddress! + first * stride)
-                } else {
-                    try inputs(samples: chunk).data.withUnsafeBufferPointer { try pass($0.baseAddress!) }
+                try withInputs(of: chunk) { x in
+                    try DecoderBlock.forward(x, batch: chunk.count, tokens: sequenceLength, weights: w, configuration: configuration,
+                                             rope: rope, precision: computePrecision, pool: blockPool) { y in
+                        try output(chunk, y)
+                    }
                 }
             }
         }
@@ -136,19 +130,22 @@ public final class BlockPruningContext {
             guard let stats = byKind[linear] else { return }
             Profile.phase("statistics") { stats.calibrate(x, rows: x.count / stats.inFeatures) }
         }
-        let stride = sequenceLength * c.hiddenSize
         forEachChunk(samples) { chunk in
-            func pass(_ x: UnsafePointer<Float>) {
+            withInputs(of: chunk) { x in
                 DecoderBlock.captureInputs(x, batch: chunk.count, tokens: sequenceLength, weights: weights, configuration: c,
                                            rope: rope, precision: computePrecision, pool: blockPool, capture: capture)
             }
-            if let first = chunk.first, chunk.last == first + chunk.count - 1 {
-                pass(inputs.baseAddress! + first * stride)   // consecutive samples (the whole-set pass): no copy
-            } else {
-                inputs(samples: chunk).data.withUnsafeBufferPointer { pass($0.baseAddress!) }
-            }
         }
         return byKind
+    }
+
+    /// Calls `body` with the chunk's inputs (chunk · T · C floats): in place for consecutive samples (the
+    /// whole-set passes), else gathered into a copy.
+    private func withInputs<R>(of chunk: [Int], _ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
+        if let first = chunk.first, chunk.last == first + chunk.count - 1 {
+            return try body(inputs.baseAddress! + first * sequenceLength * configuration.hiddenSize)
+        }
+        return try inputs(samples: chunk).data.withUnsafeBufferPointer { try body($0.baseAddress!) }
     }
 
     /// Calls `body` with `samples` (default all) in chunks of `samplesPerForward`.

@@ -94,8 +94,7 @@ private func bf16Reference(_ x: Float) -> Float {
 
     /// Where the CPU has no bf16 instructions the mode says so, and why, instead of claiming a native kernel.
     @Test func theBackendNamesWhyItIsEmulated() throws {
-        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
-        let flags = Set(text.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? [])
+        let flags = try BLASRuntimeTests.cpuFlags()
         if !flags.contains("avx512_bf16") && !flags.contains("amx_bf16") {
             #expect(!BFloat16GEMM.isNative)
             #expect(ComputePrecision.bfloat16.backend.contains("no AVX512-BF16 or AMX-BF16"))

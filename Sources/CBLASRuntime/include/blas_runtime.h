@@ -51,8 +51,6 @@ const char *llmprune_bf16_reason(void);
    dnnl_cpu_isa_t (-1 when not native or unknown); "" elsewhere. */
 const char *llmprune_bf16_kernel(void);
 int llmprune_bf16_isa(void);
-/* The name of a dnnl_cpu_isa_t value ("avx512_core_bf16", "avx512_core_amx", …). */
-const char *llmprune_dnnl_isa_name(int isa);
 /* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major, A and B bf16; -1 without the native GEMM,
    else oneDNN's status (0 = success). */
 int llmprune_bf16_gemm(int trans_a, int trans_b, long m, long n, long k, float alpha,
