@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]),
     ],
     targets: [
         .systemLibrary(
@@ -31,12 +31,15 @@ let package = Package(
         .target(name: "Tokenizers", dependencies: ["JSON"]),
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
-        .target(name: "Pruning", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Evaluation"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "Llama", "Datasets"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
-        .target(name: "FineTuning", dependencies: ["Tensor", "SafeTensors", "Tokenizers", "Llama", "Datasets", "Evaluation", "Pruning"]),
+        .target(name: "FineTuning", dependencies: ["Tensor", "SafeTensors", "Llama"]),
+        // The application layer: the prune and fine-tune jobs, checkpoint writers, resume, work folders,
+        // memory estimates, run records, model opening and conversion.
+        .target(name: "Runs", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]
+            dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLASRuntime"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -45,13 +48,13 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
-        .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors", "Pruning"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors", "Pruning", "Runs"]),
         // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
-        .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors", "Runs"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
         .testTarget(name: "CLITests"),
-        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets", "Tokenizers", "Evaluation"]),
+        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.

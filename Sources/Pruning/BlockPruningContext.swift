@@ -27,7 +27,8 @@ public final class BlockPruningContext {
     public let layerCount: Int
     /// The block being pruned; methods modify its seven linear weights in place.
     public var weights: DecoderBlockWeights
-    public let pattern: SparsityPattern
+    /// The run's sparsity plan; `pattern(for:)` is this block's part of it.
+    public let plan: SparsityPlan
     /// RoPE tables for positions 0..<sequenceLength.
     public let rope: RoPE
     public let sampleCount: Int
@@ -54,7 +55,7 @@ public final class BlockPruningContext {
     private let progress: (String) -> Void
 
     init(configuration: LlamaConfiguration, layer: Int, layerCount: Int, weights: DecoderBlockWeights,
-         pattern: SparsityPattern, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
+         plan: SparsityPlan, rope: RoPE, sampleCount: Int, sequenceLength: Int, samplesPerForward: Int,
          generator: SeededGenerator, inputs: UnsafeBufferPointer<Float>,
          scratch: UnsafeMutableBufferPointer<Float> = UnsafeMutableBufferPointer(start: nil, count: 0),
          computePrecision: ComputePrecision = .float32,
@@ -66,7 +67,7 @@ public final class BlockPruningContext {
         self.layer = layer
         self.layerCount = layerCount
         self.weights = weights
-        self.pattern = pattern
+        self.plan = plan
         self.rope = rope
         self.sampleCount = sampleCount
         self.sequenceLength = sequenceLength
@@ -79,6 +80,9 @@ public final class BlockPruningContext {
     /// Sends a progress detail for this block, e.g. "down" or "RO round 2/5"; the driver prefixes
     /// "block l+1/L".
     public func report(_ detail: String) { progress(detail) }
+
+    /// The sparsity pattern of one of this block's linears.
+    public func pattern(for kind: LinearKind) -> SparsityPattern { plan.pattern(layer: layer, kind: kind) }
 
     /// The checkpoint name of one of this block's linear weights.
     public func weightName(_ kind: LinearKind) -> String { LlamaTensorNames.weight(kind, layer: layer) }
@@ -174,11 +178,11 @@ public final class BlockPruningContext {
     public func compress(_ kind: LinearKind, with method: PruningMethod, statistics: InputStatistics?) throws {
         report(kind.modulePath)
         let start = DispatchTimeClock.now()
-        try Profile.phase("compress") { try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern) } }
+        try Profile.phase("compress") { try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern(for: kind)) } }
         layerSeconds[kind, default: 0] += DispatchTimeClock.seconds(since: start)
     }
 
-    /// Zeroes the entries of one linear that `pattern` selects from `scores` (out · in, row-major; per
+    /// Zeroes the entries of one linear that its pattern selects from `scores` (out · in, row-major; per
     /// row for unstructured ratios, per m-group for N:M): for methods with their own score.
     public func prune(_ kind: LinearKind, scores: [Float]) throws {
         try withWeight(kind) { w in
@@ -188,7 +192,7 @@ public final class BlockPruningContext {
             if let i = scores.withUnsafeBufferPointer({ FloatScan.firstNaN($0) }) {
                 throw PruningError("\(w.name): NaN score at row \(i / w.inFeatures), column \(i % w.inFeatures)")
             }
-            let mask = Selection.prunedMask(scores: scores, rows: w.outFeatures, cols: w.inFeatures, pattern: pattern)
+            let mask = Selection.prunedMask(scores: scores, rows: w.outFeatures, cols: w.inFeatures, pattern: pattern(for: kind))
             mask.withUnsafeBufferPointer { Selection.zeroPruned(w.values, mask: $0) }
         }
     }

@@ -4,7 +4,10 @@ import Tensor
 
 /// The options of a pruning run besides the method.
 public struct PruningOptions: Sendable {
-    public var pattern: SparsityPattern
+    /// The sparsity of every linear; a planner given to `BlockwisePruning.run` may replace it.
+    public var plan: SparsityPlan
+    /// The plan's base pattern (every linear's, for a uniform plan).
+    public var pattern: SparsityPattern { plan.base }
     /// Seeds the run's `SeededGenerator` (methods that draw samples, e.g. Wanda++'s RO rounds).
     public var seed: UInt64
     /// Calibration samples per forward call; nil: enough for about 2048 tokens (at least 1).
@@ -15,7 +18,12 @@ public struct PruningOptions: Sendable {
 
     public init(pattern: SparsityPattern, seed: UInt64 = 0, samplesPerForward: Int? = nil,
                 computePrecision: ComputePrecision = .float32) {
-        self.pattern = pattern
+        self.init(plan: SparsityPlan(pattern), seed: seed, samplesPerForward: samplesPerForward, computePrecision: computePrecision)
+    }
+
+    public init(plan: SparsityPlan, seed: UInt64 = 0, samplesPerForward: Int? = nil,
+                computePrecision: ComputePrecision = .float32) {
+        self.plan = plan
         self.seed = seed
         self.samplesPerForward = samplesPerForward
         self.computePrecision = computePrecision
@@ -49,12 +57,21 @@ public struct BlockPruningReport: Codable, Sendable, Equatable {
     /// Wall-clock seconds for the block: loading, statistics, pruning, and the next block's inputs.
     public var seconds: Double
     public var layers: [LayerPruningReport]
+
+    public init(layer: Int, seconds: Double, layers: [LayerPruningReport]) {
+        self.layer = layer; self.seconds = seconds; self.layers = layers
+    }
 }
 
 /// The outcome of a pruning run (the library half of `pruning.json`).
 public struct PruningSummary: Codable, Sendable, Equatable {
     public var method: String
+    /// `SparsityPlan.description`: the pattern of a uniform plan.
     public var pattern: String
+    /// The plan's exceptions ("layer.kind" → pattern) when it is not uniform.
+    public var plan: [String: String]? = nil
+    /// The planner that set the plan (`SparsityPlanner.name`).
+    public var planner: String? = nil
     public var seed: UInt64
     public var sampleCount: Int
     public var sequenceLength: Int
@@ -68,6 +85,15 @@ public struct PruningSummary: Codable, Sendable, Equatable {
     /// zeros / parameters.
     public var sparsity: Double
     public var seconds: Double
+}
+
+extension PruningSummary {
+    /// The summary of an input that was never pruned (fine-tuning a dense checkpoint).
+    public static func unpruned(parameters: Int, zeros: Int) -> PruningSummary {
+        PruningSummary(method: "none", pattern: "dense", seed: 0, sampleCount: 0, sequenceLength: 0,
+                       calibrationSource: nil, calibrationHash: nil, blocks: [], parameters: parameters, zeros: zeros,
+                       sparsity: parameters > 0 ? Double(zeros) / Double(parameters) : 0, seconds: 0)
+    }
 }
 
 /// The shared block-by-block pipeline (algorithms.md, "Shared pipeline"), for every method.
@@ -91,9 +117,13 @@ public enum BlockwisePruning {
     /// inputs, the generator and the finished blocks' reports; the block sink already has those blocks),
     /// and after each block hands the state to `checkpoints.blockFinished`. Blocks depend on earlier ones
     /// only through these, so a resumed run's blocks are bit-identical to an uninterrupted run's.
+    /// With `planner`, a pass over the dense model sets the plan before pruning (`SparsityPlanner`); a
+    /// resumed run keeps the plan its state saved. `atPoint` is called at `calibrated` and `block-<l>`
+    /// (`RunPointHook`).
     public static func run(checkpoint: LlamaCheckpoint, calibration: CalibrationSet?, method: PruningMethod,
                            options: PruningOptions, progress: ProgressHandler? = nil,
-                           checkpoints: BlockCheckpointing? = nil,
+                           checkpoints: BlockCheckpointing? = nil, planner: SparsityPlanner? = nil,
+                           atPoint: RunPointHook? = nil,
                            blockSink: (DecoderBlockWeights) throws -> Void) throws -> PruningSummary {
         let c = checkpoint.configuration
         let runStart = DispatchTimeClock.now()
@@ -122,24 +152,65 @@ public enum BlockwisePruning {
         var blocks: [BlockPruningReport] = []
         var parameters = 0, zeros = 0
         var startBlock = 0
+        var plan = options.plan
+        let blockPool = DecoderBlockPool()
+        /// The context in which block l is pruned (or, in the planning pass, observed).
+        func makeContext(_ l: Int, weights: DecoderBlockWeights, report: @escaping (String) -> Void) -> BlockPruningContext {
+            BlockPruningContext(
+                configuration: c, layer: l, layerCount: blockCount, weights: weights, plan: plan,
+                rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
+                generator: generator, inputs: UnsafeBufferPointer(current),
+                scratch: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
+                computePrecision: options.computePrecision,
+                blockPool: blockPool, progress: report)
+        }
+        /// X̂ₗ₊₁ = weights(X̂ₗ) into `next`, then the buffers swap.
+        func propagate(_ context: BlockPruningContext, weights: DecoderBlockWeights) {
+            let out = next
+            context.forward(weights: weights, output: { samples, y in
+                Profile.phase("block copies") {
+                    for (i, s) in samples.enumerated() {
+                        (out.baseAddress! + s * stride).update(from: y.baseAddress! + i * stride, count: stride)
+                    }
+                }
+            })
+            swap(&current, &next)
+        }
         if let point = try checkpoints?.resumePoint() {
             guard point.nextBlock <= blockCount, point.blocks.count == point.nextBlock else {
                 throw PruningError("the resume state names block \(point.nextBlock) of a model with \(blockCount)")
             }
             startBlock = point.nextBlock
             generator = point.generator
+            if let saved = point.plan { plan = saved }
             blocks = point.blocks
             for b in blocks { for layer in b.layers { parameters += layer.shape.reduce(1, *); zeros += layer.zeros } }
             if usesInputs && startBlock < blockCount { try point.loadInputs(current) }
             progress?(ProgressUpdate(stage: "prune", completed: startBlock, total: blockCount, unit: "blocks",
                                      detail: "resumed after block \(startBlock)/\(blockCount)"))
-        } else if usesInputs, let calibration {
-            progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
-            try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
+        } else {
+            if let planner {
+                // The dense model's own activations, block by block, for the planner.
+                if usesInputs, let calibration {
+                    try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
+                }
+                for l in 0..<blockCount {
+                    progress?(ProgressUpdate(stage: "plan", completed: l, total: blockCount, unit: "blocks",
+                                             detail: "\(planner.name): dense block \(l + 1)/\(blockCount)"))
+                    let dense = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
+                    let observed = makeContext(l, weights: dense, report: { _ in })
+                    try planner.observe(observed)
+                    if usesInputs && l + 1 < blockCount { propagate(observed, weights: dense) }
+                }
+                plan = try planner.plan(from: plan, layerCount: blockCount)
+            }
+            if usesInputs, let calibration {
+                progress?(ProgressUpdate(stage: "prune", completed: 0, total: blockCount, unit: "blocks", detail: "embedding calibration tokens"))
+                try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
+            }
         }
-        TestHooks.pause("calibrated")
+        atPoint?("calibrated")
 
-        let blockPool = DecoderBlockPool()
         for l in startBlock..<blockCount {
             let blockStart = DispatchTimeClock.now()
             func report(_ detail: String) {
@@ -149,13 +220,7 @@ public enum BlockwisePruning {
             }
             report("loading")
             let weights = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
-            let context = BlockPruningContext(
-                configuration: c, layer: l, layerCount: blockCount, weights: weights, pattern: options.pattern,
-                rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
-                generator: generator, inputs: UnsafeBufferPointer(current),
-                scratch: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
-                computePrecision: options.computePrecision,
-                blockPool: blockPool, progress: report)
+            let context = makeContext(l, weights: weights, report: report)
             try method.pruneBlock(context)
             generator = context.generator
             let pruned = context.weights
@@ -171,8 +236,7 @@ public enum BlockwisePruning {
                 let w = pruned[kind]
                 let name = LlamaTensorNames.weight(kind, layer: l)
                 let z = try Profile.phase("checks") {
-                    var nm: (n: Int, m: Int)? = nil
-                    if case .nm(let n, let m) = options.pattern { nm = (n, m) }
+                    let nm = plan.nm(layer: l, kind: kind)
                     return try w.data.withUnsafeBufferPointer {
                         try SparsityCheck.zeroCount($0, rows: w.shape[0], cols: w.shape[1], checkingNM: nm, name: name)
                     }
@@ -185,27 +249,20 @@ public enum BlockwisePruning {
             }
             if usesInputs && l + 1 < blockCount {
                 report("next inputs")
-                let out = next
-                context.forward(weights: pruned, output: { samples, y in
-                    Profile.phase("block copies") {
-                        for (i, s) in samples.enumerated() {
-                            (out.baseAddress! + s * stride).update(from: y.baseAddress! + i * stride, count: stride)
-                        }
-                    }
-                })
-                swap(&current, &next)
+                propagate(context, weights: pruned)
             }
             report("saving")
             try Profile.phase("export") { try blockSink(pruned) }
             blocks.append(BlockPruningReport(layer: l, seconds: DispatchTimeClock.seconds(since: blockStart), layers: layers))
             try checkpoints?.blockFinished(layer: l, nextInputs: usesInputs && l + 1 < blockCount ? UnsafeBufferPointer(current) : nil,
-                                           generator: generator, blocks: blocks)
-            TestHooks.pause("block-\(l)")
+                                           generator: generator, plan: plan, blocks: blocks)
+            atPoint?("block-\(l)")
             progress?(ProgressUpdate(stage: "prune", completed: l + 1, total: blockCount, unit: "blocks",
                                      detail: "block \(l + 1)/\(blockCount) done, \(formatSeconds(DispatchTimeClock.seconds(since: runStart))) s"))
         }
         return PruningSummary(
-            method: method.name, pattern: options.pattern.description, seed: options.seed,
+            method: method.name, pattern: plan.description,
+            plan: plan.isUniform ? nil : plan.exceptionsByKey, planner: planner?.name, seed: options.seed,
             sampleCount: nsamples, sequenceLength: seqlen,
             calibrationSource: usesInputs ? calibration?.source : nil, calibrationHash: usesInputs ? calibration?.hash : nil,
             blocks: blocks, parameters: parameters, zeros: zeros,

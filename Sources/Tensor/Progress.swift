@@ -22,3 +22,10 @@ public struct ProgressUpdate: Sendable {
 
 /// A callback that receives progress; it may be called from any thread but never concurrently.
 public typealias ProgressHandler = (ProgressUpdate) -> Void
+
+/// Called at named points of a long run, in order: `calibrated` (before the first block), `block-<l>`
+/// (block l finished and, with an output, its resume state saved), `evaluated`, `exported` (every file
+/// written, before the commit), `commit` (inside the commit, a cleanup held off), `committed` (after the
+/// final rename). The library never acts at these points itself; a caller may (the command line's test
+/// pauses do, so its tests can send signals at chosen moments).
+public typealias RunPointHook = (String) -> Void

@@ -1,5 +1,6 @@
 import Foundation
 import Pruning
+import Runs
 
 enum CleanCommand {
     static let spec = CommandSpec(

@@ -1,6 +1,7 @@
 import Foundation
 import SafeTensors
 import Pruning
+import Runs
 
 enum ConvertCommand {
     static let spec = CommandSpec(
@@ -33,7 +34,8 @@ enum ConvertCommand {
         guard FileManager.default.fileExists(atPath: model) else { throw UsageError("model '\(model)' does not exist") }
         let output = URL(fileURLWithPath: try a.requiredString("output"))
         let files = try ModelConversion.convert(model: URL(fileURLWithPath: model), output: output, dtype: dtype,
-                                                tokenizerDirectory: a.string("tokenizer").map { URL(fileURLWithPath: $0) })
+                                                tokenizerDirectory: a.string("tokenizer").map { URL(fileURLWithPath: $0) },
+                                                atPoint: TestPauses.hook)
         print("wrote \(output.path): \(files.sorted().joined(separator: ", "))")
     }
 }

@@ -5,6 +5,7 @@ import Llama
 import Datasets
 import Evaluation
 import Pruning
+import Runs
 
 
 /// A run-time failure found by the command line itself: printed as one `error:` line, exit status 1.

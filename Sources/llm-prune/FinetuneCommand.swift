@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Datasets
 import Pruning
+import Runs
 import FineTuning
 
 enum FinetuneCommand {
@@ -86,13 +87,14 @@ enum FinetuneCommand {
             evaluation = (ds, URL(fileURLWithPath: file), try a.int("eval-seqlen", range: 2...1_000_000),
                           try a.int("eval-windows", range: 1...Int.max))
         }
-        let options = FineTuningJobOptions(
+        var options = FineTuningJobOptions(
             model: model, trainFile: URL(fileURLWithPath: try a.requiredString("train-file")), trainFormat: format,
             trainField: a.string("train-field")!, seqlen: seqlen!, lora: lora, training: training,
             output: a.string("output").map { URL(fileURLWithPath: $0) },
             checkpointDirectory: a.string("checkpoint-dir").map { URL(fileURLWithPath: $0) },
             resume: a.string("resume").map { URL(fileURLWithPath: $0) }, evaluation: evaluation,
             arguments: Array(CommandLine.arguments), toolVersion: toolVersion)
+        options.atPoint = TestPauses.hook
         let quiet = a.flag("quiet")
         let r = try FineTuningJob.run(options, progress: { line in if !quiet { printError(line) } })
         if a.flag("json") {

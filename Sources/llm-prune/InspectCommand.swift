@@ -3,6 +3,7 @@ import Tensor
 import SafeTensors
 import Llama
 import Pruning
+import Runs
 
 enum InspectCommand {
     static let spec = CommandSpec(

@@ -4,6 +4,7 @@ import Llama
 import Datasets
 import Evaluation
 import Pruning
+import Runs
 
 enum PruneCommand {
     static let methodNames = BaselineMethods.names + WandaPlusPlusMethod.names
@@ -123,12 +124,13 @@ enum PruneCommand {
         }
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         job.resume = a.flag("resume")
+        job.atPoint = TestPauses.hook
         job.computePrecision = try ComputeDtypeOption.parse(a, notice: { if !a.flag("quiet") { printError("note: \($0)") } })
         let progress = ProgressPrinter(quiet: a.flag("quiet"))
         ProfileReport.start(a)
         defer { ProfileReport.finish() }
         // Once the output is committed, a late signal no longer changes the outcome: exit 0.
-        Interrupts.completedRunExitsNormally = true
+        Signals.completedRunExitsNormally = true
         let r = try PruningJob.run(job, progress: progress.handle, notice: { printError("note: \($0)") })
         report(r, method: method.name, pattern: pattern, zeroShot: options.zeroShot, json: a.flag("json"))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Pruning
+import Runs
 
 // The llm-prune command line: parses arguments, calls the library, prints. No pruning logic here.
 
@@ -30,8 +31,9 @@ func topLevelHelp() -> String {
     """
 }
 
-// Every terminating signal removes the run's work folder before the process ends (see Interrupts).
-Interrupts.install()
+// Every terminating signal removes the run's work folder before the process ends (see Signals).
+Signals.install()
+if TestPauses.withoutRenameAt2 { WorkFolders.usesRenameNoReplace = false }
 
 var argv = Array(CommandLine.arguments.dropFirst())
 guard let first = argv.first else {

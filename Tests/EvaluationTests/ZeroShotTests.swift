@@ -5,6 +5,7 @@ import Tokenizers
 import Llama
 import Evaluation
 import Pruning
+import Runs
 
 private let packageRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

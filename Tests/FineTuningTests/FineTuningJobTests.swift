@@ -1,6 +1,7 @@
 import Foundation
 import Datasets
 import FineTuning
+import Runs
 import Llama
 import Pruning
 import SafeTensors

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Llama
 import Pruning
+import Runs
 import Tokenizers
 #if canImport(Glibc)
 import Glibc

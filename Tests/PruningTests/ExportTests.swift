@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Llama
 import Pruning
+import Runs
 import SafeTensors
 import Tensor
 import Testing
@@ -199,42 +200,47 @@ private func pruneAndExport(input: URL, output: URL, method: PruningMethod, patt
     }
 }
 
-@Suite struct InterruptTests {
-    /// SIGINT during a run removes the temporary folder and ends the process with the signal.
-    ///
-    /// The test runs itself in a child process (this test binary, filtered to this test, with
-    /// PRUNING_INTERRUPT_CHILD naming the output folder): the child opens a writer and waits; the parent
-    /// waits for the temporary folder to appear, sends SIGINT, and checks that the child died of it and
-    /// left nothing behind.
-    @Test func interruptRemovesTheTemporaryFolder() throws {
-        let env = ProcessInfo.processInfo.environment
-        if let childOutput = env["PRUNING_INTERRUPT_CHILD"] {
-            let writer = try PrunedCheckpointWriter(input: try sharedPath("models/stories260K"),
-                                                    output: URL(fileURLWithPath: childOutput))
-            Thread.sleep(forTimeInterval: 60)
-            writer.discard()
-            Issue.record("the child was not interrupted within 60 s")
-            return
-        }
+/// The registry a signal handler empties (the library installs none: the executable's `Signals` calls
+/// `beginExit` from its watcher thread; the CLI tests send real signals at chosen moments).
+@Suite struct WorkFolderRegistryTests {
+    /// A writer's work folder is registered while it writes, and `removeAll` takes it away.
+    @Test func removeAllRemovesAWritersFolder() throws {
         let scratch = try scratchFolder()
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        child.arguments = ["--testing-library", "swift-testing", "--filter", "interruptRemovesTheTemporaryFolder"]
-        var childEnv = env
-        childEnv["PRUNING_INTERRUPT_CHILD"] = scratch.appendingPathComponent("pruned").path
-        child.environment = childEnv
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
-        try child.run()
-        let deadline = Date().addingTimeInterval(30)
-        while listing(scratch).isEmpty && Date() < deadline && child.isRunning { Thread.sleep(forTimeInterval: 0.05) }
+        let registry = WorkFolderRegistry()
+        let writer = try PrunedCheckpointWriter(input: try sharedPath("models/stories260K"),
+                                                output: scratch.appendingPathComponent("pruned"), registry: registry)
         let before = listing(scratch)
         #expect(before.count == 1 && before.first?.hasPrefix(".pruned.partial-") == true, "\(before)")
-        child.interrupt()
-        child.waitUntilExit()
-        #expect(child.terminationReason == .uncaughtSignal)
-        #expect(child.terminationStatus == SIGINT)
+        registry.removeAll()
         #expect(listing(scratch) == [])
+        writer.discard()
+    }
+
+    /// `beginExit` removes every registered folder and keeps the lock (nothing may be created or renamed
+    /// afterwards); after a commit that left nothing registered it spares the run when asked, and releases
+    /// the lock.
+    @Test func beginExitRemovesFoldersOrSparesACommittedRun() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let input = try sharedPath("models/stories260K")
+
+        let committed = WorkFolderRegistry()
+        let done = try PrunedCheckpointWriter(input: input, output: scratch.appendingPathComponent("done"), registry: committed)
+        let checkpoint = try LlamaCheckpoint(directory: input)
+        let summary = try BlockwisePruning.run(checkpoint: checkpoint, calibration: nil, method: MagnitudePruning(),
+                                               options: PruningOptions(pattern: .nm(n: 2, m: 4))) { try done.stage($0) }
+        try done.finish(record: PruningRecord(toolVersion: "test", arguments: [], inputModel: input.path, summary: summary))
+        #expect(committed.beginExit(sparingCompletedRun: true) == false)
+        committed.removeAll()   // would never return if beginExit had kept the lock
+        #expect(listing(scratch) == ["done"])
+
+        let exiting = WorkFolderRegistry()
+        let writer = try PrunedCheckpointWriter(input: input, output: scratch.appendingPathComponent("pruned"), registry: exiting)
+        #expect(listing(scratch).count == 2)
+        #expect(exiting.beginExit(sparingCompletedRun: true) == true)
+        #expect(listing(scratch) == ["done"])
+        // The lock stays held, as for a process about to die: the writer must never touch the registry again.
+        _ = Unmanaged.passRetained(writer)
     }
 }

@@ -6,6 +6,7 @@ import Llama
 import Datasets
 import Evaluation
 import Pruning
+import Runs
 import Tokenizers
 
 /// Writing what was evaluated: half-precision outputs and GGUF inputs/outputs.

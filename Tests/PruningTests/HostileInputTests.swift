@@ -2,6 +2,7 @@ import Foundation
 import Datasets
 import Llama
 import Pruning
+import Runs
 import SafeTensors
 import Tensor
 import Testing

@@ -5,7 +5,9 @@ import Llama
 import Datasets
 import Evaluation
 import Pruning
+import Runs
 import Tokenizers
+import Tensor
 
 /// The end-to-end job the `prune` command runs: calibration file → driver → evaluation → export.
 @Suite struct PruningJobTests {
@@ -62,6 +64,47 @@ import Tokenizers
     /// `--compute-dtype bf16`: the calibration forwards round to bf16, which moves a few mask entries of
     /// Wanda (and its perplexity) but not most; the record says how the GEMMs ran; the weights kept stay
     /// the float32 checkpoint's values.
+    /// The run's named points reach the hook the caller hands in, in order (the command line's test
+    /// pauses hang on them; the library reads no environment variable for them).
+    @Test func runPointsReachTheInjectedHookInOrder() throws {
+        let (dir, evalFile) = try scratchWithEvalFile()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var o = try options(output: dir.appendingPathComponent("a"), evalFile: evalFile)
+        var points: [String] = []
+        o.atPoint = { points.append($0) }
+        _ = try PruningJob.run(o)
+        let blocks = (0..<5).map { "block-\($0)" }
+        #expect(points == ["calibrated"] + blocks + ["evaluated", "exported", "commit", "committed"])
+    }
+
+    /// A planned run's resume state carries the plan, so a resumed run prunes with it without planning
+    /// again; a uniform plan saves nothing (the state reads as before).
+    @Test func resumeStateCarriesTheSparsityPlan() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let identity = RunIdentity(toolVersion: "test", model: try sharedPath("models/stories260K"), method: "wanda",
+                                   settings: ["planner": "owl"], pattern: "0.7", seed: 0, nsamples: 2, seqlen: 8,
+                                   samplesPerForward: 2, calibrationHash: "h", output: dir.appendingPathComponent("out"))
+        var plan = SparsityPlan(.unstructured(0.7))
+        plan.set(.unstructured(0.65), layer: 0)
+        plan.set(.nm(n: 2, m: 4), layer: 1, kinds: [.down])
+        let inputs = [Float](repeating: 1, count: 16)
+        let saved = try RunCheckpoint(folder: dir, identity: identity)
+        try inputs.withUnsafeBufferPointer {
+            try saved.blockFinished(layer: 0, nextInputs: $0, generator: SeededGenerator(seed: 1), plan: plan, blocks: [
+                BlockPruningReport(layer: 0, seconds: 1, layers: [])])
+        }
+        let point = try #require(try RunCheckpoint(folder: dir, identity: identity).resumePoint())
+        #expect(point.plan == plan && point.nextBlock == 1)
+
+        try inputs.withUnsafeBufferPointer {
+            try saved.blockFinished(layer: 0, nextInputs: $0, generator: SeededGenerator(seed: 1), plan: SparsityPlan(.unstructured(0.7)),
+                                    blocks: [BlockPruningReport(layer: 0, seconds: 1, layers: [])])
+        }
+        #expect(try RunCheckpoint(folder: dir, identity: identity).resumePoint()?.plan == nil)
+    }
+
     @Test func bfloat16CalibrationMovesFewMaskEntries() throws {
         let (dir, evalFile) = try scratchWithEvalFile()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Pruning
+import Runs
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Llama
 import Pruning
+import Runs
 
 @Suite struct RunMemoryEstimateTests {
     /// The parts appear only in the runs that have them, and the total follows the documented formula.

@@ -106,7 +106,7 @@ struct Stories260K {
 /// columns of a row (the last partial group of w columns prunes max(0, w − n)); a ratio prunes
 /// floor(cols · ratio) per row.
 func referenceSelector(n: Int, m: Int) -> MaskSelector {
-    return { scores, rows, cols, pruned in
+    return { _, scores, rows, cols, pruned in
         for r in 0..<rows {
             var c0 = 0
             while c0 < cols {
@@ -124,7 +124,7 @@ func referenceSelector(n: Int, m: Int) -> MaskSelector {
 }
 
 func ratioSelector(_ ratio: Double) -> MaskSelector {
-    return { scores, rows, cols, pruned in
+    return { _, scores, rows, cols, pruned in
         let k = Int((Double(cols) * ratio).rounded(.down))
         for r in 0..<rows {
             let order = (0..<cols).sorted { a, b in

@@ -2,11 +2,12 @@ import Foundation
 import Llama
 import Tensor
 
-/// Chooses the entries of a score matrix (rows, cols, row-major) to prune: sets `pruned[i]` to true for
-/// those and false for the rest. The sparsity pattern and the tie-breaking live in the selector, so
-/// Wanda++ shares them with every other method.
+/// Chooses the entries of linear `kind`'s score matrix (rows, cols, row-major) to prune: sets `pruned[i]`
+/// to true for those and false for the rest. The sparsity pattern (the plan's, per linear) and the
+/// tie-breaking live in the selector, so Wanda++ shares them with every other method.
 public typealias MaskSelector = (
-    _ scores: UnsafeBufferPointer<Float>, _ rows: Int, _ cols: Int, _ pruned: UnsafeMutableBufferPointer<Bool>
+    _ kind: LinearKind, _ scores: UnsafeBufferPointer<Float>, _ rows: Int, _ cols: Int,
+    _ pruned: UnsafeMutableBufferPointer<Bool>
 ) -> Void
 
 /// The pruning stages of a block in the order it consumes its inputs; the matrices of a stage share
@@ -312,7 +313,7 @@ private final class Workspace {
                 throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0].projectionName) is not finite (NaN or overflow in the pruned block)")
             }
             for m in stage {
-                try pruneMatrix(&p.weights[m.index], G: G?[m.index], norms: norms, alpha: alpha, select: select,
+                try pruneMatrix(&p.weights[m.index], kind: m, G: G?[m.index], norms: norms, alpha: alpha, select: select,
                                 name: "\(label) \(m.projectionName)")
                 if keepNorms { kept[m.index] = norms }
             }
@@ -334,7 +335,7 @@ private final class Workspace {
         }
     }
 
-    private func pruneMatrix(_ w: inout Tensor, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
+    private func pruneMatrix(_ w: inout Tensor, kind: LinearKind, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
                              name: String) throws {
         let rows = w.shape[0], cols = w.shape[1], n = rows * cols
         var nanAt: Int? = nil
@@ -358,7 +359,7 @@ private final class Workspace {
                         }
                         nanAt = (0..<n).first { sp[$0].isNaN }
                         if nanAt != nil { return }
-                        select(UnsafeBufferPointer(rebasing: sp[0..<n]), rows, cols, UnsafeMutableBufferPointer(rebasing: mp[0..<n]))
+                        select(kind, UnsafeBufferPointer(rebasing: sp[0..<n]), rows, cols, UnsafeMutableBufferPointer(rebasing: mp[0..<n]))
                         Selection.zeroPruned(UnsafeMutableBufferPointer(rebasing: wp[0..<n]),
                                              mask: UnsafeBufferPointer(rebasing: mp[0..<n]))
                     }

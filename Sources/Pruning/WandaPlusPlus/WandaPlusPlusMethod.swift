@@ -111,9 +111,8 @@ public final class WandaPlusPlusMethod: PruningMethod {
         if context.layer == 0 { records = [:] }   // a new run
         let geometry = BlockGeometry(configuration: context.configuration, layer: context.layer)
         var block = context.weights
-        let pattern = context.pattern
-        let select: MaskSelector = { scores, rows, cols, pruned in
-            Selection.prunedMask(scores: scores, rows: rows, cols: cols, pattern: pattern, into: pruned)
+        let select: MaskSelector = { kind, scores, rows, cols, pruned in
+            Selection.prunedMask(scores: scores, rows: rows, cols: cols, pattern: context.pattern(for: kind), into: pruned)
         }
         var generator = context.generator
         let record: WandaPlusPlusBlockRecord

@@ -2,10 +2,10 @@ import Foundation
 import SafeTensors
 import Tensor
 import Tokenizers
-import SafeTensors
 import Llama
 import Datasets
 import Evaluation
+import Pruning
 
 /// Where calibration text comes from and how it is read (`--calibration-format`).
 public enum CalibrationFormat: String, CaseIterable, Sendable {
@@ -65,6 +65,11 @@ public struct PruningJobOptions {
     /// The number format of the calibration and evaluation forward passes (`--compute-dtype`): part of
     /// the run's identity, as it changes the masks.
     public var computePrecision: ComputePrecision = .float32
+    /// Sets a per-linear sparsity plan from a pass over the dense model before pruning (`SparsityPlanner`);
+    /// nil: every linear gets `pattern`.
+    public var planner: SparsityPlanner? = nil
+    /// Called at the run's named points (`RunPointHook`): the driver's, `evaluated`, and the writer's.
+    public var atPoint: RunPointHook? = nil
 
     public init(model: URL, method: PruningMethod, pattern: SparsityPattern, calibrationFile: URL?,
                 calibrationFormat: CalibrationFormat, calibrationField: String = "text", nsamples: Int = 128,
@@ -165,7 +170,7 @@ public enum PruningJob {
         // so the reported perplexity is the written model's.
         let converter = try o.output.map { output in
             isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: o.ggufOutputStorage, output: output,
-                                                   tokenizerDirectory: o.tokenizerDirectory) : nil
+                                                   tokenizerDirectory: o.tokenizerDirectory, atPoint: o.atPoint) : nil
         } ?? nil
         let inputDTypes = (checkpoint.source as? SafeTensorsCheckpoint).map { st in
             Dictionary(uniqueKeysWithValues: st.tensorNames.compactMap { n in st.info(n).map { (n, $0.dtype) } })
@@ -197,6 +202,7 @@ public enum PruningJob {
         let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed, computePrecision: o.computePrecision)
         var identitySettings = o.settings
         if o.computePrecision != .float32 { identitySettings["compute_dtype"] = o.computePrecision.rawValue }
+        if let planner = o.planner { identitySettings["planner"] = planner.name }
         var writer: PrunedCheckpointWriter? = nil
         var runCheckpoint: RunCheckpoint? = nil
         var resumedAt: Int? = nil
@@ -209,7 +215,7 @@ public enum PruningJob {
                                                                              sequenceLength: calibration?.seqlen ?? seqlen),
                 calibrationHash: calibration?.hash, output: output)
             let adopt = try staleWorkFolder(for: output, identity: identity, resume: o.resume, notice: notice)
-            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt)
+            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt, atPoint: o.atPoint)
             let rc = try RunCheckpoint(folder: w.temporary, identity: identity)
             if adopt != nil {
                 let done = try rc.resumePoint()?.nextBlock ?? 0
@@ -223,7 +229,7 @@ public enum PruningJob {
         var keptBlocks: [DecoderBlockWeights] = []
         let summary = try BlockwisePruning.run(
             checkpoint: checkpoint, calibration: calibration, method: o.method,
-            options: pruningOptions, progress: progress, checkpoints: runCheckpoint
+            options: pruningOptions, progress: progress, checkpoints: runCheckpoint, planner: o.planner, atPoint: o.atPoint
         ) { block in
             if isGGUF { try converter?.stage(block) } else { try writer?.stage(block) }
             if (o.evaluation != nil || o.zeroShot != nil) && writer == nil { keptBlocks.append(try rounded(block)) }
@@ -252,7 +258,7 @@ public enum PruningJob {
             if let suite = zeroShotSuite {
                 zeroShot = try ZeroShotEvaluation.run(model: model, tokenizer: try textTokenizer(), suite: suite, progress: progress)
             }
-            TestHooks.pause("evaluated")
+            o.atPoint?("evaluated")
         }
 
         if writer != nil || converter != nil {

@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 import GGUF
 import Llama
 import Tensor
@@ -102,9 +103,16 @@ public final class ConvertedCheckpointWriter {
     private let staging: URL
     private var staged: [String: SafeTensorsFile] = [:]
     private var finished = false
+    /// Where the work folder is registered for a signal's cleanup.
+    public let registry: WorkFolderRegistry
+    /// Called at `commit` (`RunPointHook`).
+    public var atPoint: RunPointHook?
 
-    public init(source: LlamaCheckpoint, storage: CheckpointStorage, output: URL, tokenizerDirectory: URL? = nil) throws {
+    public init(source: LlamaCheckpoint, storage: CheckpointStorage, output: URL, tokenizerDirectory: URL? = nil,
+                registry: WorkFolderRegistry = .shared, atPoint: RunPointHook? = nil) throws {
         let fm = FileManager.default
+        self.registry = registry
+        self.atPoint = atPoint
         self.source = source
         self.storage = storage
         self.output = output.standardizedFileURL
@@ -122,7 +130,7 @@ public final class ConvertedCheckpointWriter {
         try? fm.removeItem(at: temporary)
         // Created under the signal cleanup's lock, so a signal either finds no folder or removes it.
         do {
-            try Interrupts.register(temporary.path) {
+            try registry.register(temporary.path) {
                 try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
                 try fm.createDirectory(at: staging, withIntermediateDirectories: false)
             }
@@ -134,7 +142,7 @@ public final class ConvertedCheckpointWriter {
     deinit { if !finished { discard() } }
 
     public func discard() {
-        Interrupts.unregister(temporary.path, remove: true)
+        registry.unregister(temporary.path, remove: true)
         finished = true
     }
 
@@ -189,7 +197,7 @@ public final class ConvertedCheckpointWriter {
                 let file = temporary.appendingPathComponent("model.gguf")
                 try writeGGUF(type: type, record: record, to: file)
                 try moveIntoPlace(file)
-                Interrupts.unregister(temporary.path, remove: true)
+                registry.unregister(temporary.path, remove: true)
                 files = [output.lastPathComponent]
             }
             finished = true
@@ -204,7 +212,7 @@ public final class ConvertedCheckpointWriter {
     /// meanwhile, with the signal cleanup held off, then the parent folder synced.
     private func moveIntoPlace(_ from: URL) throws {
         Durable.syncTree(from)
-        try Interrupts.commit(temporary.path) {
+        try registry.commit(temporary.path, atPoint: atPoint) {
             try Durable.renameNoReplace(from, to: output)
         }
         Durable.sync(output.deletingLastPathComponent().path)
@@ -344,10 +352,12 @@ public enum ModelConversion {
     /// Writes `model` to the folder `output` (which must not exist) with every tensor in `dtype`.
     /// Returns the files written.
     @discardableResult
-    public static func convert(model: URL, output: URL, dtype: DType, tokenizerDirectory: URL? = nil) throws -> [String] {
+    public static func convert(model: URL, output: URL, dtype: DType, tokenizerDirectory: URL? = nil,
+                               atPoint: RunPointHook? = nil) throws -> [String] {
         let checkpoint = try LlamaCheckpoint(model: model)
         let writer = try ConvertedCheckpointWriter(source: checkpoint, storage: .safetensors(dtype), output: output,
-                                                   tokenizerDirectory: tokenizerDirectory ?? (LlamaCheckpoint.isGGUF(model) ? nil : model))
+                                                   tokenizerDirectory: tokenizerDirectory ?? (LlamaCheckpoint.isGGUF(model) ? nil : model),
+                                                   atPoint: atPoint)
         return try writer.finish(record: nil)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 import Tensor
 #if canImport(Glibc)
 import Glibc
@@ -87,25 +88,6 @@ enum Calibration64 {
     }
 }
 
-/// Where the driver resumes: the next block to prune, the state the finished blocks left.
-public struct ResumePoint {
-    public var nextBlock: Int
-    public var generator: SeededGenerator
-    public var blocks: [BlockPruningReport]
-    /// Fills the driver's activation buffer with the next block's inputs (nsamples × seqlen × hidden).
-    public var loadInputs: (UnsafeMutableBufferPointer<Float>) throws -> Void
-}
-
-/// Saves the driver's state after each block and gives it back to a resumed run.
-public protocol BlockCheckpointing: AnyObject {
-    /// The state to continue from, or nil to start at block 0.
-    func resumePoint() throws -> ResumePoint?
-    /// Block `layer` is finished (its pruned weights were handed to the block sink): save the next block's
-    /// inputs (nil after the last block or for a method without inputs), the generator and the reports.
-    func blockFinished(layer: Int, nextInputs: UnsafeBufferPointer<Float>?, generator: SeededGenerator,
-                       blocks: [BlockPruningReport]) throws
-}
-
 /// The resume state in a work folder: `resume/state.json` (the identity, the next block, the generator's
 /// state and the finished blocks' reports) and `resume/inputs-<next>.f32` (the next block's inputs, raw
 /// little-endian float32). Each file is written to a temporary name, fsynced and renamed; state.json is
@@ -120,6 +102,8 @@ public final class RunCheckpoint: BlockCheckpointing {
         var inputsFile: String?
         var inputsBytes: Int
         var blocks: [BlockPruningReport]
+        /// The plan's exceptions ("layer.kind" → pattern) when a planner set them; the base is the identity's.
+        var plan: [String: String]?
     }
 
     public let folder: URL
@@ -130,7 +114,7 @@ public final class RunCheckpoint: BlockCheckpointing {
         self.folder = folder
         self.identity = identity
         resumeFolder = folder.appendingPathComponent("resume")
-        try Interrupts.whileHeld {
+        try WorkFolderRegistry.shared.whileHeld {
             if !FileManager.default.fileExists(atPath: resumeFolder.path) {
                 do {
                     try FileManager.default.createDirectory(at: resumeFolder, withIntermediateDirectories: false)
@@ -167,9 +151,17 @@ public final class RunCheckpoint: BlockCheckpointing {
               state.blocks.count == state.nextBlock, state.blocks.enumerated().allSatisfy({ $0.element.layer == $0.offset }) else {
             throw PruningError("the resume state \(Self.stateURL(folder).path) is damaged; remove the work folder with llm-prune clean")
         }
+        var plan: SparsityPlan? = nil
+        if let exceptions = state.plan {
+            do {
+                plan = try SparsityPlan(base: try SparsityPattern(parsing: state.identity.pattern), exceptionsByKey: exceptions)
+            } catch {
+                throw PruningError("the resume state \(Self.stateURL(folder).path) holds a damaged sparsity plan (\(error)); remove the work folder with llm-prune clean")
+            }
+        }
         let inputs = state.inputsFile.map { resumeFolder.appendingPathComponent($0) }
         let expected = state.inputsBytes
-        return ResumePoint(nextBlock: state.nextBlock, generator: generator, blocks: state.blocks) { buffer in
+        return ResumePoint(nextBlock: state.nextBlock, generator: generator, blocks: state.blocks, plan: plan) { buffer in
             guard let inputs else { return }
             guard buffer.count * 4 == expected else {
                 throw PruningError("the saved inputs \(inputs.path) hold \(expected) bytes; this run needs \(buffer.count * 4)")
@@ -193,7 +185,7 @@ public final class RunCheckpoint: BlockCheckpointing {
     }
 
     public func blockFinished(layer: Int, nextInputs: UnsafeBufferPointer<Float>?, generator: SeededGenerator,
-                              blocks: [BlockPruningReport]) throws {
+                              plan: SparsityPlan, blocks: [BlockPruningReport]) throws {
         let previous = Self.readState(folder)?.inputsFile
         var inputsFile: String? = nil
         var bytes = 0
@@ -204,7 +196,8 @@ public final class RunCheckpoint: BlockCheckpointing {
         }
         let state = State(identity: identity, nextBlock: layer + 1,
                           generator: generator.state.map { String($0, radix: 16) },
-                          inputsFile: inputsFile, inputsBytes: bytes, blocks: blocks)
+                          inputsFile: inputsFile, inputsBytes: bytes, blocks: blocks,
+                          plan: plan.isUniform ? nil : plan.exceptionsByKey)
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         let data = try e.encode(state)

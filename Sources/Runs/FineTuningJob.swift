@@ -1,4 +1,5 @@
 import Foundation
+import FineTuning
 import Datasets
 import Evaluation
 import Llama
@@ -24,6 +25,8 @@ public struct FineTuningJobOptions {
     public var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?, maxWindows: Int?)?
     public var arguments: [String]
     public var toolVersion: String
+    /// Called at the writer's named points (`RunPointHook`).
+    public var atPoint: RunPointHook? = nil
 
     public init(model: URL, trainFile: URL, trainFormat: CalibrationFormat = .text, trainField: String = "text",
                 seqlen: Int, lora: LoRAOptions, training: TrainingOptions, output: URL?, checkpointDirectory: URL? = nil,
@@ -152,7 +155,7 @@ public enum FineTuningJob {
         let outputZeros = written.reduce(0) { z, b in z + b.weights.reduce(0) { $0 + SparsityCheck.zeroCount($1.data) } }
 
         if let out = o.output {
-            let writer = try PrunedCheckpointWriter(input: o.model, output: out)
+            let writer = try PrunedCheckpointWriter(input: o.model, output: out, atPoint: o.atPoint)
             do {
                 for b in written { try writer.stage(b) }
                 try writeAdapter(trainer.adapters, base: o.model, to: writer.temporary.appendingPathComponent("adapter"))

@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 
 /// What `llm-prune finetune` did, kept in the output's `pruning.json` next to the input's pruning record.
 public struct FineTuningRecord: Codable, Sendable, Equatable {
@@ -26,13 +27,4 @@ public struct FineTuningEvaluation: Codable, Sendable, Equatable {
     public var step: Int
     public var perplexity: Double
     public init(step: Int, perplexity: Double) { self.step = step; self.perplexity = perplexity }
-}
-
-extension PruningSummary {
-    /// The summary of an input that was never pruned (fine-tuning a dense checkpoint).
-    public static func unpruned(parameters: Int, zeros: Int) -> PruningSummary {
-        PruningSummary(method: "none", pattern: "dense", seed: 0, sampleCount: 0, sequenceLength: 0,
-                       calibrationSource: nil, calibrationHash: nil, blocks: [], parameters: parameters, zeros: zeros,
-                       sparsity: parameters > 0 ? Double(zeros) / Double(parameters) : 0, seconds: 0)
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,6 +26,10 @@ public enum WorkFolders {
     public static let maxOutputNameBytes = 255 - 1 - ".partial-".utf8.count - 10
 
     static let lockFileName = ".lock"
+
+    /// false: commit as on a file system without renameat2's RENAME_NOREPLACE (mkdir, then rename over the
+    /// empty folder), for a command line that tests that path. Set before any writer exists.
+    nonisolated(unsafe) public static var usesRenameNoReplace = true
 
     static func prefix(for output: URL) -> String { ".\(output.lastPathComponent).partial-" }
 
@@ -166,12 +171,11 @@ enum Durable {
 
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
     /// glibc ≥ 2.28 has renameat2, but Swift's Glibc module does not export it (and `syscall` is variadic).
-    /// `LLM_PRUNE_TEST_NO_RENAMEAT2=1` takes the path of a file system without RENAME_NOREPLACE (tests).
-    private static let renameat2: RenameAt2? = {
-        guard ProcessInfo.processInfo.environment["LLM_PRUNE_TEST_NO_RENAMEAT2"] != "1" else { return nil }
+    private static let systemRenameAt2: RenameAt2? = {
         guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "renameat2") else { return nil }
         return unsafeBitCast(symbol, to: RenameAt2.self)
     }()
+    private static var renameat2: RenameAt2? { WorkFolders.usesRenameNoReplace ? systemRenameAt2 : nil }
 
     /// Renames the folder or file `from` to `to`, failing (EEXIST) if anything is at `to`: renameat2 with
     /// RENAME_NOREPLACE, atomic. Where the file system does not support that flag: for a folder, it creates

@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import Tensor
+import Pruning
 import Llama
 import SafeTensors
 #if canImport(Glibc)
@@ -65,7 +67,7 @@ public struct PruningRecord: Codable, Sendable, Equatable {
 /// and the tokenizer files, writes `pruning.json`, fsyncs everything and renames the work folder to the
 /// destination (atomically, never replacing anything: `Durable.renameNoReplace`). Until then the
 /// destination does not exist: `discard()`, deinit without `finish`, or a terminating signal
-/// (`Interrupts`) remove the work folder, so a failed or interrupted run leaves no output folder.
+/// (whose handler empties the `WorkFolderRegistry`) remove the work folder, so a failed or interrupted run leaves no output folder.
 public final class PrunedCheckpointWriter {
     /// Files copied from the input folder beside the weights (those present).
     public static let copiedFileNames: Set<String> = [
@@ -83,12 +85,19 @@ public final class PrunedCheckpointWriter {
     private var stagedFile: [String: SafeTensorsFile] = [:]
     private var finished = false
     private var lockFD: Int32 = -1
+    /// Where the work folder is registered for a signal's cleanup.
+    public let registry: WorkFolderRegistry
+    /// Called at `exported`, `commit` and `committed` (`RunPointHook`).
+    public var atPoint: RunPointHook?
 
     /// Checks `output` (`WorkFolders.checkDestination`), creates its parent folders as `mkdir -p` does,
     /// opens the input's safetensors and creates the work folder, or takes over `adopting` (the stale work
     /// folder of an interrupted run being resumed) by renaming it to this process's name.
-    public init(input: URL, output: URL, adopting: URL? = nil) throws {
+    public init(input: URL, output: URL, adopting: URL? = nil, registry: WorkFolderRegistry = .shared,
+                atPoint: RunPointHook? = nil) throws {
         let fm = FileManager.default
+        self.registry = registry
+        self.atPoint = atPoint
         self.input = input.standardizedFileURL
         self.output = output.standardizedFileURL
         try WorkFolders.checkDestination(self.output, input: self.input)
@@ -105,7 +114,7 @@ public final class PrunedCheckpointWriter {
         // Created (or adopted) and registered in one step under the signal cleanup's lock: a signal
         // cannot fall between the folder's appearance and its registration.
         do {
-            try Interrupts.register(temporary.path) {
+            try registry.register(temporary.path) {
                 try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
                 if let adopting {
                     guard rename(adopting.path, temporary.path) == 0 else {
@@ -135,7 +144,7 @@ public final class PrunedCheckpointWriter {
 
     /// Removes the temporary folder (nothing of the run remains).
     public func discard() {
-        Interrupts.unregister(temporary.path, remove: true)
+        registry.unregister(temporary.path, remove: true)
         finished = true
     }
 
@@ -207,12 +216,12 @@ public final class PrunedCheckpointWriter {
             try? FileManager.default.removeItem(at: staging)
             unlink(temporary.appendingPathComponent(WorkFolders.lockFileName).path)
             Durable.syncTree(temporary)
-            TestHooks.pause("exported")
-            try Interrupts.commit(temporary.path) {
+            atPoint?("exported")
+            try registry.commit(temporary.path, atPoint: atPoint) {
                 try Durable.renameNoReplace(temporary, to: output)
             }
             finished = true
-            TestHooks.pause("committed")
+            atPoint?("committed")
             return files
         } catch {
             discard()
@@ -298,7 +307,6 @@ struct StagedWeights: WeightSource {
 }
 
 extension PrunedCheckpointWriter {
-    /// Removes the temporary folders of every unfinished writer: for a command line that installs its own
-    /// signal handling in place of `Interrupts`'.
-    public static func removeTemporaryFolders() { Interrupts.removeAll() }
+    /// Removes the temporary folders of every unfinished writer registered in `WorkFolderRegistry.shared`.
+    public static func removeTemporaryFolders() { WorkFolderRegistry.shared.removeAll() }
 }
