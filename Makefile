@@ -13,6 +13,7 @@ build: setup
 # side by side: no GEMM's result depends on what else runs (OpenBLAS stays on one thread; BLAS.gemm cuts
 # C by shape alone), so the bit-identity checks hold under any concurrency.
 test: setup
+	@./scripts/check_doc_paths.sh
 	swift test -c release
 
 # The main job on the embedded default: prune stories260K with Wanda++ at 2:4 (calibrated on 128 x 512 tokens of

@@ -2,8 +2,8 @@
 # Benchmark: WikiText-2 evaluation tokens/s of llm-prune next to Hugging Face transformers (float32, CPU),
 # on the same machine in the same run, for stories260K (seqlen 512) and a random TinyLlama-1.1B-shaped
 # checkpoint (seqlen 2048; made by scripts/make_bench_checkpoint.py into bench-data/, not committed).
-# Usage: scripts/bench_eval.sh [windows-small] [windows-large]    Needs /work/venv-style python with torch:
-# set PYTHON=/path/to/python (default: python3).
+# Usage: scripts/bench_eval.sh [windows-small] [windows-large]    Needs a python with torch, transformers and
+# safetensors: PYTHON=<venv>/bin/python (default: python3). SHARED (default ../shared) is the data folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -3,8 +3,10 @@
 # (scripts/reference_prune.py through scripts/bench_reference_prune.py), same machine, same run, same
 # settings: a random TinyLlama-1.1B-shaped checkpoint cut to LAYERS blocks (scripts/make_bench_checkpoint.py),
 # NSAMPLES x SEQLEN calibration tokens of WikiText-2 validation, 2:4.
-# Usage: scripts/bench_prune.sh [methods] [layers] [nsamples] [seqlen]     PYTHON=/path/to/python with torch.
-# MODEL=/work/smollm2-hf (any HF folder) benchmarks that checkpoint instead; layers must then be its block count.
+# Usage: scripts/bench_prune.sh [methods] [layers] [nsamples] [seqlen]     PYTHON=<venv>/bin/python with torch
+# (default python3); SHARED (default ../shared) is the data folder.
+# MODEL="$HF_MODEL" (any HF folder, e.g. out/smollm2-hf from scripts/convert_gguf_with_transformers.py) benchmarks
+# that checkpoint instead; layers must then be its block count.
 # CAL=ids.safetensors (int input_ids (n, seqlen), e.g. reference_prune.py --save-calibration) gives both sides the
 # same calibration ids; without it each side draws its own seeded windows of the text (same shapes, other ids).
 # OURS="--compute-dtype bf16" adds options to llm-prune's prune.

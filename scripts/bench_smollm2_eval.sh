@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark: WikiText-2 evaluation tokens/s of llm-prune next to transformers (float32, CPU) on a real
 # model at seqlen 2048, in PAIRS back-to-back pairs (ours, then theirs), printing each pair's ratio and the
-# min/median/max. Default model: the transformers-converted SmolLM2-135M at /work/smollm2-hf.
-# Usage: scripts/bench_smollm2_eval.sh [model-dir] [windows] [pairs]   PYTHON=/path/to/python with torch.
+# min/median/max. Default model: $HF_MODEL, the SmolLM2-135M folder scripts/convert_gguf_with_transformers.py
+# makes from the shared GGUF (default out/smollm2-hf).
+# Usage: scripts/bench_smollm2_eval.sh [model-dir] [windows] [pairs]   PYTHON=<venv>/bin/python with torch
+# (default python3); SHARED (default ../shared) is the data folder.
 # OURS="--compute-dtype bf16" adds options to llm-prune's eval, THEIRS="--dtype bfloat16" to the transformers side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SHARED=${SHARED:-../shared}
-MODEL=${1:-/work/smollm2-hf}; W=${2:-2}; PAIRS=${3:-3}
+MODEL=${1:-${HF_MODEL:-out/smollm2-hf}}; W=${2:-2}; PAIRS=${3:-3}
 WIKI=$SHARED/text/wikitext-2-raw/wiki.test.raw
 [ -x .build/release/llm-prune ] || swift build -c release >/dev/null
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); llm-prune options: ${OURS:-none}; transformers options: ${THEIRS:-none}; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"

@@ -16,8 +16,9 @@ eval_perplexity: the adapted model's perplexity on the first --eval-blocks block
 --our-adapter DIR (the adapter/ folder of an `llm-prune finetune --lora-mode plain` run), PEFT loads it onto
 the base (PeftModel.from_pretrained) and the fixture also holds peft_loaded_perplexity.
 
-Usage:
-  /work/venv/bin/python scripts/lora_reference.py --model /tmp/stories-mag24 \
+Usage (out/stories-mag24: stories260K after `llm-prune prune --method magnitude --sparsity 2:4 --output out/stories-mag24`;
+$PYTHON: a python with torch, transformers, peft and safetensors, see scripts/README.md):
+  $PYTHON scripts/lora_reference.py --model out/stories-mag24 \
       --train-tokens ../shared/calibration/stories260K-wikitext2valid-128x512-seed0.safetensors \
       --mode plain --targets q,v --steps 20 --seqlen 128 --out Fixtures/lora/stories260K-plain.safetensors
 """

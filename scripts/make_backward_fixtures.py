@@ -28,7 +28,7 @@ It also writes Fixtures/wandapp/:
                              The Wanda++ steps here are this script's own transcription of
                              docs/algorithms.md, independent of the Swift code and of reference_prune.py.
 
-Usage: /work/venv/bin/python scripts/make_backward_fixtures.py [--out Fixtures/backward] [--wandapp-out Fixtures/wandapp]
+Usage: $PYTHON scripts/make_backward_fixtures.py [--out Fixtures/backward] [--wandapp-out Fixtures/wandapp]
 """
 import argparse
 import copy

@@ -7,7 +7,7 @@ own torch.Generator seeded with (seed, tensor index), so the values depend only 
 position in the sorted name list. Written in 2 shards with a model.safetensors.index.json (to exercise the
 sharded loader), plus config.json and the LLaMA-2 tokenizer files.
 
-    /work/venv/bin/python scripts/make_bench_checkpoint.py            # -> bench-data/tinyllama-random/
+    $PYTHON scripts/make_bench_checkpoint.py            # -> bench-data/tinyllama-random/
 """
 
 from __future__ import annotations

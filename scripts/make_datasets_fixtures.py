@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Makes the Datasets test fixtures and prints the expected values the Swift tests check.
 
-Run from the repository root:  /work/venv/bin/python scripts/make_datasets_fixtures.py
+Run from the repository root:  $PYTHON scripts/make_datasets_fixtures.py
 (plain python3 is enough unless the calibration-file hash is wanted; that part needs numpy + safetensors).
 
 Writes

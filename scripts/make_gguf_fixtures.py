@@ -26,7 +26,7 @@ Checks (no files written):
                                `llm-prune convert` and pruned exports).
   --check-gguf FILE            the gguf package and transformers read FILE back (a GGUF written by llm-prune).
 
-Run from the repository root:  /work/venv/bin/python scripts/make_gguf_fixtures.py
+Run from the repository root:  $PYTHON scripts/make_gguf_fixtures.py
 """
 import argparse
 import os

@@ -2,9 +2,9 @@
 """Reference ids for the tokenizer built from a GGUF file's tokenizer.ggml.* metadata (Swift:
 `Tokenizer(gguf:)`, `GGUFTokenizer.write`), for SmolLM2-135M-Instruct.
 
-Run from the repository root:  /work/venv/bin/python scripts/make_gguf_tokenizer_fixtures.py
+Run from the repository root:  $PYTHON scripts/make_gguf_tokenizer_fixtures.py
 Check a written tokenizer folder against the reference:
-    /work/venv/bin/python scripts/make_gguf_tokenizer_fixtures.py --check DIR
+    $PYTHON scripts/make_gguf_tokenizer_fixtures.py --check DIR
 
 The reference is built here, independently of the Swift code, from the metadata the `gguf` package reads
 out of ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf: a Hugging Face `tokenizers`

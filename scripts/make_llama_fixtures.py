@@ -1,4 +1,4 @@
-#!/work/venv/bin/python
+#!/usr/bin/env python3
 """Regenerates Fixtures/llama/: tiny random LLaMA-family checkpoints and reference logits.
 
 Each tiny configuration is saved by Hugging Face `save_pretrained` (config.json + model.safetensors) into
@@ -10,7 +10,7 @@ For the three real models in ../shared/models, Fixtures/llama/shared-<model>-ref
 `input_ids` (I64, 2 x 48), `logits` (F32, 2 x 48 x V) and `nll` (F32, 2 x 47: the next-token negative
 log-likelihood, -log softmax(logits[:, t])[ids[:, t + 1]]).
 
-Run from anywhere: /work/venv/bin/python scripts/make_llama_fixtures.py
+Run from anywhere: $PYTHON scripts/make_llama_fixtures.py
 """
 import json
 import os

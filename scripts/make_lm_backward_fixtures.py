@@ -13,7 +13,7 @@ Each file holds, for 2 sequences of 20 random token ids (torch.Generator seed 0)
   grad.embeds                            (2, 20, C) dL/d(embedding output)
   grad.<layer>.<module>.weight           dL/dW of every block matrix, module in q_proj ... down_proj
 
-Usage: /work/venv/bin/python scripts/make_lm_backward_fixtures.py [--out Fixtures/lmbackward]
+Usage: $PYTHON scripts/make_lm_backward_fixtures.py [--out Fixtures/lmbackward]
 """
 import argparse
 import os

@@ -20,7 +20,7 @@ Whole-model fixtures Fixtures/pruning/stories260K-<method>-<tag>.safetensors: re
 --out files (packbits keep-masks of all 35 linears, block-0 weights for SparseGPT) for the first 16 rows of
 shared/calibration/stories260K-wikitext2valid-128x512-seed0.safetensors at seqlen 512, without evaluation.
 
-Usage: /work/venv/bin/python scripts/make_pruning_layer_fixtures.py [--out Fixtures/pruning]
+Usage: $PYTHON scripts/make_pruning_layer_fixtures.py [--out Fixtures/pruning]
 reference_prune.py is looked up next to this script, then in $REFERENCE_SCRIPTS.
 """
 

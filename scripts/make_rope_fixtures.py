@@ -8,7 +8,7 @@ position * inv_freq in float32, then cos/sin in float32: at p = 2047 those angle
 llm-prune reproduces transformers' tables (to agree with the PyTorch reference); the float64 tables
 show how far both are from exact. Run from the repository root:
 
-    /work/venv/bin/python scripts/make_rope_fixtures.py
+    $PYTHON scripts/make_rope_fixtures.py
 
 writes Fixtures/llama/rope-theta100000-hd64.safetensors: positions (int64, P), cos, sin (float32, P x 32:
 the first half of transformers' (P, 64) tables, whose second half repeats it), cos64, sin64 (float64,

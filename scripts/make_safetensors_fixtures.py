@@ -14,7 +14,7 @@ so the Swift tests can check their reader and their float32 -> F16/BF16 rounding
 - stories260K_reference.json: names, shapes and a few values and float64 sums of the real
   ../shared/models/stories260K/model.safetensors, and the same for the calibration token file.
 
-Run from the repository root:  /work/venv/bin/python scripts/make_safetensors_fixtures.py
+Run from the repository root:  $PYTHON scripts/make_safetensors_fixtures.py
 """
 import json
 import os

@@ -2,7 +2,7 @@
 """Regenerates Fixtures/tokenizers/: expected token ids from Hugging Face `tokenizers` for the Swift
 Tokenizers module's tests.
 
-Run from the repository root:  /work/venv/bin/python scripts/make_tokenizer_fixtures.py
+Run from the repository root:  $PYTHON scripts/make_tokenizer_fixtures.py
 
 What it writes:
   <name>/tokenizer.json (+ tokenizer_config.json)   three small tokenizers trained here:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prints the memory estimate of `llm-prune prune` next to the measured peak RSS, one run per line.
-# Usage: scripts/memory_benchmark.sh [tiny|smollm2|all]   (default tiny; smollm2 needs /work/smollm2-hf
-# or SMOLLM2=<transformers folder>). Every run writes --output to a scratch folder, removed afterwards.
+# Usage: scripts/memory_benchmark.sh [tiny|smollm2|all]   (default tiny; smollm2 needs the transformers folder
+# of SmolLM2-135M made by scripts/convert_gguf_with_transformers.py: SMOLLM2 or HF_MODEL, default out/smollm2-hf).
+# Every run writes --output to a scratch folder (mktemp), removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release/llm-prune}
 SHARED=${SHARED:-../shared}
-SMOLLM2=${SMOLLM2:-/work/smollm2-hf}
+SMOLLM2=${SMOLLM2:-${HF_MODEL:-out/smollm2-hf}}
 WHICH=${1:-tiny}
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT

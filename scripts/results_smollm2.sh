@@ -4,7 +4,7 @@
 # folders under OUT, then evaluated on the first WINDOWS windows of 2048 of WikiText-2 test
 # (WINDOWS=all for the whole text). One table row per run, with prune wall time and peak RSS.
 # Usage: scripts/results_smollm2.sh OUT "METHODS" "PATTERNS" [NSAMPLES] [SEQLEN] [WINDOWS] [extra prune flags...]
-#   e.g. scripts/results_smollm2.sh /work/runs/smollm2 "wanda sparsegpt" "2:4 0.5" 32 512 16
+#   e.g. scripts/results_smollm2.sh out/runs/smollm2 "wanda sparsegpt" "2:4 0.5" 32 512 16
 # Checkpoints are kept (the zero-shot and fine-tuning tables read them); KEEP=0 removes each after its row.
 set -euo pipefail
 cd "$(dirname "$0")/.."

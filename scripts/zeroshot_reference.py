@@ -28,8 +28,8 @@ Outputs:
 Timing (docs/s over the scored requests) goes to stderr and into --out's companion .timing.json.
 
 Example (the agreement run of docs/RESULTS.md):
-  /work/venv/bin/python scripts/zeroshot_reference.py --model ../shared/models/stories260K --limit 100 \\
-      --out /tmp/ref-stories.jsonl
+  $PYTHON scripts/zeroshot_reference.py --model ../shared/models/stories260K --limit 100 \\
+      --out out/ref-stories.jsonl
 """
 import argparse
 import bz2
@@ -220,6 +220,7 @@ def main():
                 k += len(requests)
             fixture[task] = fx
         if a.out:
+            os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
             with open(a.out, "w") as f:
                 for r in ref:
                     f.write(json.dumps(r) + "\n")

@@ -19,11 +19,14 @@ func writeStandardError(_ s: String) {
 }
 
 /// Shows library progress on stderr: rate and ETA, redrawn in place on a terminal and at most every few
-/// seconds (one line each) when stderr is a file or a pipe, so CI logs stay short.
+/// seconds (one line each) when stderr is a file or a pipe, so CI logs stay short. The rate and ETA are
+/// measured from the stage's first update and shown only once a second has passed since it (see
+/// `ProgressRate`); before that the line has no rate.
 final class ProgressPrinter {
     private var start = Date()
     private var stage = ""
     private var lastPrint = Date.distantPast
+    private var rate = ProgressRate(minimumInterval: 1)
     private let interactive = isatty(2) != 0
     private let quiet: Bool
 
@@ -39,18 +42,22 @@ final class ProgressPrinter {
             stage = u.stage
             start = now
             lastPrint = .distantPast
+            rate.reset()
         }
+        let t = elapsed
+        // Every update is a sample (the first is the base), printed or not.
+        let perSecond = rate.update(time: t, completed: u.completed)
         let finished = u.completed >= u.total
         let minInterval = interactive ? 0.2 : 5.0
         if !finished && now.timeIntervalSince(lastPrint) < minInterval { return }
         lastPrint = now
-        let t = elapsed
-        let rate = t > 0 ? Double(u.completed) / t : 0
-        let remaining = rate > 0 ? Double(u.total - u.completed) / rate : .nan
         let pct = u.total > 0 ? 100 * Double(u.completed) / Double(u.total) : 100
         var line = String(format: "%@ %5.1f%% %d/%d %@", u.stage, pct, u.completed, u.total, u.unit)
-        line += String(format: " | %@/s %@ | elapsed %@", formatCount(rate), u.unit, formatDuration(t))
-        if !finished { line += " | ETA \(formatDuration(remaining))" }
+        if let perSecond { line += String(format: " | %@/s %@", formatCount(perSecond), u.unit) }
+        line += " | elapsed \(formatDuration(t))"
+        if !finished, let remaining = ProgressRate.remaining(completed: u.completed, total: u.total, rate: perSecond) {
+            line += " | ETA \(formatDuration(remaining))"
+        }
         if !u.detail.isEmpty { line += " | \(u.detail)" }
         if interactive {
             writeStandardError("\r\u{1B}[K" + line + (finished ? "\n" : ""))
