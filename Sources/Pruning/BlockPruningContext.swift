@@ -6,15 +6,16 @@ import Tensor
 /// forward passes of the block over the calibration inputs with a capture hook, statistics collection,
 /// and per-layer compression.
 ///
-/// The driver calls `PruningMethod.pruneBlock(context)` once per block l = 0..<L. On entry `weights` holds
+/// The driver calls `PruningMethod.prune(context)` once per block l = 0..<L. On entry `weights` holds
 /// the dense block l as loaded from the checkpoint and `inputs` holds X̂ₗ, the outputs of the already
 /// pruned blocks 0..<l on the calibration samples (nsamples, seqlen, hidden). On return `weights` must hold
 /// the pruned block (same shapes; only the seven linear matrices may change); the driver then checks the
 /// pattern, records per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) (unless the method left them in
 /// `outputs`) and hands the block to the export sink.
 ///
-/// A method that needs the whole block (Wanda++: a dense copy as the target, gradients of a regional
-/// loss, regional optimization, stage-by-stage pruning) overrides `pruneBlock` and uses the pieces below:
+/// A per-layer method (`LayerPruningMethod`) gets the shared step, `defaultPruneBlock`. A method that
+/// needs the whole block (Wanda++: a dense copy as the target, gradients of a regional loss, regional
+/// optimization, stage-by-stage pruning) implements `prune` with the pieces below:
 /// `DecoderBlockWeights` is a value, so `let dense = context.weights` is the dense copy; `inputs(samples:)`
 /// gives the block inputs of chosen samples as (B, T, C) tensors for its own forward/backward passes;
 /// `collectStatistics(_:samples:)` gathers ‖X‖ or XᵀX through the block as it currently stands;
@@ -38,15 +39,15 @@ public final class BlockPruningContext {
     /// The run's seeded generator (`PruningOptions.seed`), shared by all blocks in order.
     public var generator: SeededGenerator
     /// X̂ₗ: the block's calibration inputs, (sampleCount, sequenceLength, hidden) row-major. Read-only:
-    /// valid only during `pruneBlock`.
+    /// valid only during `prune`.
     public let inputs: UnsafeBufferPointer<Float>
-    /// The driver's buffer for X̂ₗ₊₁ (sampleCount, sequenceLength, hidden), free while `pruneBlock` runs (the
+    /// The driver's buffer for X̂ₗ₊₁ (sampleCount, sequenceLength, hidden), free while `prune` runs (the
     /// driver fills it afterwards with its own forward pass of the pruned block): a method may use it as
     /// scratch. Empty for methods without calibration inputs.
     public let scratch: UnsafeMutableBufferPointer<Float>
     /// Seconds spent in `compress` per linear (filled by `compress(_:with:statistics:)`; a method that
     /// prunes by itself may fill it too, for the run record).
-    public var layerSeconds: [LinearKind: Double] = [:]
+    public private(set) var layerSeconds: [LinearKind: Double] = [:]
     /// The number format of `forward` (and so of `collectStatistics`): `PruningOptions.computePrecision`.
     public let computePrecision: ComputePrecision
     /// The forward blocks `forward` reuses: the driver's, one for the whole run.
@@ -175,7 +176,7 @@ public final class BlockPruningContext {
     }
 
     /// Prunes one linear with `method.compress` and records its time.
-    public func compress(_ kind: LinearKind, with method: PruningMethod, statistics: InputStatistics?) throws {
+    public func compress(_ kind: LinearKind, with method: LayerPruningMethod, statistics: InputStatistics?) throws {
         report(kind.modulePath)
         let start = DispatchTimeClock.now()
         try Profile.phase("compress") { try withWeight(kind) { try method.compress($0, statistics: statistics, pattern: pattern(for: kind)) } }
@@ -201,7 +202,8 @@ public final class BlockPruningContext {
     /// linears in one pass of the dense block over all samples (the reference code's semantics: every
     /// layer's statistics come from the not-yet-pruned block), then compress q, k, v, o, gate, up, down.
     /// Methods without statistics (magnitude) skip the forward pass.
-    public func defaultPruneBlock(_ method: PruningMethod) throws {
+    @discardableResult
+    public func defaultPruneBlock(_ method: LayerPruningMethod) throws -> BlockMethodReport {
         var stats: [LinearKind: InputStatistics] = [:]
         if !method.statistics.isEmpty {
             report("calibration")
@@ -212,6 +214,7 @@ public final class BlockPruningContext {
             // A shared statistic is freed once its last reader is done (SparseGPT's XᵀX are large).
             stats[kind] = nil
         }
+        return BlockMethodReport(layerSeconds: layerSeconds)
     }
 
     static func keyPath(_ kind: LinearKind) -> WritableKeyPath<DecoderBlockWeights, Tensor> {

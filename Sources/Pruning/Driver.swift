@@ -102,7 +102,7 @@ public enum BlockwisePruning {
     ///
     /// 1. embeds the calibration tokens into X̂₀ (nsamples, seqlen, hidden);
     /// 2. for each block l: loads its weights (only this block is resident; the checkpoint stays
-    ///    memory-mapped), calls `method.pruneBlock` (by default: statistics of all seven linears from one
+    ///    memory-mapped), calls `method.prune` (for a per-layer method: statistics of all seven linears from one
     ///    pass of the dense block, then compress each), checks the result (shapes; N:M groups), records the
     ///    per-layer sparsity, computes X̂ₗ₊₁ = pruned blockₗ(X̂ₗ) into the second activation buffer (the two
     ///    buffers swap every block; a method may have left them there, `BlockPruningContext.outputs`), and
@@ -221,7 +221,7 @@ public enum BlockwisePruning {
             report("loading")
             let weights = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
             let context = makeContext(l, weights: weights, report: report)
-            try method.pruneBlock(context)
+            let methodReport = try method.prune(context)
             generator = context.generator
             let pruned = context.weights
             do {
@@ -243,7 +243,7 @@ public enum BlockwisePruning {
                 }
                 layers.append(LayerPruningReport(name: name, layer: l, kind: kind, shape: w.shape, zeros: z,
                                                  sparsity: w.count == 0 ? 0 : Double(z) / Double(w.count),
-                                                 seconds: context.layerSeconds[kind]))
+                                                 seconds: methodReport.layerSeconds[kind]))
                 parameters += w.count
                 zeros += z
             }

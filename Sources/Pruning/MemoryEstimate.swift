@@ -20,9 +20,9 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
     public var statisticsBytes: Int
     /// The temporaries of one forward call over `samplesPerForward` samples.
     public var forwardBytes: Int
-    /// The largest per-layer compression scratch (`PruningMethod.compressionScratchBytes`).
+    /// The largest per-layer compression scratch (`MethodMemory.compressionBytes`).
     public var compressionBytes: Int
-    /// `PruningMethod.extraBlockBytes` (e.g. Wanda++'s dense copy and gradients).
+    /// `MethodMemory.extraBlockBytes` (e.g. Wanda++'s dense copy and gradients).
     public var methodExtraBytes: Int
 
     public var totalBytes: Int {
@@ -36,12 +36,11 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
         let f = MemoryLayout<Float>.size
         let qDim = c.numAttentionHeads * c.headDim, kvDim = c.numKeyValueHeads * c.headDim
         var blockParams = 2 * c.hiddenSize
-        var largestCompression = 0
         for kind in LinearKind.allCases {
             let s = kind.shape(c)
             blockParams += s[0] * s[1] + (kind.hasBias(c) ? s[0] : 0)
-            largestCompression = max(largestCompression, method.compressionScratchBytes(outFeatures: s[0], inFeatures: s[1]))
         }
+        let own = method.memory(configuration: c, sampleCount: sampleCount, sequenceLength: sequenceLength)
         let uses = method.needsCalibrationInputs
         let tokensPerForward = PruningOptions(pattern: .unstructured(0), samplesPerForward: samplesPerForward)
             .resolvedSamplesPerForward(sampleCount: max(sampleCount, 1), sequenceLength: sequenceLength) * sequenceLength
@@ -50,17 +49,14 @@ public struct MemoryEstimate: Codable, Sendable, Equatable, CustomStringConverti
         let forwardFloats = tokensPerForward * (5 * c.hiddenSize + 2 * qDim + 2 * kvDim + 3 * c.intermediateSize)
             + workerCount * Attention.forwardScratchFloats(length: sequenceLength, heads: c.numAttentionHeads,
                                                            kvHeads: c.numKeyValueHeads, headDim: c.headDim)
-        let stats = InputStatistics.bytes(inFeatures: c.hiddenSize, kind: method.statistics) * 2
-            + InputStatistics.bytes(inFeatures: qDim, kind: method.statistics)
-            + InputStatistics.bytes(inFeatures: c.intermediateSize, kind: method.statistics)
         return MemoryEstimate(
             blockBytes: blockParams * f,
             activationBytes: uses ? 2 * sampleCount * sequenceLength * c.hiddenSize * f : 0,
             embeddingBytes: uses ? c.vocabSize * c.hiddenSize * f : 0,
-            statisticsBytes: stats,
+            statisticsBytes: own.statisticsBytes,
             forwardBytes: uses ? forwardFloats * f : 0,
-            compressionBytes: largestCompression,
-            methodExtraBytes: method.extraBlockBytes(configuration: c, sampleCount: sampleCount, sequenceLength: sequenceLength))
+            compressionBytes: own.compressionBytes,
+            methodExtraBytes: own.extraBlockBytes)
     }
 
     /// "2.31 GiB (block 0.10, activations 2.00, statistics 0.15, forward 0.05, compression 0.01 GiB)".

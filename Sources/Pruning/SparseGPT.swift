@@ -18,7 +18,7 @@ import Tensor
 ///
 /// Step 4 is independent across rows except for the unstructured block mask, so rows are split across
 /// the cores.
-public struct SparseGPTPruning: PruningMethod {
+public struct SparseGPTPruning: LayerPruningMethod {
     /// Columns per lazy-update block (the paper's B = 128). For N:M it must be a multiple of m.
     public var blockSize: Int
     /// The damping fraction of mean(diag H) added to the diagonal (0.01).
@@ -31,6 +31,28 @@ public struct SparseGPTPruning: PruningMethod {
 
     public var name: String { "sparsegpt" }
     public var statistics: InputStatistics.Kind { .gram }
+    public var settings: [String: String] { ["percdamp": String(percentDamping), "blocksize": String(blockSize)] }
+
+    /// SparseGPT with its settings checked (one-line errors).
+    public static func checked(blockSize: Int, percentDamping: Double) throws -> SparseGPTPruning {
+        guard blockSize > 0 else {
+            throw PruningError("invalid SparseGPT block size \(blockSize): it must be positive")
+        }
+        guard percentDamping.isFinite, percentDamping >= 0 else {
+            throw PruningError("invalid SparseGPT damping \(percentDamping): it must be a non-negative number")
+        }
+        return SparseGPTPruning(blockSize: blockSize, percentDamping: percentDamping)
+    }
+
+    public static let registration = MethodRegistration(
+        name: "sparsegpt", summary: "OBS updates with the calibration Hessian",
+        options: [
+            MethodOption("percdamp", valueName: "x", help: "SparseGPT: Hessian damping as a fraction of its mean diagonal.", default: "0.01"),
+            MethodOption("blocksize", valueName: "n", help: "SparseGPT: columns per block of lazy updates.", default: "128"),
+        ]) { a in
+        try checked(blockSize: try a.int("blocksize", range: 1...1_000_000, default: 128)!,
+                    percentDamping: try a.double("percdamp", default: 0.01))
+    }
 
     public func compressionScratchBytes(outFeatures: Int, inFeatures: Int) -> Int {
         // U (in, in) float32, the error block (out, B) float32, the block's scores and mask.

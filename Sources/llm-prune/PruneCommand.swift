@@ -7,18 +7,18 @@ import Pruning
 import Runs
 
 enum PruneCommand {
-    static let methodNames = BaselineMethods.names + WandaPlusPlusMethod.names
+    static let methodNames = PruningMethods.names
 
     static let spec = CommandSpec(
         name: "prune",
         abstract: "Prune a checkpoint block by block and write a pruned checkpoint plus a report.",
         discussion: """
-        Methods: magnitude (|W|, one threshold per layer), wanda (|W|·‖X‖ per output row), sparsegpt (OBS
-        updates with the calibration Hessian), wanda++ (regional gradient score (α·G + ‖X‖)·|W| and regional
-        optimization with RMSprop, block by block), wanda++-rgs (gradient score only), wanda++-ro (regional
-        optimization with the Wanda score). Sparsity: a ratio such as 0.5 (unstructured, per output row), or
-        N:M such as 2:4 or 4:8 (N kept of every M consecutive input weights). Only the seven linear layers of each
-        decoder block are pruned; embeddings, norms and lm_head are kept. The next block is calibrated on the
+        Methods:
+        \(PruningMethods.registered.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n"))
+
+        Sparsity: a ratio such as 0.5 (unstructured, per output row), or N:M such as 2:4 or 4:8 (N kept of
+        every M consecutive input weights). Only the seven linear layers of each decoder block are pruned;
+        embeddings, norms and lm_head are kept. The next block is calibrated on the
         outputs of the already pruned blocks. With --output the result is written to a hidden work folder
         (.NAME.partial-PID beside it) and renamed at the end: a failed or interrupted run (Ctrl-C, SIGTERM,
         SIGHUP, a closed pipe, ...) leaves no output folder. The work folder keeps each finished block, so a run
@@ -40,13 +40,7 @@ enum PruneCommand {
             OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples.", defaultValue: "128"),
             OptionSpec(name: "seqlen", valueName: "n", help: "Calibration sample length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "seed", valueName: "n", help: "Seed of every random draw (calibration windows, Wanda++ rounds).", defaultValue: "0"),
-            OptionSpec(name: "percdamp", valueName: "x", help: "SparseGPT: Hessian damping as a fraction of its mean diagonal.", defaultValue: "0.01"),
-            OptionSpec(name: "blocksize", valueName: "n", help: "SparseGPT: columns per block of lazy updates.", defaultValue: "128"),
-            OptionSpec(name: "alpha", valueName: "x", help: "Wanda++: weight α of the regional gradient G in the score.", defaultValue: "100"),
-            OptionSpec(name: "gradient-samples", valueName: "n", help: "Wanda++: G averages over the first n calibration samples.", computedDefault: "all"),
-            OptionSpec(name: "ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", defaultValue: "5"),
-            OptionSpec(name: "ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", computedDefault: "min(32, nsamples)"),
-            OptionSpec(name: "ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", defaultValue: "3e-7"),
+        ] + PruningMethods.options.map(methodOptionSpec) + [
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet (its parent folders are created)."),
             OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
             OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
@@ -70,24 +64,26 @@ enum PruneCommand {
             "llm-prune prune --model ../shared/models/stories260K --method sparsegpt --sparsity 0.5 \\\n      --calibration-file ../shared/calibration/stories260K-wikitext2valid-128x512-seed0.safetensors --calibration-format tokens --json",
         ])
 
+    /// The method named `name` with its options from the command line, and its settings for the record.
     static func makeMethod(_ name: String, _ a: ParsedArguments) throws -> (PruningMethod, [String: String]) {
         guard methodNames.contains(name) else {
             throw UsageError("option '--method' must be one of \(methodNames.joined(separator: ", ")), got '\(name)'")
         }
         // Commands without these options (inspect) get the defaults: the estimate does not depend on them.
-        let percdamp = try a.double("percdamp") ?? 0.01
-        let blocksize = try a.int("blocksize", range: 1...1_000_000) ?? 128
-        var settings: [String: String] = [:]
-        if WandaPlusPlusMethod.names.contains(name) {
-            let options = WandaPlusPlusOptions(
-                alpha: Float(try a.double("alpha") ?? 100), roRounds: try a.int("ro-rounds", range: 0...10_000) ?? 5,
-                roSamples: try a.int("ro-samples", range: 1...Int.max) ?? min(32, try a.int("nsamples", range: 1...1_000_000) ?? 128), roLearningRate: Float(try a.double("ro-lr") ?? 3e-7),
-                gradientSamples: try a.int("gradient-samples", range: 1...Int.max))
-            let method = try WandaPlusPlusMethod(name: name, options: options)
-            return (method, method.settings)
+        let given = a.values.filter { key, _ in PruningMethods.options.contains { $0.name == key } }
+        let arguments = MethodArguments(values: given, sampleCount: try a.int("nsamples", range: 1...1_000_000) ?? 128)
+        let method: PruningMethod
+        do { method = try PruningMethods.make(name, arguments) } catch let e as MethodOptionError {
+            throw UsageError(e.description)
         }
-        if name == "sparsegpt" { settings = ["percdamp": String(percdamp), "blocksize": String(blocksize)] }
-        return (try BaselineMethods.make(name, sparseGPTBlockSize: blocksize, percentDamping: percdamp), settings)
+        return (method, method.settings)
+    }
+
+    /// A method's option as the parser and `--help` take it.
+    static func methodOptionSpec(_ o: MethodOption) -> OptionSpec {
+        Double(o.defaultText) != nil
+            ? OptionSpec(name: o.name, valueName: o.valueName, help: o.help, defaultValue: o.defaultText)
+            : OptionSpec(name: o.name, valueName: o.valueName, help: o.help, computedDefault: o.defaultText)
     }
 
     static func run(_ a: ParsedArguments) throws {

@@ -68,7 +68,7 @@ func pruneInMemory(_ checkpoint: LlamaCheckpoint, _ calibration: CalibrationSet?
 
 /// A method that prunes like Wanda through the default block step and keeps a copy of the block inputs
 /// X̂ₗ it was given, to check the pipeline's plumbing.
-private final class InputProbe: PruningMethod {
+private final class InputProbe: LayerPruningMethod {
     var name: String { "probe" }
     var statistics: InputStatistics.Kind { .columnSquares }
     let samples: [Int]
@@ -78,16 +78,16 @@ private final class InputProbe: PruningMethod {
     func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
         try WandaPruning().compress(weight, statistics: statistics, pattern: pattern)
     }
-    func pruneBlock(_ context: BlockPruningContext) throws {
+    func prune(_ context: BlockPruningContext) throws -> BlockMethodReport {
         seen.append(context.inputs(samples: samples))
         draws.append(context.generator.nextInt(below: 1_000_000))
-        try context.defaultPruneBlock(self)
+        return try context.defaultPruneBlock(self)
     }
 }
 
 /// A method that checks, at every block, `BlockPruningContext.forward` on consecutive and scattered samples
 /// against the Tensor forward of the same inputs, then prunes like Wanda.
-private final class ForwardProbe: PruningMethod {
+private final class ForwardProbe: LayerPruningMethod {
     var name: String { "forward-probe" }
     var statistics: InputStatistics.Kind { .columnSquares }
     var mismatches: [String] = []
@@ -95,7 +95,7 @@ private final class ForwardProbe: PruningMethod {
     func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
         try WandaPruning().compress(weight, statistics: statistics, pattern: pattern)
     }
-    func pruneBlock(_ context: BlockPruningContext) throws {
+    func prune(_ context: BlockPruningContext) throws -> BlockMethodReport {
         for samples in [[1, 2, 3], [4, 0], [2]] {
             // Chunks of samplesPerForward, as the context cuts them (a GEMM's bits may depend on its rows).
             var expected: [Float] = []
@@ -112,7 +112,7 @@ private final class ForwardProbe: PruningMethod {
             }
             checked += 1
         }
-        try context.defaultPruneBlock(self)
+        return try context.defaultPruneBlock(self)
     }
 }
 
@@ -208,7 +208,7 @@ private final class ForwardProbe: PruningMethod {
 
     /// A method that breaks the pattern is caught by the driver's N:M validator.
     @Test func driverValidatesNM() throws {
-        struct Lazy: PruningMethod {
+        struct Lazy: LayerPruningMethod {
             var name: String { "lazy" }
             var statistics: InputStatistics.Kind { [] }
             func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {}

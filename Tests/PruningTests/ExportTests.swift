@@ -160,7 +160,7 @@ private func pruneAndExport(input: URL, output: URL, method: PruningMethod, patt
 
     /// A run that fails part-way leaves neither the output folder nor its temporary sibling.
     @Test func failedRunLeavesNothing() throws {
-        struct Failing: PruningMethod {
+        struct Failing: LayerPruningMethod {
             var name: String { "failing" }
             var statistics: InputStatistics.Kind { [] }
             func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {

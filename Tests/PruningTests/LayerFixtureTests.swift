@@ -51,7 +51,7 @@ private struct LayerCase {
     }
 
     /// Runs `method` on a copy of W.
-    func pruned(_ method: PruningMethod, _ pattern: SparsityPattern, _ stats: InputStatistics?) throws -> [Float] {
+    func pruned(_ method: LayerPruningMethod, _ pattern: SparsityPattern, _ stats: InputStatistics?) throws -> [Float] {
         var w = weight
         try w.withUnsafeMutableBufferPointer { wp in
             try method.compress(LayerWeight(name: "fixture", values: wp, outFeatures: rows, inFeatures: cols),
@@ -82,7 +82,7 @@ private func agreement(_ a: [Bool], _ b: [Bool]) -> Double {
         let c = try LayerCase(name)
         let stats = c.statistics(.columnSquares)
         for pattern in try c.patterns("mask_patterns") {
-            for method in [MagnitudePruning() as PruningMethod, WandaPruning()] {
+            for method in [MagnitudePruning() as LayerPruningMethod, WandaPruning()] {
                 let w = try c.pruned(method, pattern, method.statistics.isEmpty ? nil : stats)
                 let kept = w.map { $0 != 0 }
                 let ref = try unpackKept(c.file, "\(method.name).\(LayerCase.tag(pattern))", count: c.rows * c.cols)

@@ -45,7 +45,7 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
 }
 
 @Suite struct MethodErrorTests {
-    private func run(_ method: PruningMethod, _ w: inout [Float], rows: Int, cols: Int, _ pattern: SparsityPattern,
+    private func run(_ method: LayerPruningMethod, _ w: inout [Float], rows: Int, cols: Int, _ pattern: SparsityPattern,
                      stats: InputStatistics?) throws {
         try w.withUnsafeMutableBufferPointer {
             try method.compress(LayerWeight(name: "blk.q", values: $0, outFeatures: rows, inFeatures: cols),
@@ -104,7 +104,7 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
         let stats = InputStatistics(inFeatures: cols, kind: .gram)
         let x = gaussians(30 * cols, seed: 5)
         x.withUnsafeBufferPointer { stats.calibrate($0, rows: 30) }
-        for method in [MagnitudePruning() as PruningMethod, WandaPruning(), SparseGPTPruning(blockSize: 4)] {
+        for method in [MagnitudePruning() as LayerPruningMethod, WandaPruning(), SparseGPTPruning(blockSize: 4)] {
             var w = w0
             try run(method, &w, rows: rows, cols: cols, .unstructured(0), stats: stats)
             #expect(w == w0, "\(method.name)")
@@ -126,5 +126,29 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
         #expect(throws: PruningError("invalid SparseGPT damping -1.0: it must be a non-negative number")) {
             _ = try BaselineMethods.make("sparsegpt", percentDamping: -1)
         }
+    }
+}
+
+@Suite struct MethodRegistryTests {
+    /// Every registered method is made by its name, with its settings as the run record keeps them; a bad
+    /// option value is a one-line error naming the option; an unknown name lists the methods.
+    @Test func everyRegisteredMethodIsMadeByName() throws {
+        #expect(PruningMethods.names == ["magnitude", "wanda", "sparsegpt", "wanda++", "wanda++-rgs", "wanda++-ro"])
+        for name in PruningMethods.names { #expect(try PruningMethods.make(name).name == name) }
+        let s = try PruningMethods.make("sparsegpt", MethodArguments(values: ["blocksize": "64", "percdamp": "0.1"]))
+        #expect(s.settings == ["blocksize": "64", "percdamp": "0.1"])
+        #expect(try PruningMethods.make("sparsegpt").settings == ["blocksize": "128", "percdamp": "0.01"])
+        #expect(try PruningMethods.make("wanda").settings == [:])
+        #expect(throws: MethodOptionError("option '--percdamp' needs a number, got 'nan'")) {
+            _ = try PruningMethods.make("sparsegpt", MethodArguments(values: ["percdamp": "nan"]))
+        }
+        #expect(throws: PruningError("invalid SparseGPT damping -1.0: it must be a non-negative number")) {
+            _ = try PruningMethods.make("sparsegpt", MethodArguments(values: ["percdamp": "-1"]))
+        }
+        #expect(throws: PruningError("unknown pruning method 'obs'; expected one of magnitude, wanda, sparsegpt, wanda++, wanda++-rgs, wanda++-ro")) {
+            _ = try PruningMethods.make("obs")
+        }
+        // Each option once, in registration order (the prune command's --help lists them so).
+        #expect(PruningMethods.options.map(\.name) == ["percdamp", "blocksize", "alpha", "gradient-samples", "ro-rounds", "ro-samples", "ro-lr"])
     }
 }

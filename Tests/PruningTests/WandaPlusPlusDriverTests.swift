@@ -76,16 +76,12 @@ import Testing
         #expect(throws: PruningError("unknown Wanda++ variant 'wanda+'; expected one of wanda++, wanda++-rgs, wanda++-ro")) {
             try WandaPlusPlusMethod(name: "wanda+")
         }
-        var w: [Float] = [1, 2, 3, 4]
-        let message: String? = w.withUnsafeMutableBufferPointer { buffer in
-            do {
-                try WandaPlusPlusMethod().compress(LayerWeight(name: "x", values: buffer, outFeatures: 1, inFeatures: 4),
-                                                   statistics: nil, pattern: .nm(n: 2, m: 4))
-                return nil
-            } catch { return "\(error)" }
+        // The registry makes each variant with the spec's defaults, RO samples capped by nsamples.
+        let made = try #require(try PruningMethods.make("wanda++-ro", MethodArguments(sampleCount: 8)) as? WandaPlusPlusMethod)
+        #expect(made.options == WandaPlusPlusOptions(variant: .roOnly, roSamples: 8))
+        #expect(throws: MethodOptionError("option '--ro-rounds' needs an integer in 0...10000, got 'x'")) {
+            _ = try PruningMethods.make("wanda++", MethodArguments(values: ["ro-rounds": "x"]))
         }
-        #expect(message == "x: wanda++ prunes whole decoder blocks, not single layers")
-        #expect(w == [1, 2, 3, 4])
         // More than the 4 calibration samples per round: refused before any block is touched.
         let checkpoint = try LlamaCheckpoint(directory: sharedData("models/stories260K"))
         do {

@@ -2,7 +2,7 @@ import Foundation
 import Llama
 import Tensor
 
-/// Wanda++ behind the driver's method protocol: `pruneBlock` takes over each decoder block (dense copy,
+/// Wanda++ behind the driver's method protocol: `prune` takes over each decoder block (dense copy,
 /// regional gradients, regional optimization, stage-by-stage pruning; see `WandaPlusPlusBlock`).
 ///
 /// A class so the per-block records (RO losses per round, the rounds' draws, timings) stay readable after
@@ -21,6 +21,34 @@ public final class WandaPlusPlusMethod: PruningMethod {
 
     /// The command-line names of the three variants.
     public static let names = WandaPlusPlusVariant.allCases.map(\.rawValue)
+
+    /// The options the three variants read.
+    public static let options = [
+        MethodOption("alpha", valueName: "x", help: "Wanda++: weight α of the regional gradient G in the score.", default: "100"),
+        MethodOption("gradient-samples", valueName: "n", help: "Wanda++: G averages over the first n calibration samples.", default: "all"),
+        MethodOption("ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", default: "5"),
+        MethodOption("ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", default: "min(32, nsamples)"),
+        MethodOption("ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", default: "3e-7"),
+    ]
+
+    /// The registration of one variant.
+    public static func registration(_ variant: WandaPlusPlusVariant) -> MethodRegistration {
+        let summaries: [WandaPlusPlusVariant: String] = [
+            .full: "regional gradient score (α·G + ‖X‖)·|W| and regional optimization with RMSprop, block by block",
+            .rgsOnly: "gradient score only",
+            .roOnly: "regional optimization with the Wanda score",
+        ]
+        return MethodRegistration(name: variant.rawValue, summary: summaries[variant] ?? variant.rawValue, options: options) { a in
+            let o = WandaPlusPlusOptions(
+                variant: variant,
+                alpha: Float(try a.double("alpha", default: 100)),
+                roRounds: try a.int("ro-rounds", range: 0...10_000, default: 5)!,
+                roSamples: try a.int("ro-samples", range: 1...Int.max, default: min(32, a.sampleCount))!,
+                roLearningRate: Float(try a.double("ro-lr", default: 3e-7)),
+                gradientSamples: try a.int("gradient-samples", range: 1...Int.max, default: nil))
+            return WandaPlusPlusMethod(options: o)
+        }
+    }
 
     /// The variant named `name` ("wanda++", "wanda++-rgs", "wanda++-ro") with the other settings of
     /// `options`; throws a one-line error for an unknown name.
@@ -73,13 +101,14 @@ public final class WandaPlusPlusMethod: PruningMethod {
 
     /// "wanda++", "wanda++-rgs" or "wanda++-ro".
     public var name: String { options.variant.rawValue }
-    /// None through the driver's per-layer path: Wanda++ collects its own, stage by stage.
-    public var statistics: InputStatistics.Kind { [] }
     public var needsCalibrationInputs: Bool { true }
 
-    /// Wanda++ scores need the whole block (gradients through it); it never prunes a lone layer.
-    public func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
-        throw PruningError("\(weight.name): \(name) prunes whole decoder blocks, not single layers")
+    /// No per-layer statistics (Wanda++ collects its own column norms, stage by stage, inside the extra
+    /// bytes); the scores and mask of the largest matrix; the extra bytes below.
+    public func memory(configuration c: LlamaConfiguration, sampleCount: Int, sequenceLength: Int) -> MethodMemory {
+        let largest = LinearKind.allCases.map { $0.shape(c) }.map { $0[0] * $0[1] }.max() ?? 0
+        return MethodMemory(compressionBytes: 5 * largest,
+                            extraBlockBytes: extraBlockBytes(configuration: c, sampleCount: sampleCount, sequenceLength: sequenceLength))
     }
 
     /// Beyond the driver's block: the working copy of the seven matrices, their gradients, G (and its
@@ -107,7 +136,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
         return 4 * p * (copies + g) + 5 * largest + tape + 4 * sequenceLength * c.hiddenSize * (1 + targets) + 4 * stageStore
     }
 
-    public func pruneBlock(_ context: BlockPruningContext) throws {
+    public func prune(_ context: BlockPruningContext) throws -> BlockMethodReport {
         if context.layer == 0 { records = [:] }   // a new run
         let geometry = BlockGeometry(configuration: context.configuration, layer: context.layer)
         var block = context.weights
@@ -131,5 +160,6 @@ public final class WandaPlusPlusMethod: PruningMethod {
         context.generator = generator
         context.weights = block
         records[context.layer] = record
+        return BlockMethodReport()
     }
 }
