@@ -37,12 +37,15 @@ let package = Package(
         // The application layer: the prune and fine-tune jobs, checkpoint writers, resume, work folders,
         // memory estimates, run records, model opening and conversion.
         .target(name: "Runs", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
+        // The command line's option parser: specs, parsing, typed accessors, usage errors, --help.
+        .target(name: "CommandLineArguments"),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
+            dependencies: ["CommandLineArguments", "Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLASRuntime"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "CommandLineArgumentsTests", dependencies: ["CommandLineArguments"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),

@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Tensor
 
 /// `--compute-dtype` (prune, eval): the number format of the forward GEMMs.

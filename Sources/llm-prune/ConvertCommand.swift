@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import SafeTensors
 import Pruning
@@ -25,7 +26,7 @@ enum ConvertCommand {
 
     static func run(_ a: ParsedArguments) throws {
         let dtype: DType
-        switch try a.choice("dtype", ["bf16", "f16", "f32"])! {
+        switch try a.requiredChoice("dtype", ["bf16", "f16", "f32"]) {
         case "bf16": dtype = .BF16
         case "f16": dtype = .F16
         default: dtype = .F32

@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import Tensor
 import Tokenizers
@@ -99,7 +100,7 @@ enum EvalCommand {
             throw UsageError("nothing to evaluate: give --data-file (perplexity) and/or --tasks (zero-shot)")
         }
         var windows: EvaluationWindows? = nil
-        let dataset = try a.choice("dataset", ["wikitext2", "text"])!
+        let dataset = try a.requiredChoice("dataset", ["wikitext2", "text"])
         if let dataFile {
             let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings)
             if seqlen > c.maxPositionEmbeddings {

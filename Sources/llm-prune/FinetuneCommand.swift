@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import Llama
 import Datasets
@@ -66,30 +67,28 @@ enum FinetuneCommand {
             }
             if !targets.contains(k) { targets.append(k) }
         }
-        let mode = LoRAMode(rawValue: try a.choice("lora-mode", LoRAMode.allCases.map(\.rawValue))!)!
-        let format = CalibrationFormat(rawValue: try a.choice("train-format", CalibrationFormat.allCases.map(\.rawValue))!)!
-        let lora = LoRAOptions(rank: try a.int("lora-rank", range: 1...65_536)!, alpha: try a.double("lora-alpha")!,
-                               dropout: try a.double("lora-dropout")!, targets: targets, mode: mode,
-                               seed: UInt64(try a.int("seed", range: 0...Int.max)!))
+        let mode = try a.requiredChoice("lora-mode", of: LoRAMode.self)
+        let format = try a.requiredChoice("train-format", of: CalibrationFormat.self)
+        let lora = LoRAOptions(rank: try a.requiredInt("lora-rank", range: 1...65_536), alpha: try a.requiredDouble("lora-alpha"),
+                               dropout: try a.requiredDouble("lora-dropout"), targets: targets, mode: mode,
+                               seed: UInt64(try a.requiredInt("seed", range: 0...Int.max)))
         let training = TrainingOptions(
-            steps: try a.int("steps", range: 1...100_000_000)!, learningRate: try a.double("lr")!,
-            warmup: try a.int("warmup")!, gradientAccumulation: try a.int("grad-accum", range: 1...1_000_000)!,
-            maxGradNorm: try a.double("max-grad-norm")!, weightDecay: try a.double("weight-decay")!,
-            evalEvery: try a.int("eval-every")!, saveEvery: try a.int("save-every")!)
+            steps: try a.requiredInt("steps", range: 1...100_000_000), learningRate: try a.requiredDouble("lr"),
+            warmup: try a.requiredInt("warmup"), gradientAccumulation: try a.requiredInt("grad-accum", range: 1...1_000_000),
+            maxGradNorm: try a.requiredDouble("max-grad-norm"), weightDecay: try a.requiredDouble("weight-decay"),
+            evalEvery: try a.requiredInt("eval-every"), saveEvery: try a.requiredInt("save-every"))
         do { try lora.validate(); try training.validate() } catch let e as FineTuningError { throw UsageError(e.description) }
-        var seqlen = try a.int("seqlen", range: 2...1_000_000)
-        if seqlen == nil {
-            seqlen = min(1024, try LlamaCheckpoint(directory: model).configuration.maxPositionEmbeddings)
-        }
+        let seqlen = try a.int("seqlen", range: 2...1_000_000)
+            ?? min(1024, try LlamaCheckpoint(directory: model).configuration.maxPositionEmbeddings)
         var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?, maxWindows: Int?)? = nil
         if let file = a.string("eval-file") {
-            let ds = EvaluationDataset(rawValue: try a.choice("eval-dataset", EvaluationDataset.allCases.map(\.rawValue))!)!
+            let ds = try a.requiredChoice("eval-dataset", of: EvaluationDataset.self)
             evaluation = (ds, URL(fileURLWithPath: file), try a.int("eval-seqlen", range: 2...1_000_000),
                           try a.int("eval-windows", range: 1...Int.max))
         }
         var options = FineTuningJobOptions(
             model: model, trainFile: URL(fileURLWithPath: try a.requiredString("train-file")), trainFormat: format,
-            trainField: a.string("train-field")!, seqlen: seqlen!, lora: lora, training: training,
+            trainField: try a.requiredString("train-field"), seqlen: seqlen, lora: lora, training: training,
             output: a.string("output").map { URL(fileURLWithPath: $0) },
             checkpointDirectory: a.string("checkpoint-dir").map { URL(fileURLWithPath: $0) },
             resume: a.string("resume").map { URL(fileURLWithPath: $0) }, evaluation: evaluation,
@@ -112,8 +111,8 @@ enum FinetuneCommand {
         }
         print(String(format: "%d steps, final loss %.4f, %.0f tokens/s over %.1f s", r.losses.count, r.losses.last ?? .nan,
                      r.tokensPerSecond, r.trainingSeconds))
-        for k in ["before", "merged", "unmerged", "remasked"] where r.perplexities[k] != nil {
-            print(String(format: "perplexity %@ %.4f", k, r.perplexities[k]!))
+        for k in ["before", "merged", "unmerged", "remasked"] {
+            if let p = r.perplexities[k] { print(String(format: "perplexity %@ %.4f", k, p)) }
         }
         print("zeros in the seven linears: input \(r.inputZeros), output \(r.outputZeros)")
         if let out = r.output { print("wrote \(out.path) (adapter in \(out.appendingPathComponent("adapter").path))") }

@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import Tensor
 import SafeTensors
@@ -33,7 +34,7 @@ enum InspectCommand {
             parameters = gguf.infos.reduce(0) { $0 + $1.elementCount }
             var counts: [String: Int] = [:]
             for info in gguf.infos { counts[info.type.description, default: 0] += 1 }
-            dtypeSummary = counts.keys.sorted().map { "\($0) (\(counts[$0]!))" }.joined(separator: ", ") + ", GGUF v\(gguf.version)"
+            dtypeSummary = counts.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ") + ", GGUF v\(gguf.version)"
             fileCount = 1
         } else {
             let tensors = try SafeTensorsCheckpoint(directory: url)
@@ -41,7 +42,7 @@ enum InspectCommand {
             dtypeSummary = tensors.dtypeSummary
             fileCount = tensors.shardFiles.count
         }
-        let nsamples = try a.int("nsamples", range: 1...1_000_000)!
+        let nsamples = try a.requiredInt("nsamples", range: 1...1_000_000)
         let seqlen = try a.int("seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
         let prunable = (0..<c.numHiddenLayers).reduce(0) { sum, _ in
             sum + LinearKind.allCases.reduce(0) { $0 + $1.shape(c).reduce(1, *) }
@@ -52,7 +53,7 @@ enum InspectCommand {
         }
         let (method, _) = try PruneCommand.makeMethod(methodName, a)
         // The estimate of a prune with --output (what `prune` itself checks and reports).
-        let format = try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!
+        let format = try a.requiredChoice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))
         let evalSeqlen = try a.int("eval-seqlen", range: 2...1_000_000) ?? min(2048, c.maxPositionEmbeddings)
         let dtypeBytes = PruningJob.prunedElementBytes(checkpoint)
         let estimate = RunMemoryEstimate.estimate(

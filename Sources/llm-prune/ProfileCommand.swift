@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import Tensor
 import Llama
@@ -84,16 +85,17 @@ enum BenchGEMMCommand {
         var shapes: [Profile.GEMMShape] = []
         if let list = a.string("shapes") {
             for item in list.split(separator: ";") {
-                let f = item.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard (f.count == 3 || f.count == 5), f.allSatisfy({ $0 != nil }),
-                      f[0]! >= 1, f[1]! >= 1, f[2]! >= 1, f[0]! * f[1]! <= 1 << 28, f[0]! * f[2]! <= 1 << 28, f[1]! * f[2]! <= 1 << 28 else {
+                let words = item.split(separator: ",")
+                let f = words.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard f.count == words.count, f.count == 3 || f.count == 5,
+                      f[0] >= 1, f[1] >= 1, f[2] >= 1, f.allSatisfy({ $0 <= 1 << 28 }), f[0] * f[1] <= 1 << 28, f[0] * f[2] <= 1 << 28, f[1] * f[2] <= 1 << 28 else {
                     throw UsageError("option '--shapes': '\(item)' is not m,n,k[,tA,tB] with positive sizes (each operand at most 2^28 values)")
                 }
-                shapes.append(Profile.GEMMShape(m: f[0]!, n: f[1]!, k: f[2]!, transA: f.count == 5 && f[3]! != 0, transB: f.count == 5 && f[4]! != 0))
+                shapes.append(Profile.GEMMShape(m: f[0], n: f[1], k: f[2], transA: f.count == 5 && f[3] != 0, transB: f.count == 5 && f[4] != 0))
             }
         } else if let model = a.string("model") {
             let c = try LlamaConfiguration(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("config.json"))
-            let t = try a.int("seqlen", range: 1...65_536)!
+            let t = try a.requiredInt("seqlen", range: 1...65_536)
             let q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim
             for (n, k) in [(q, c.hiddenSize), (kv, c.hiddenSize), (c.hiddenSize, q), (c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize)] {
                 shapes.append(Profile.GEMMShape(m: t, n: n, k: k, transA: false, transB: true))
@@ -102,7 +104,7 @@ enum BenchGEMMCommand {
         } else {
             throw UsageError("bench-gemm needs --model or --shapes")
         }
-        guard let seconds = Double(a.string("seconds")!), seconds > 0, seconds <= 60 else {
+        guard let seconds = Double(try a.requiredString("seconds")), seconds > 0, seconds <= 60 else {
             throw UsageError("option '--seconds' must be a number in (0, 60]")
         }
         let bf16 = try ComputeDtypeOption.parse(a) == .bfloat16

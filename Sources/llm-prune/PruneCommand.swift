@@ -1,3 +1,4 @@
+import CommandLineArguments
 import Foundation
 import Tensor
 import Llama
@@ -92,18 +93,18 @@ enum PruneCommand {
             throw UsageError("option '--sparsity': \(error)")
         }
         let (method, settings) = try makeMethod(try a.requiredString("method"), a)
-        let format = CalibrationFormat(rawValue: try a.choice("calibration-format", CalibrationFormat.allCases.map(\.rawValue))!)!
+        let format = try a.requiredChoice("calibration-format", of: CalibrationFormat.self)
         var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil
         if let file = a.string("eval-file") {
-            let ds = EvaluationDataset(rawValue: try a.choice("eval-dataset", EvaluationDataset.allCases.map(\.rawValue))!)!
+            let ds = try a.requiredChoice("eval-dataset", of: EvaluationDataset.self)
             evaluation = (ds, URL(fileURLWithPath: file), try a.int("eval-seqlen", range: 2...1_000_000))
         }
         let options = PruningJobOptions(
             model: URL(fileURLWithPath: try a.requiredString("model")), method: method, pattern: pattern,
             calibrationFile: a.string("calibration-file").map { URL(fileURLWithPath: $0) },
-            calibrationFormat: format, calibrationField: a.string("calibration-field")!,
-            nsamples: try a.int("nsamples", range: 1...1_000_000)!, seqlen: try a.int("seqlen", range: 2...1_000_000),
-            seed: UInt64(try a.int("seed", range: 0...Int.max)!), output: a.string("output").map { URL(fileURLWithPath: $0) },
+            calibrationFormat: format, calibrationField: try a.requiredString("calibration-field"),
+            nsamples: try a.requiredInt("nsamples", range: 1...1_000_000), seqlen: try a.int("seqlen", range: 2...1_000_000),
+            seed: UInt64(try a.requiredInt("seed", range: 0...Int.max)), output: a.string("output").map { URL(fileURLWithPath: $0) },
             evaluation: evaluation, zeroShot: try zeroShotOptions(a, prefix: "eval-"), arguments: Array(CommandLine.arguments), toolVersion: toolVersion, settings: settings)
         var job = options
         job.evaluationMaxWindows = try a.int("eval-windows", range: 1...Int.max)
@@ -113,7 +114,7 @@ enum PruneCommand {
         if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
             throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
         }
-        let outputFormat = try a.choice("output-format", ["hf", "gguf"])!
+        let outputFormat = try a.requiredChoice("output-format", ["hf", "gguf"])
         let dtypeName = try a.requiredString("dtype")
         do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
             throw UsageError("\(error)")
@@ -140,8 +141,8 @@ enum PruneCommand {
             counts[l.kind, default: 0] += l.shape.reduce(1, *)
         } }
         var perKind: [String: Double] = [:]
-        for k in LinearKind.allCases where counts[k, default: 0] > 0 {
-            perKind[k.rawValue] = Double(zeros[k]!) / Double(counts[k]!)
+        for k in LinearKind.allCases {
+            if let count = counts[k], count > 0 { perKind[k.rawValue] = Double(zeros[k, default: 0]) / Double(count) }
         }
         if json {
             var o: [String: Any] = [
@@ -161,8 +162,9 @@ enum PruneCommand {
             return
         }
         print("method \(method), sparsity \(pattern.description): achieved \(String(format: "%.4f", s.sparsity)) over \(s.parameters) prunable weights in \(String(format: "%.1f", s.seconds)) s")
-        for k in LinearKind.allCases where perKind[k.rawValue] != nil {
-            print("  \(k.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(format: "%.4f", perKind[k.rawValue]!))")
+        for k in LinearKind.allCases {
+            guard let fraction = perKind[k.rawValue] else { continue }
+            print("  \(k.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(format: "%.4f", fraction))")
         }
         if let p = r.perplexity {
             print(String(format: "perplexity %.4f (seqlen %d, %d tokens, %d windows)", p.perplexity, p.seqlen, p.tokens, p.windows))

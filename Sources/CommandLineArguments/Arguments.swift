@@ -1,32 +1,42 @@
 import Foundation
 
 /// A command-line usage problem: reported with the command's usage line, exit status 64 (EX_USAGE).
-struct UsageError: Error, CustomStringConvertible {
-    var description: String
-    init(_ message: String) { description = message }
+public struct UsageError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ message: String) { description = message }
 }
 
 /// One `--long-option` of a command. `valueName == nil` makes it a flag that takes no value.
-struct OptionSpec {
-    var name: String
-    var valueName: String?
-    var help: String
+public struct OptionSpec {
+    public var name: String
+    public var valueName: String?
+    public var help: String
     /// The value used when the option is absent.
-    var defaultValue: String? = nil
-    var required = false
+    public var defaultValue: String? = nil
+    public var required = false
     /// How `--help` describes a default that depends on the model (the option is then absent → nil).
-    var computedDefault: String? = nil
+    public var computedDefault: String? = nil
+
+    public init(name: String, valueName: String?, help: String, defaultValue: String? = nil, required: Bool = false,
+                computedDefault: String? = nil) {
+        self.name = name; self.valueName = valueName; self.help = help; self.defaultValue = defaultValue
+        self.required = required; self.computedDefault = computedDefault
+    }
 }
 
 /// A subcommand: its options and help text. The generated `--help` lists every option with its default.
-struct CommandSpec {
-    var name: String
-    var abstract: String
-    var discussion: String = ""
-    var options: [OptionSpec]
-    var examples: [String] = []
+public struct CommandSpec {
+    public var name: String
+    public var abstract: String
+    public var discussion: String = ""
+    public var options: [OptionSpec]
+    public var examples: [String] = []
 
-    var usage: String {
+    public init(name: String, abstract: String, discussion: String = "", options: [OptionSpec], examples: [String] = []) {
+        self.name = name; self.abstract = abstract; self.discussion = discussion; self.options = options; self.examples = examples
+    }
+
+    public var usage: String {
         let parts = options.map { o -> String in
             let body = o.valueName.map { "--\(o.name) <\($0)>" } ?? "--\(o.name)"
             return o.required ? body : "[\(body)]"
@@ -34,7 +44,7 @@ struct CommandSpec {
         return "llm-prune \(name) " + parts.joined(separator: " ")
     }
 
-    var help: String {
+    public var help: String {
         var s = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n"
         if !discussion.isEmpty { s += "\n\(discussion)\n" }
         s += "\nOPTIONS:\n"
@@ -55,7 +65,7 @@ struct CommandSpec {
     }
 
     /// Parses `arguments` (the words after the subcommand name) against this command's options.
-    func parse(_ arguments: [String]) throws -> ParsedArguments {
+    public func parse(_ arguments: [String]) throws -> ParsedArguments {
         var parsed = ParsedArguments(command: self)
         var i = 0
         while i < arguments.count {
@@ -98,24 +108,24 @@ struct CommandSpec {
 }
 
 /// The options one invocation gave, with typed accessors that turn bad values into usage errors.
-struct ParsedArguments {
-    var command: CommandSpec
-    var values: [String: String] = [:]
-    var flags: Set<String> = []
-    var helpRequested = false
+public struct ParsedArguments {
+    public var command: CommandSpec
+    public var values: [String: String] = [:]
+    public var flags: Set<String> = []
+    public var helpRequested = false
 
-    func flag(_ name: String) -> Bool { flags.contains(name) }
+    public func flag(_ name: String) -> Bool { flags.contains(name) }
 
-    func string(_ name: String) -> String? {
+    public func string(_ name: String) -> String? {
         values[name] ?? command.options.first(where: { $0.name == name })?.defaultValue
     }
 
-    func requiredString(_ name: String) throws -> String {
+    public func requiredString(_ name: String) throws -> String {
         guard let v = string(name) else { throw UsageError("missing required option '--\(name)'") }
         return v
     }
 
-    func int(_ name: String, range: ClosedRange<Int> = 0...Int.max) throws -> Int? {
+    public func int(_ name: String, range: ClosedRange<Int> = 0...Int.max) throws -> Int? {
         guard let s = string(name) else { return nil }
         guard let v = Int(s), range.contains(v) else {
             throw UsageError("option '--\(name)' needs an integer in \(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound)), got '\(s)'")
@@ -123,14 +133,44 @@ struct ParsedArguments {
         return v
     }
 
-    func double(_ name: String) throws -> Double? {
+    public func double(_ name: String) throws -> Double? {
         guard let s = string(name) else { return nil }
         guard let v = Double(s), v.isFinite else { throw UsageError("option '--\(name)' needs a number, got '\(s)'") }
         return v
     }
 
+    /// An option the command gives a default (or requires): its value as an integer in `range`.
+    public func requiredInt(_ name: String, range: ClosedRange<Int> = 0...Int.max) throws -> Int {
+        guard let v = try int(name, range: range) else { throw UsageError("missing required option '--\(name)'") }
+        return v
+    }
+
+    /// An option the command gives a default (or requires): its value as a finite number.
+    public func requiredDouble(_ name: String) throws -> Double {
+        guard let v = try double(name) else { throw UsageError("missing required option '--\(name)'") }
+        return v
+    }
+
+    /// A choice among an enumeration's raw values (`--lora-mode masked`), as the enumeration's case.
+    public func choice<T: RawRepresentable & CaseIterable>(_ name: String, of type: T.Type) throws -> T? where T.RawValue == String {
+        guard let s = try choice(name, T.allCases.map(\.rawValue)) else { return nil }
+        return T(rawValue: s)
+    }
+
+    /// `choice(_:of:)` for an option the command gives a default (or requires).
+    public func requiredChoice<T: RawRepresentable & CaseIterable>(_ name: String, of type: T.Type) throws -> T where T.RawValue == String {
+        guard let v = try choice(name, of: type) else { throw UsageError("missing required option '--\(name)'") }
+        return v
+    }
+
+    /// `choice(_:_:)` for an option the command gives a default (or requires).
+    public func requiredChoice(_ name: String, _ allowed: [String]) throws -> String {
+        guard let v = try choice(name, allowed) else { throw UsageError("missing required option '--\(name)'") }
+        return v
+    }
+
     /// A choice from a fixed set, so a typo is a usage error that lists the valid words.
-    func choice(_ name: String, _ allowed: [String]) throws -> String? {
+    public func choice(_ name: String, _ allowed: [String]) throws -> String? {
         guard let s = string(name) else { return nil }
         guard allowed.contains(s) else {
             throw UsageError("option '--\(name)' must be one of \(allowed.joined(separator: ", ")), got '\(s)'")
@@ -140,7 +180,7 @@ struct ParsedArguments {
 }
 
 /// Levenshtein distance, for "did you mean" hints on mistyped options.
-func editDistance(_ a: String, _ b: String) -> Int {
+public func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
