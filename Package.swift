@@ -26,8 +26,10 @@ let package = Package(
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CBLASRuntime"]),
         .target(name: "JSON"),
-        .target(name: "SafeTensors", dependencies: ["JSON"]),
-        .target(name: "GGUF"),
+        // A read-only memory map of a whole file and checked tensor sizes, shared by the two file formats.
+        .target(name: "MappedFiles"),
+        .target(name: "SafeTensors", dependencies: ["JSON", "MappedFiles"]),
+        .target(name: "GGUF", dependencies: ["MappedFiles"]),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
         .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),

@@ -1,4 +1,5 @@
 import Foundation
+import MappedFiles
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -58,30 +59,21 @@ public final class GGUFFile: @unchecked Sendable {
     public let fileSize: Int
 
     private let infoByName: [String: GGUFTensorInfo]
-    private let mapping: UnsafeRawPointer?
+    private let mapped: MappedFile
 
     public init(url: URL) throws {
         let path = url.path
         self.url = url
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw GGUFError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw GGUFError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw GGUFError(.io, file: path, "not a regular file") }
-        let size = Int(st.st_size)
-        guard size >= 24 else {
+        let file: MappedFile
+        do {
+            file = try MappedFile(path: path, minimumSize: 24)
+        } catch MappedFile.Failure.io(let reason) {
+            throw GGUFError(.io, file: path, reason)
+        } catch MappedFile.Failure.shorterThanMinimum(let size) {
             throw GGUFError(.truncated, file: path, "file is \(size) bytes, shorter than the 24-byte GGUF header")
         }
-        guard let raw = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), raw != MAP_FAILED else {
-            throw GGUFError(.io, file: path, "cannot memory-map: \(String(cString: strerror(errno)))")
-        }
         do {
-            let header = try Self.parse(UnsafeRawBufferPointer(start: raw, count: size), file: path)
+            let header = try Self.parse(file.bytes, file: path)
             version = header.version
             metadataKeys = header.keys
             metadata = header.metadata
@@ -89,17 +81,11 @@ public final class GGUFFile: @unchecked Sendable {
             infoByName = Dictionary(uniqueKeysWithValues: header.infos.map { ($0.name, $0) })
             alignment = header.alignment
             dataOffset = header.dataOffset
-        } catch {
-            munmap(raw, size)
-            throw error
         }
-        fileSize = size
-        mapping = UnsafeRawPointer(raw)
+        fileSize = file.bytes.count
+        mapped = file
     }
 
-    deinit {
-        if let mapping { munmap(UnsafeMutableRawPointer(mutating: mapping), fileSize) }
-    }
 
     private var path: String { url.path }
 
@@ -119,7 +105,7 @@ public final class GGUFFile: @unchecked Sendable {
     /// Calls `body` with the tensor's bytes as stored, straight from the mapping (valid only during the call).
     public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let info = try requireInfo(name)
-        let start = mapping! + dataOffset + info.offset
+        let start = mapped.bytes.baseAddress! + dataOffset + info.offset
         return try body(UnsafeRawBufferPointer(start: start, count: info.byteCount))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MappedFiles
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -20,14 +21,7 @@ public struct GGUFTensorSpec: Sendable {
 
     /// Elements, or nil when a dimension is negative or the product overflows.
     public var elementCount: Int? {
-        var n = 1
-        for d in shape {
-            guard d >= 0 else { return nil }
-            let (p, o) = n.multipliedReportingOverflow(by: d)
-            if o { return nil }
-            n = p
-        }
-        return n
+        checkedElementCount(shape)
     }
 
     /// Bytes in the file, or nil when the row length is not a multiple of the type's block size.

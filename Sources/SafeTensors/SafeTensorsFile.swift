@@ -1,4 +1,5 @@
 import Foundation
+import MappedFiles
 import JSON
 #if canImport(Glibc)
 import Glibc
@@ -43,48 +44,31 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let headerByteCount: Int
 
     private let infoByName: [String: TensorInfo]
-    private let mapping: UnsafeRawPointer
+    private let mapped: MappedFile
 
     public init(url: URL) throws {
         let path = url.path
         self.url = url
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw SafeTensorsError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw SafeTensorsError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError(.io, file: path, "not a regular file")
-        }
-        let size = Int(st.st_size)
-        guard size >= 8 else {
+        let file: MappedFile
+        do {
+            file = try MappedFile(path: path, minimumSize: 8)
+        } catch MappedFile.Failure.io(let reason) {
+            throw SafeTensorsError(.io, file: path, reason)
+        } catch MappedFile.Failure.shorterThanMinimum(let size) {
             throw SafeTensorsError(.truncated, file: path,
                                    "file is \(size) bytes, shorter than the 8-byte header length prefix")
         }
-        guard let raw = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), raw != MAP_FAILED else {
-            throw SafeTensorsError(.io, file: path, "cannot memory-map: \(String(cString: strerror(errno)))")
-        }
         do {
-            let header = try Self.parseHeader(UnsafeRawBufferPointer(start: raw, count: size), file: path)
+            let header = try Self.parseHeader(file.bytes, file: path)
             metadata = header.metadata
             tensorNames = header.ordered.map(\.name)
             infoByName = Dictionary(uniqueKeysWithValues: header.ordered.map { ($0.name, $0) })
             headerByteCount = header.headerByteCount
-        } catch {
-            munmap(raw, size)
-            throw error
         }
-        fileSize = size
-        mapping = UnsafeRawPointer(raw)
+        fileSize = file.bytes.count
+        mapped = file
     }
 
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: mapping), fileSize)
-    }
 
     /// The header entry of `name`, or nil when the file has no such tensor.
     public func info(_ name: String) -> TensorInfo? { infoByName[name] }
@@ -105,7 +89,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// mapping. The pointer is valid only during the call and may be unaligned.
     public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let info = try requireInfo(name)
-        let start = mapping + 8 + headerByteCount + info.dataOffsets.lowerBound
+        let start = mapped.bytes.baseAddress! + 8 + headerByteCount + info.dataOffsets.lowerBound
         return try body(UnsafeRawBufferPointer(start: start, count: info.byteCount))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MappedFiles
 import JSON
 #if canImport(Glibc)
 import Glibc
@@ -21,14 +22,7 @@ public struct TensorSpec: Hashable, Sendable {
 
     /// The product of `shape`, or nil when a dimension is negative or the product overflows.
     public var elementCount: Int? {
-        var n = 1
-        for d in shape {
-            guard d >= 0 else { return nil }
-            let (p, overflow) = n.multipliedReportingOverflow(by: d)
-            if overflow { return nil }
-            n = p
-        }
-        return n
+        checkedElementCount(shape)
     }
 
     /// `elementCount × dtype.byteSize`, or nil when that is not a valid size.

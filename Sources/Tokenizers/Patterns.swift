@@ -72,10 +72,14 @@ private func runEnd(_ t: UnsafeBufferPointer<Unicode.Scalar>, from i: Int, _ pre
     return j
 }
 
-/// Hand-written matcher equivalent to `gpt2Pattern` under Oniguruma's leftmost-first alternation.
-public struct GPT2Matcher: SplitPattern {
-    public init() {}
+/// A hand-written matcher: every scalar starts a match, so the matches tile the text, each one found from
+/// where the previous ended.
+protocol ScanningSplitPattern: SplitPattern {
+    /// End of the match starting at `i` (> i).
+    func matchEnd(_ t: UnsafeBufferPointer<Unicode.Scalar>, _ i: Int) -> Int
+}
 
+extension ScanningSplitPattern {
     public func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
         text.withUnsafeBufferPointer { t in
             var out: [Range<Int>] = []
@@ -88,6 +92,11 @@ public struct GPT2Matcher: SplitPattern {
             return out
         }
     }
+}
+
+/// Hand-written matcher equivalent to `gpt2Pattern` under Oniguruma's leftmost-first alternation.
+public struct GPT2Matcher: ScanningSplitPattern {
+    public init() {}
 
     /// End of the match starting at `i`; every scalar starts some alternative, so a match always exists.
     @inline(__always)
@@ -114,23 +123,10 @@ public struct GPT2Matcher: SplitPattern {
 }
 
 /// Hand-written matcher equivalent to `llama3Pattern` (maxDigits 3) or `qwen2Pattern` (maxDigits 1).
-public struct LLaMA3Matcher: SplitPattern {
+public struct LLaMA3Matcher: ScanningSplitPattern {
     public let maxDigits: Int
 
     public init(maxDigits: Int) { self.maxDigits = maxDigits }
-
-    public func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
-        text.withUnsafeBufferPointer { t in
-            var out: [Range<Int>] = []
-            var i = 0
-            while i < t.count {
-                let end = matchEnd(t, i)
-                out.append(i..<end)
-                i = end
-            }
-            return out
-        }
-    }
 
     /// Simple case folding of the letters in the contractions: ASCII, plus U+017F LONG S, which folds to s.
     @inline(__always)
