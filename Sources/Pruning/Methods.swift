@@ -174,13 +174,7 @@ public struct WandaPruning: LayerPruningMethod {
         let c = weight.inFeatures
         if let w = weight.values.baseAddress, let sp = scores.baseAddress {
             norms.withUnsafeBufferPointer { np in
-                let nb = np.baseAddress!
-                parallelChunks(weight.outFeatures, minimumPerThread: max(1, (1 << 16) / max(1, c))) { rows in
-                    for r in rows {
-                        let row = r * c
-                        for j in 0..<c { sp[row + j] = abs(w[row + j]) * nb[j] }
-                    }
-                }
+                Scores.wanda(weight: w, norms: np.baseAddress!, rows: weight.outFeatures, cols: c, into: sp)
             }
         }
         try applyMask(weight, scores: scores, pattern: pattern, perMatrix: false)

@@ -188,8 +188,6 @@ private final class Workspace {
     /// Score and mask of the largest matrix.
     var scores: [Float]
     var mask: [Bool]
-    /// Σ x_j² of the current stage's input, float64.
-    var columnSquares: [Double]
     /// The number format of the forward passes of G and of the staged ‖X‖ (RO's stay float32).
     var statisticsPrecision: ComputePrecision = .float32
     /// Per sample of a stage-by-stage prune, (samples, T, stageWidth): the activation the next stage resumes
@@ -220,7 +218,6 @@ private final class Workspace {
         let largest = parameters.weights.map(\.count).max() ?? 0
         scores = [Float](repeating: 0, count: largest)
         mask = [Bool](repeating: false, count: largest)
-        columnSquares = [Double](repeating: 0, count: max(geometry.hidden, geometry.intermediate, geometry.qWidth))
     }
 
     deinit { ownedStageActivations?.deallocate() }
@@ -288,7 +285,7 @@ private final class Workspace {
         defer { tape.precision = .float32 }
         for (stageIndex, stage) in wandaPlusPlusStages.enumerated() {
             let inFeatures = g.shape(of: stage[0]).in
-            columnSquares.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            let statistics = InputStatistics(inFeatures: inFeatures, kind: .columnSquares)
             for (i, s) in samples.enumerated() {
                 let saved = stageActivations + i * tokens * stageWidth
                 switch stageIndex {
@@ -305,10 +302,10 @@ private final class Workspace {
                     tape.forward(resuming: .postAttentionNorm(residual: saved), tokens: tokens, parameters: p,
                                  rope: rope, stop: .downInput)
                 }
-                accumulateColumnSquares(tape.input(of: stage[0]), columns: inFeatures)
+                statistics.calibrate(tape.input(of: stage[0]), rows: tokens)
             }
             // Rounded to float32 after the float64 square root, as the reference does.
-            let norms = (0..<inFeatures).map { Float(columnSquares[$0].squareRoot()) }
+            let norms = statistics.columnNorms
             if let j = norms.firstIndex(where: { !$0.isFinite }) {
                 throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0].projectionName) is not finite (NaN or overflow in the pruned block)")
             }
@@ -321,20 +318,6 @@ private final class Workspace {
         return keepNorms ? kept : nil
     }
 
-    /// Σ x_j² over the rows of `x` (T, columns) into `columnSquares`, columns split across the cores.
-    private func accumulateColumnSquares(_ x: UnsafeBufferPointer<Float>, columns: Int) {
-        let rows = tokens
-        columnSquares.withUnsafeMutableBufferPointer { acc in
-            let a = acc.baseAddress!, xp = x.baseAddress!
-            parallelChunks(columns, minimumPerThread: max(1, 32_768 / rows)) { cols in
-                for r in 0..<rows {
-                    let row = xp + r * columns
-                    for j in cols { let v = Double(row[j]); a[j] += v * v }
-                }
-            }
-        }
-    }
-
     private func pruneMatrix(_ w: inout Tensor, kind: LinearKind, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
                              name: String) throws {
         let rows = w.shape[0], cols = w.shape[1], n = rows * cols
@@ -343,21 +326,16 @@ private final class Workspace {
             scores.withUnsafeMutableBufferPointer { sp in
                 mask.withUnsafeMutableBufferPointer { mp in
                     norms.withUnsafeBufferPointer { xp in
+                        let weight = UnsafePointer(wp.baseAddress!), norms = xp.baseAddress!, out = sp.baseAddress!
                         if let G {
                             G.data.withUnsafeBufferPointer { gp in
-                                for r in 0..<rows {
-                                    for j in 0..<cols {
-                                        let i = r * cols + j
-                                        sp[i] = (alpha * gp[i] + xp[j]) * abs(wp[i])
-                                    }
-                                }
+                                Scores.regionalGradient(weight: weight, gradient: gp.baseAddress!, alpha: alpha, norms: norms,
+                                                        rows: rows, cols: cols, into: out)
                             }
                         } else {
-                            for r in 0..<rows {
-                                for j in 0..<cols { sp[r * cols + j] = abs(wp[r * cols + j]) * xp[j] }
-                            }
+                            Scores.wanda(weight: weight, norms: norms, rows: rows, cols: cols, into: out)
                         }
-                        nanAt = (0..<n).first { sp[$0].isNaN }
+                        nanAt = FloatScan.firstNaN(UnsafeBufferPointer(rebasing: sp[0..<n]))
                         if nanAt != nil { return }
                         select(kind, UnsafeBufferPointer(rebasing: sp[0..<n]), rows, cols, UnsafeMutableBufferPointer(rebasing: mp[0..<n]))
                         Selection.zeroPruned(UnsafeMutableBufferPointer(rebasing: wp[0..<n]),
