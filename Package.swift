@@ -32,18 +32,18 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["MappedFiles"]),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
         .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
-        .target(name: "Datasets", dependencies: ["Tensor", "Tokenizers", "SafeTensors", "CZlib"]),
-        .target(name: "Pruning", dependencies: ["Tensor", "Llama", "Datasets"]),
+        .target(name: "Datasets", dependencies: ["Tensor", "JSON", "Tokenizers", "SafeTensors", "CZlib"]),
+        .target(name: "Pruning", dependencies: ["Tensor", "JSON", "Llama", "Datasets"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
         .target(name: "FineTuning", dependencies: ["Tensor", "SafeTensors", "Llama"]),
         // The application layer: the prune and fine-tune jobs, checkpoint writers, resume, work folders,
         // memory estimates, run records, model opening and conversion.
-        .target(name: "Runs", dependencies: ["Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
+        .target(name: "Runs", dependencies: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
         // The command line's option parser: specs, parsing, typed accessors, usage errors, --help.
         .target(name: "CommandLineArguments"),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["CommandLineArguments", "Tensor", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
+            dependencies: ["CommandLineArguments", "Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLASRuntime"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tensor", "SafeTensors"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "JSON", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors", "Pruning", "Runs"]),

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Readers for the local text sources the project uses. Every reader accepts a plain or a gzip-compressed
 /// file (detected by its first bytes, not its name) and requires UTF-8.
@@ -22,25 +23,23 @@ public enum TextReader {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
             // Decoding first gives a precise message for bad bytes; the JSON parser's would be vague.
             _ = try decodeUTF8(line, path: path, firstLine: lineNumber)
-            let object: Any
+            let object: JSONValue
             do {
-                object = try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])
-            } catch {
-                let nsError = error as NSError
-                let reason = (nsError.userInfo[NSDebugDescriptionErrorKey] as? String) ?? nsError.localizedDescription
-                throw DatasetError(.badJSON, "\(path): line \(lineNumber): invalid JSON: \(reason)")
+                object = try line.withUnsafeBytes { try JSONValue.parse($0) }
+            } catch let e as JSONSyntaxError {
+                throw DatasetError(.badJSON, "\(path): line \(lineNumber): invalid JSON: \(e.reason) at byte \(e.offset) of the line")
             }
-            guard let dictionary = object as? [String: Any] else {
-                throw DatasetError(.badJSON, "\(path): line \(lineNumber): expected a JSON object, found \(jsonTypeName(object))")
+            guard case .object(let members) = object else {
+                throw DatasetError(.badJSON, "\(path): line \(lineNumber): expected a JSON object, found \(object.kindDescription)")
             }
-            guard let value = dictionary[field] else {
-                let keys = dictionary.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+            guard let value = object[field] else {
+                let keys = Set(members.map(\.key)).sorted().map { "\"\($0)\"" }.joined(separator: ", ")
                 throw DatasetError(.missingField,
                     "\(path): line \(lineNumber): no field \"\(field)\" (the object has \(keys.isEmpty ? "no fields" : keys))")
             }
-            guard let text = value as? String else {
+            guard case .string(let text) = value else {
                 throw DatasetError(.missingField,
-                    "\(path): line \(lineNumber): field \"\(field)\" is \(jsonTypeName(value)), not a string")
+                    "\(path): line \(lineNumber): field \"\(field)\" is \(value.kindDescription), not a string")
             }
             documents.append(text)
         }
@@ -111,18 +110,5 @@ func isPythonWhitespace(_ s: Unicode.Scalar) -> Bool {
         return true
     default:
         return false
-    }
-}
-
-private func jsonTypeName(_ value: Any) -> String {
-    switch value {
-    case is NSNull: return "null"
-    case is String: return "a string"
-    case is [Any]: return "an array"
-    case is [String: Any]: return "an object"
-    case let n as NSNumber:
-        // JSONSerialization gives booleans as NSNumber too; tell them apart for the message.
-        return String(cString: n.objCType) == "c" ? "a boolean" : "a number"
-    default: return "\(type(of: value))"
     }
 }

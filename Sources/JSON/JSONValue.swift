@@ -48,6 +48,18 @@ public indirect enum JSONValue: Sendable, Equatable {
         if case .object(let o) = self { return o } else { return nil }
     }
 
+    /// What the value is, for messages: "null", "a boolean", "a number", "a string", "an array" or "an object".
+    public var kindDescription: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .number: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+
     /// The number as a Double (nearest representable value).
     public var doubleValue: Double? { if case .number(let text) = self { return Double(text) } else { return nil } }
 

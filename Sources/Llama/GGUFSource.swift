@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import JSON
 
 /// A llama.cpp GGUF file read as a LLaMA-family checkpoint with Hugging Face tensor names and layout, so
 /// that `LlamaCheckpoint` and everything built on it work unchanged.
@@ -159,35 +160,43 @@ extension LlamaConfiguration {
             }
             return v
         }
-        var config: [String: Any] = [
-            "model_type": arch,
-            "hidden_size": try required("embedding_length"),
-            "num_hidden_layers": try required("block_count"),
-            "num_attention_heads": try required("attention.head_count"),
-            "intermediate_size": try required("feed_forward_length"),
-            "tie_word_embeddings": file.info("output.weight") == nil,
+        /// A GGUF float as a config.json number (JSON has no NaN or infinity).
+        func number(_ key: String) throws -> JSONValue? {
+            guard let v = try gguf({ try file.double(key) }) else { return nil }
+            guard let n = JSONValue(v) else {
+                throw LlamaError.unreadableConfiguration(file: source, reason: "key '\(key)' is \(v), not a finite number")
+            }
+            return n
+        }
+        var config: [String: JSONValue] = [
+            "model_type": .string(arch),
+            "hidden_size": JSONValue(try required("embedding_length")),
+            "num_hidden_layers": JSONValue(try required("block_count")),
+            "num_attention_heads": JSONValue(try required("attention.head_count")),
+            "intermediate_size": JSONValue(try required("feed_forward_length")),
+            "tie_word_embeddings": .bool(file.info("output.weight") == nil),
         ]
-        if let v = try gguf({ try file.int("\(arch).attention.head_count_kv") }) { config["num_key_value_heads"] = v }
-        if let v = try gguf({ try file.int("\(arch).context_length") }) { config["max_position_embeddings"] = v }
-        if let v = try gguf({ try file.double("\(arch).attention.layer_norm_rms_epsilon") }) { config["rms_norm_eps"] = v }
-        if let v = try gguf({ try file.double("\(arch).rope.freq_base") }) { config["rope_theta"] = v }
+        if let v = try gguf({ try file.int("\(arch).attention.head_count_kv") }) { config["num_key_value_heads"] = JSONValue(v) }
+        if let v = try gguf({ try file.int("\(arch).context_length") }) { config["max_position_embeddings"] = JSONValue(v) }
+        if let v = try number("\(arch).attention.layer_norm_rms_epsilon") { config["rms_norm_eps"] = v }
+        if let v = try number("\(arch).rope.freq_base") { config["rope_theta"] = v }
         if let v = try gguf({ try file.int("\(arch).vocab_size") }) {
-            config["vocab_size"] = v
+            config["vocab_size"] = JSONValue(v)
         } else if let tokens = file["tokenizer.ggml.tokens"]?.array {
-            config["vocab_size"] = tokens.count
+            config["vocab_size"] = JSONValue(tokens.count)
         } else if let e = file.info("token_embd.weight"), e.shape.count == 2 {
-            config["vocab_size"] = e.shape[0]
+            config["vocab_size"] = JSONValue(e.shape[0])
         }
         if arch == "llama" {
             if let keyLength = try gguf({ try file.int("llama.attention.key_length") }) {
-                config["head_dim"] = keyLength
+                config["head_dim"] = JSONValue(keyLength)
             } else if let rope = try gguf({ try file.int("llama.rope.dimension_count") }) {
-                config["head_dim"] = rope
+                config["head_dim"] = JSONValue(rope)
             }
         }
         if let rope = try gguf({ try file.int("\(arch).rope.dimension_count") }),
-           let heads = config["num_attention_heads"] as? Int, heads > 0 {
-            let headDim = config["head_dim"] as? Int ?? ((config["hidden_size"] as? Int ?? 0) / heads)
+           let heads = config["num_attention_heads"]?.intValue, heads > 0 {
+            let headDim = config["head_dim"]?.intValue ?? ((config["hidden_size"]?.intValue ?? 0) / heads)
             if rope != headDim {
                 throw LlamaError.unsupportedOption("\(arch).rope.dimension_count \(rope) differs from head_dim \(headDim) (partial rotary embeddings)")
             }
@@ -196,18 +205,17 @@ extension LlamaConfiguration {
             switch kind.string {
             case "none"?: break
             case "linear"?:
-                guard let f = try gguf({ try file.double("\(arch).rope.scaling.factor") }) else {
+                guard let f = try number("\(arch).rope.scaling.factor") else {
                     throw LlamaError.invalidConfiguration("\(arch).rope.scaling.type is linear but rope.scaling.factor is missing")
                 }
-                config["rope_scaling"] = ["rope_type": "linear", "factor": f]
+                config["rope_scaling"] = .object([("rope_type", .string("linear")), ("factor", f)])
             default:
                 throw LlamaError.unsupportedOption("GGUF \(arch).rope.scaling.type \(kind.summary) (supported: none, linear)")
             }
         }
-        if let bos = try gguf({ try file.int("tokenizer.ggml.bos_token_id") }) { config["bos_token_id"] = bos }
-        if let eos = try gguf({ try file.int("tokenizer.ggml.eos_token_id") }) { config["eos_token_id"] = eos }
-        let data = try JSONSerialization.data(withJSONObject: config)
-        try self.init(jsonData: data, source: source)
+        if let bos = try gguf({ try file.int("tokenizer.ggml.bos_token_id") }) { config["bos_token_id"] = JSONValue(bos) }
+        if let eos = try gguf({ try file.int("tokenizer.ggml.eos_token_id") }) { config["eos_token_id"] = JSONValue(eos) }
+        try self.init(json: .object(config.map { ($0.key, $0.value) }), source: source)
     }
 }
 

@@ -341,15 +341,22 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
 
     /// Decodes config.json bytes; `source` names the file in errors.
     public init(jsonData: Data, source: String = "config.json") throws {
-        try Self.precheck(jsonData, source: source)
+        let root: JSONValue
         do {
-            self = try JSONDecoder().decode(LlamaConfiguration.self, from: jsonData)
-        } catch let error as LlamaError {
-            throw error
+            root = try JSONValue.parse(jsonData)
+        } catch let e as JSONSyntaxError {
+            throw LlamaError.unreadableConfiguration(file: source, reason: "not valid JSON: \(e.reason) at byte \(e.offset)")
+        }
+        try self.init(json: root, source: source)
+    }
+
+    /// Decodes a parsed config.json; `source` names the file in errors.
+    init(json root: JSONValue, source: String) throws {
+        try Self.precheck(root, source: source)
+        do {
+            self = try JSONValueDecoder().decode(LlamaConfiguration.self, from: root)
         } catch let error as DecodingError {
             throw LlamaError.unreadableConfiguration(file: source, reason: Self.describe(error))
-        } catch {
-            throw LlamaError.unreadableConfiguration(file: source, reason: Self.oneLine("\(error)"))
         }
     }
 
@@ -397,17 +404,11 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         }
     }
 
-    /// Checks what JSONDecoder reports vaguely, with the file's own key names: that the text is JSON, that
-    /// the top level is an object, and that every integer key holds an integer that fits.
-    private static func precheck(_ data: Data, source: String) throws {
-        let root: JSONValue
-        do {
-            root = try JSONValue.parse(data)
-        } catch let e as JSONSyntaxError {
-            throw LlamaError.unreadableConfiguration(file: source, reason: "not valid JSON: \(e.reason) at byte \(e.offset)")
-        }
+    /// Checks, with the file's own key names, what decoding would report vaguely: that the top level is
+    /// an object, and that every integer key holds an integer that fits.
+    private static func precheck(_ root: JSONValue, source: String) throws {
         guard case .object = root else {
-            throw LlamaError.unreadableConfiguration(file: source, reason: "the top level is \(kindName(root)), not a JSON object")
+            throw LlamaError.unreadableConfiguration(file: source, reason: "the top level is \(root.kindDescription), not a JSON object")
         }
         let integerKeys: [CodingKeys] = [
             .hiddenSize, .numHiddenLayers, .numAttentionHeads, .numKeyValueHeads, .headDim, .intermediateSize,
@@ -420,7 +421,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             checked.append((CodingKeys.eosTokenId.rawValue, id))
         }
         for (key, value) in checked {
-            guard case .number(let text) = value else { continue }  // wrong types: JSONDecoder names them
+            guard case .number(let text) = value else { continue }  // wrong types: decoding names them
             if value.intValue == nil {
                 let v = Double(text) ?? .nan
                 let why = !(v.isFinite && v == v.rounded()) ? "not an integer"
@@ -432,17 +433,6 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             if case .number(let text)? = value, !(Double(text)?.isFinite ?? false) {
                 throw LlamaError.unreadableConfiguration(file: source, reason: "key '\(key)' is \(text), too large for a double")
             }
-        }
-    }
-
-    private static func kindName(_ v: JSONValue) -> String {
-        switch v {
-        case .array: return "an array"
-        case .string: return "a string"
-        case .number: return "a number"
-        case .bool: return "a boolean"
-        case .null: return "null"
-        case .object: return "an object"
         }
     }
 
@@ -460,7 +450,6 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case let .valueNotFound(type, context):
             return "key '\(path(context.codingPath))' is null, expected \(typeName(type))"
         case let .dataCorrupted(context):
-            if context.codingPath.isEmpty { return "not valid JSON" }
             return "key '\(path(context.codingPath))': \(oneLine(context.debugDescription))"
         @unknown default:
             return oneLine("\(error)")
@@ -482,8 +471,8 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     }
 }
 
-/// A value of the free-form RoPE dictionaries of config.json, decoded through Codable (unlike the
-/// strict `JSON` module, config.json goes through JSONDecoder like the rest of the configuration).
+/// A value of the free-form RoPE dictionaries of config.json, decoded through Codable like the rest of
+/// the configuration.
 enum ConfigValue: Codable, Equatable, Sendable {
     case number(Double), string(String), bool(Bool), null, array([ConfigValue]), object([String: ConfigValue])
 

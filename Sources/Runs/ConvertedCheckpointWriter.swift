@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Pruning
 import GGUF
 import Llama
@@ -264,23 +265,22 @@ public final class ConvertedCheckpointWriter {
         return written
     }
 
-    private func writeJSON(_ object: Any, _ name: String) throws {
+    private func writeJSON(_ value: JSONValue, _ name: String) throws {
         do {
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            try data.write(to: temporary.appendingPathComponent(name))
+            try Data(value.text([.prettyPrinted, .sortedKeys]).utf8).write(to: temporary.appendingPathComponent(name))
         } catch {
             throw PruningError("cannot write \(name): \(error.localizedDescription)")
         }
     }
 
     /// config.json: the configuration as `LlamaConfiguration` encodes it, plus `architectures`.
-    static func configJSON(_ c: LlamaConfiguration) throws -> [String: Any] {
-        let data = try JSONEncoder().encode(c)
-        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+    static func configJSON(_ c: LlamaConfiguration) throws -> JSONValue {
+        guard case .object(var members) = try JSONValueEncoder().encode(c) else {
             throw PruningError("cannot encode config.json")
         }
-        object["architectures"] = [c.modelType == .qwen2 ? "Qwen2ForCausalLM" : c.modelType == .mistral ? "MistralForCausalLM" : "LlamaForCausalLM"]
-        return object
+        let architecture = c.modelType == .qwen2 ? "Qwen2ForCausalLM" : c.modelType == .mistral ? "MistralForCausalLM" : "LlamaForCausalLM"
+        members.append(("architectures", .array([.string(architecture)])))
+        return .object(members)
     }
 
     private func writeGGUF(type: GGMLType, record: PruningRecord?, to url: URL) throws {

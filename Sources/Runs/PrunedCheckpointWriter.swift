@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import JSON
 import Tensor
 import Pruning
 import Llama
@@ -43,18 +44,15 @@ public struct PruningRecord: Codable, Sendable, Equatable {
         self.notes = notes
     }
 
-    /// Pretty-printed JSON with sorted, snake_case keys.
+    /// Pretty-printed JSON with sorted, snake_case keys. Throws `EncodingError` for a NaN or infinite
+    /// number, which JSON cannot hold.
     public func jsonData() throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        e.keyEncodingStrategy = .convertToSnakeCase
-        return try e.encode(self)
+        Data(try JSONValueEncoder(convertsKeysToSnakeCase: true).encode(self).text([.prettyPrinted, .sortedKeys]).utf8)
     }
 
+    /// Reads `jsonData()`'s text. Throws `JSONSyntaxError` or `DecodingError`.
     public static func decode(_ data: Data) throws -> PruningRecord {
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        return try d.decode(PruningRecord.self, from: data)
+        try JSONValueDecoder(convertsKeysFromSnakeCase: true).decode(PruningRecord.self, from: try JSONValue.parse(data))
     }
 }
 

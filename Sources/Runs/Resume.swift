@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Pruning
 import Tensor
 #if canImport(Glibc)
@@ -129,7 +130,7 @@ public final class RunCheckpoint: BlockCheckpointing {
 
     static func readState(_ folder: URL) -> State? {
         guard let data = try? Data(contentsOf: stateURL(folder)) else { return nil }
-        return try? JSONDecoder().decode(State.self, from: data)
+        return try? JSONValueDecoder().decode(State.self, from: try JSONValue.parse(data))
     }
 
     /// The identity saved in a work folder (nil: no readable state).
@@ -198,9 +199,7 @@ public final class RunCheckpoint: BlockCheckpointing {
                           generator: generator.state.map { String($0, radix: 16) },
                           inputsFile: inputsFile, inputsBytes: bytes, blocks: blocks,
                           plan: plan.isUniform ? nil : plan.exceptionsByKey)
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        let data = try e.encode(state)
+        let data = Data(try JSONValueEncoder().encode(state).text(.sortedKeys).utf8)
         Durable.sync(folder.appendingPathComponent(".staging").path)
         try data.withUnsafeBytes { try writeDurably(Self.stateURL(folder), $0) }
         Durable.sync(resumeFolder.path)

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Tensor
 
 /// Writes a line to standard error (progress and diagnostics never mix with results on stdout).
@@ -91,34 +92,45 @@ func formatBytes(_ b: Int) -> String {
 
 /// Serializes a result dictionary as one line of JSON with sorted keys (stable output for scripts).
 /// JSON has no NaN or infinity: such a number (an overflowed perplexity) is written as null, with a
-/// warning on stderr naming the key, instead of making the serializer trap.
+/// warning on stderr naming the key.
 func jsonLine(_ object: [String: Any]) -> String {
-    let clean = jsonSafe(object, path: "") as! [String: Any]
-    guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]),
-          let text = String(data: data, encoding: .utf8) else {
+    guard let value = jsonValue(object, path: "") else {
         printError("warning: the result could not be serialized as JSON")
         return "null"
     }
-    return text
+    return value.text(.sortedKeys)
 }
 
-/// `value` with every non-finite Double or Float replaced by NSNull (a warning per key).
-func jsonSafe(_ value: Any, path: String) -> Any {
-    var nonFinite: String?
-    if let d = value as? Double, type(of: value) == Double.self, !d.isFinite { nonFinite = "\(d)" }
-    if let f = value as? Float, type(of: value) == Float.self, !f.isFinite { nonFinite = "\(f)" }
-    if let nonFinite {
-        printError("warning: \(path.isEmpty ? "a result" : path) is \(nonFinite), written as null in the JSON output")
-        return NSNull()
+/// `value` as JSON: `[String: Any]`, `[Any]`, strings, booleans, integers, Double, Float and NSNull, every
+/// non-finite Double or Float as null (a warning per key); nil when something else is inside.
+func jsonValue(_ value: Any, path: String) -> JSONValue? {
+    func nonFinite(_ text: String) -> JSONValue {
+        printError("warning: \(path.isEmpty ? "a result" : path) is \(text), written as null in the JSON output")
+        return .null
     }
-    if let o = value as? [String: Any] {
-        var out: [String: Any] = [:]
-        for (k, v) in o { out[k] = jsonSafe(v, path: path.isEmpty ? k : "\(path).\(k)") }
-        return out
+    switch value {
+    case is NSNull: return .null
+    case let b as Bool: return .bool(b)
+    case let s as String: return .string(s)
+    case let i as any BinaryInteger: return JSONValue(i)
+    case let d as Double: return JSONValue(d) ?? nonFinite("\(d)")
+    case let f as Float: return JSONValue(f) ?? nonFinite("\(f)")
+    case let o as [String: Any]:
+        var members: [(key: String, value: JSONValue)] = []
+        for (k, v) in o {
+            guard let member = jsonValue(v, path: path.isEmpty ? k : "\(path).\(k)") else { return nil }
+            members.append((k, member))
+        }
+        return .object(members)
+    case let a as [Any]:
+        var items: [JSONValue] = []
+        for (i, v) in a.enumerated() {
+            guard let item = jsonValue(v, path: "\(path)[\(i)]") else { return nil }
+            items.append(item)
+        }
+        return .array(items)
+    default:
+        return nil
     }
-    if let a = value as? [Any] {
-        return a.enumerated().map { jsonSafe($0.element, path: "\(path)[\($0.offset)]") }
-    }
-    return value
 }
 

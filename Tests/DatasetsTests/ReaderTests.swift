@@ -78,7 +78,7 @@ import Testing
         let broken = try dir.write("b.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n")
         let e2 = try #require(datasetError { try TextReader.jsonLines(at: broken) })
         #expect(e2.kind == "badJSON")
-        #expect(e2.message.hasPrefix("\(broken.path): line 2: invalid JSON"))
+        #expect(e2.message == "\(broken.path): line 2: invalid JSON: unterminated string at byte 9 of the line")
         #expect(!e2.message.contains("\n"))
 
         let array = try dir.write("c.jsonl", "[\"text\"]\n")

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Llama
 import Testing
 
@@ -151,10 +152,16 @@ private func refusal(_ json: String) -> LlamaError? {
             llama(#", "sliding_window": 16, "use_sliding_window": true, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]"#, type: "qwen2"),
             llama(#", "sliding_window": 7, "rope_scaling": {"type": "linear", "factor": 2}"#, type: "mistral"),
         ]
+        let foundation = JSONEncoder()
+        foundation.outputFormatting = [.sortedKeys]
         for json in sources {
             let c = try decode(json)
             let again = try decode(String(decoding: try JSONEncoder().encode(c), as: UTF8.self))
             #expect(again == c)
+            // The JSON module writes the text Foundation's encoder wrote (convert's config.json keeps it).
+            let text = try JSONValueEncoder().encode(c).text(.sortedKeys)
+            #expect(text == String(decoding: try foundation.encode(c), as: UTF8.self))
+            #expect(try decode(text) == c)
         }
     }
 }

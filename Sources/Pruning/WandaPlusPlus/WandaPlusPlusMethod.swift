@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Llama
 import Tensor
 
@@ -80,10 +81,8 @@ public final class WandaPlusPlusMethod: PruningMethod {
     /// `wanda++.seconds` ([gradients, RO steps, stage-by-stage pruning] per block).
     public var runNotes: [String: String] {
         let blocks = records.keys.sorted()
-        func json(_ value: Any) -> String {
-            guard JSONSerialization.isValidJSONObject(value),
-                  let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return "null" }
-            return String(decoding: data, as: UTF8.self)
+        func json(_ value: some Encodable) -> String {
+            (try? JSONValueEncoder().encode(value).text()) ?? "null"
         }
         // Non-finite losses never reach a record (a diverged round throws), so every value is valid JSON.
         var notes = settings
