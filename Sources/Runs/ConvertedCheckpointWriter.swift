@@ -96,24 +96,22 @@ public final class ConvertedCheckpointWriter {
     public let storage: CheckpointStorage
     public let output: URL
     /// The folder holding everything until the final rename (for GGUF output: the staging folder).
-    public let temporary: URL
+    public var temporary: URL { session.temporary }
     /// The GGUF file the source came from, when it did (metadata to carry over, tokenizer_config.json).
     public let sourceGGUF: GGUFFile?
     /// A folder whose tokenizer.json (and tokenizer_config.json) to copy into a Hugging Face output.
     public let tokenizerDirectory: URL?
-    private let staging: URL
+    private let session: WorkFolderSession
     private var staged: [String: SafeTensorsFile] = [:]
-    private var finished = false
-    /// Where the work folder is registered for a signal's cleanup.
-    public let registry: WorkFolderRegistry
-    /// Called at `commit` (`RunPointHook`).
-    public var atPoint: RunPointHook?
+    /// Called at `exported`, `commit` and `committed` (`RunPointHook`).
+    public var atPoint: RunPointHook? {
+        get { session.atPoint }
+        set { session.atPoint = newValue }
+    }
 
     public init(source: LlamaCheckpoint, storage: CheckpointStorage, output: URL, tokenizerDirectory: URL? = nil,
                 registry: WorkFolderRegistry = .shared, atPoint: RunPointHook? = nil) throws {
         let fm = FileManager.default
-        self.registry = registry
-        self.atPoint = atPoint
         self.source = source
         self.storage = storage
         self.output = output.standardizedFileURL
@@ -126,26 +124,11 @@ public final class ConvertedCheckpointWriter {
             throw PruningError("output \(self.output.path) already exists; choose another --output or remove it")
         }
         try WorkFolders.createParent(of: self.output)
-        temporary = WorkFolders.url(for: self.output, pid: getpid())
-        staging = temporary.appendingPathComponent(".staging")
-        try? fm.removeItem(at: temporary)
-        // Created under the signal cleanup's lock, so a signal either finds no folder or removes it.
-        do {
-            try registry.register(temporary.path) {
-                try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
-                try fm.createDirectory(at: staging, withIntermediateDirectories: false)
-            }
-        } catch {
-            throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
-        }
+        session = try WorkFolderSession(output: self.output, locked: false, registry: registry, atPoint: atPoint)
     }
 
-    deinit { if !finished { discard() } }
-
-    public func discard() {
-        registry.unregister(temporary.path, remove: true)
-        finished = true
-    }
+    /// Removes the temporary folder (nothing of the run remains).
+    public func discard() { session.discard() }
 
     /// The values of `name` as the output stores them (rounded or quantized).
     public func stored(_ name: String) throws -> [Float] {
@@ -155,21 +138,14 @@ public final class ConvertedCheckpointWriter {
 
     /// Saves a pruned block's seven linears, rounded to the storage, to a staging file (exact float32).
     public func stage(_ block: DecoderBlockWeights) throws {
-        guard !finished else { throw PruningError("the checkpoint was already written or discarded") }
         var entries: [TensorEntry] = []
         for kind in LinearKind.allCases {
             let w = block[kind]
             entries.append(TensorEntry(name: LlamaTensorNames.weight(kind, layer: block.layer), dtype: .F32, shape: w.shape,
                                        data: .floats(try storage.stored(w.data, shape: w.shape))))
         }
-        let url = staging.appendingPathComponent("block-\(block.layer).safetensors")
-        do {
-            try SafeTensorsWriter.write(entries, to: url)
-            let file = try SafeTensorsFile(url: url)
-            for e in entries { staged[e.spec.name] = file }
-        } catch {
-            throw PruningError("cannot save block \(block.layer): \(error)")
-        }
+        let file = try session.stage(entries, layer: block.layer)
+        for e in entries { staged[e.spec.name] = file }
     }
 
     /// The tensors of the output in order, with their shapes (Hugging Face names).
@@ -185,38 +161,26 @@ public final class ConvertedCheckpointWriter {
     /// metadata key `llm_prune.record` (GGUF). Returns the files written.
     @discardableResult
     public func finish(record: PruningRecord?) throws -> [String] {
-        guard !finished else { throw PruningError("the checkpoint was already written or discarded") }
+        guard !session.ended else { throw PruningError("the checkpoint was already written or discarded") }
         do {
             let files: [String]
             let fm = FileManager.default
             switch storage {
             case let .safetensors(dtype):
                 files = try writeHuggingFace(dtype: dtype, record: record)
-                try? fm.removeItem(at: staging)
-                try moveIntoPlace(temporary)
+                try? fm.removeItem(at: session.staging)
+                try session.commit(temporary)
             case let .gguf(type):
                 let file = temporary.appendingPathComponent("model.gguf")
                 try writeGGUF(type: type, record: record, to: file)
-                try moveIntoPlace(file)
-                registry.unregister(temporary.path, remove: true)
+                try session.commit(file)
                 files = [output.lastPathComponent]
             }
-            finished = true
             return files
         } catch {
             discard()
             throw error
         }
-    }
-
-    /// The commit: `from` renamed to the output atomically and never over anything that appeared
-    /// meanwhile, with the signal cleanup held off, then the parent folder synced.
-    private func moveIntoPlace(_ from: URL) throws {
-        Durable.syncTree(from)
-        try registry.commit(temporary.path, atPoint: atPoint) {
-            try Durable.renameNoReplace(from, to: output)
-        }
-        Durable.sync(output.deletingLastPathComponent().path)
     }
 
     private func writeHuggingFace(dtype: DType, record: PruningRecord?) throws -> [String] {

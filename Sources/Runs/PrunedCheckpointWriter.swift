@@ -76,26 +76,22 @@ public final class PrunedCheckpointWriter {
     public let input: URL
     public let output: URL
     /// The hidden sibling folder everything is written to before the final rename.
-    public let temporary: URL
+    public var temporary: URL { session.temporary }
     public let checkpoint: SafeTensorsCheckpoint
-    private let staging: URL
+    private let session: WorkFolderSession
     /// Pruned tensor name → staging file.
     private var stagedFile: [String: SafeTensorsFile] = [:]
-    private var finished = false
-    private var lockFD: Int32 = -1
-    /// Where the work folder is registered for a signal's cleanup.
-    public let registry: WorkFolderRegistry
     /// Called at `exported`, `commit` and `committed` (`RunPointHook`).
-    public var atPoint: RunPointHook?
+    public var atPoint: RunPointHook? {
+        get { session.atPoint }
+        set { session.atPoint = newValue }
+    }
 
     /// Checks `output` (`WorkFolders.checkDestination`), creates its parent folders as `mkdir -p` does,
     /// opens the input's safetensors and creates the work folder, or takes over `adopting` (the stale work
     /// folder of an interrupted run being resumed) by renaming it to this process's name.
     public init(input: URL, output: URL, adopting: URL? = nil, registry: WorkFolderRegistry = .shared,
                 atPoint: RunPointHook? = nil) throws {
-        let fm = FileManager.default
-        self.registry = registry
-        self.atPoint = atPoint
         self.input = input.standardizedFileURL
         self.output = output.standardizedFileURL
         try WorkFolders.checkDestination(self.output, input: self.input)
@@ -105,57 +101,22 @@ public final class PrunedCheckpointWriter {
         } catch {
             throw PruningError("cannot open the input checkpoint: \(error)")
         }
-        temporary = WorkFolders.url(for: self.output, pid: getpid())
-        staging = temporary.appendingPathComponent(".staging")
-        let temporary = self.temporary, staging = self.staging
-        var fd: Int32 = -1
-        // Created (or adopted) and registered in one step under the signal cleanup's lock: a signal
-        // cannot fall between the folder's appearance and its registration.
-        do {
-            try registry.register(temporary.path) {
-                try? fm.removeItem(at: temporary)      // a leftover of an earlier run with the same pid
-                if let adopting {
-                    guard rename(adopting.path, temporary.path) == 0 else {
-                        throw PruningError("cannot take over \(adopting.path): \(String(cString: strerror(errno)))")
-                    }
-                    if !fm.fileExists(atPath: staging.path) {
-                        try fm.createDirectory(at: staging, withIntermediateDirectories: false)
-                    }
-                } else {
-                    try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
-                    try fm.createDirectory(at: staging, withIntermediateDirectories: false)
-                }
-                fd = try WorkFolders.lock(temporary)
-            }
-        } catch let e as PruningError {
-            throw e
-        } catch {
-            throw PruningError("cannot create \(temporary.path): \(error.localizedDescription)")
-        }
-        lockFD = fd
-    }
-
-    deinit {
-        if !finished { discard() }
-        if lockFD >= 0 { close(lockFD) }
+        session = try WorkFolderSession(output: self.output, adopting: adopting, locked: true, registry: registry,
+                                        atPoint: atPoint)
     }
 
     /// Removes the temporary folder (nothing of the run remains).
-    public func discard() {
-        registry.unregister(temporary.path, remove: true)
-        finished = true
-    }
+    public func discard() { session.discard() }
 
     /// Reopens the staged files of `blocks` (a resumed run's finished blocks).
     public func restoreStaged(blocks: Range<Int>) throws {
         for l in blocks {
-            let url = staging.appendingPathComponent("block-\(l).safetensors")
             do {
-                let file = try SafeTensorsFile(url: url)
+                let file = try session.staged(layer: l)
                 for kind in LinearKind.allCases {
                     let name = LlamaTensorNames.weight(kind, layer: l)
                     guard file.tensorNames.contains(name) else {
-                        throw PruningError("\(url.path) has no tensor \(name)")
+                        throw PruningError("\(file.url.path) has no tensor \(name)")
                     }
                     stagedFile[name] = file
                 }
@@ -169,7 +130,7 @@ public final class PrunedCheckpointWriter {
 
     /// Saves the seven pruned linears of one block, in the input's dtype, to a staging file.
     public func stage(_ block: DecoderBlockWeights) throws {
-        guard !finished else { throw PruningError("the pruned checkpoint was already written or discarded") }
+        guard !session.ended else { throw PruningError("the pruned checkpoint was already written or discarded") }
         var entries: [TensorEntry] = []
         for kind in LinearKind.allCases {
             let name = LlamaTensorNames.weight(kind, layer: block.layer)
@@ -185,16 +146,8 @@ public final class PrunedCheckpointWriter {
             }
             entries.append(TensorEntry(name: name, dtype: info.dtype, shape: w.shape, data: .floats(w.data)))
         }
-        let url = staging.appendingPathComponent("block-\(block.layer).safetensors")
-        do {
-            try SafeTensorsWriter.write(entries, to: url)
-            let file = try SafeTensorsFile(url: url)
-            for e in entries { stagedFile[e.spec.name] = file }
-        } catch let e as PruningError {
-            throw e
-        } catch {
-            throw PruningError("cannot save block \(block.layer): \(error)")
-        }
+        let file = try session.stage(entries, layer: block.layer)
+        for e in entries { stagedFile[e.spec.name] = file }
     }
 
     /// The input's tensors with the staged (pruned) ones in their place, as float32: to evaluate the
@@ -205,21 +158,15 @@ public final class PrunedCheckpointWriter {
     /// `output`. Returns the list of files written.
     @discardableResult
     public func finish(record: PruningRecord) throws -> [String] {
-        guard !finished else { throw PruningError("the pruned checkpoint was already written or discarded") }
+        guard !session.ended else { throw PruningError("the pruned checkpoint was already written or discarded") }
         do {
             let files = try writeAll(record: record)
             // The resume state, the staged blocks and the lock are not part of the result. The state goes
             // first: a kill from here on leaves a work folder without one, which the next run removes.
             try? FileManager.default.removeItem(at: temporary.appendingPathComponent("resume"))
-            try? FileManager.default.removeItem(at: staging)
+            try? FileManager.default.removeItem(at: session.staging)
             unlink(temporary.appendingPathComponent(WorkFolders.lockFileName).path)
-            Durable.syncTree(temporary)
-            atPoint?("exported")
-            try registry.commit(temporary.path, atPoint: atPoint) {
-                try Durable.renameNoReplace(temporary, to: output)
-            }
-            finished = true
-            atPoint?("committed")
+            try session.commit(temporary)
             return files
         } catch {
             discard()
