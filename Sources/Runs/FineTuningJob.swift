@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import FineTuning
 import Datasets
 import Evaluation
@@ -210,7 +211,7 @@ public enum FineTuningJob {
         {
           "alpha_pattern": {},
           "auto_mapping": null,
-          "base_model_name_or_path": \(jsonString(base.standardizedFileURL.path)),
+          "base_model_name_or_path": \(jsonQuoted(base.standardizedFileURL.path)),
           "bias": "none",
           "fan_in_fan_out": false,
           "inference_mode": true,
@@ -232,19 +233,6 @@ public enum FineTuningJob {
 
         """
         try Data(json.utf8).write(to: dir.appendingPathComponent("adapter_config.json"))
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default:
-                if ch.value < 0x20 { out += String(format: "\\u%04x", ch.value) } else { out.unicodeScalars.append(ch) }
-            }
-        }
-        return out + "\""
     }
 
     static func format(_ x: Double) -> String { String(format: "%.4f", x) }
