@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Tensor
 import Testing
+import TestSupport
 
 /// A random block: weights N(0, σ²) with σ = 1/√in (so activations stay O(1) and the softmax is far
 /// from uniform), norm weights around 1, biases N(0, 0.1²) where asked.
@@ -60,15 +61,9 @@ private func centralDifferences(count: Int, step: Double, _ f: (Int, Double) -> 
     (0..<count).map { i in (f(i, step) - f(i, -step)) / (2 * step) }
 }
 
-/// max|a − b| / max|b|: the error of a gradient tensor relative to its largest reference entry.
-private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
-    var diff = 0.0, scale = 0.0
-    for i in 0..<b.count {
-        diff = maxPropagatingNaN(diff, abs(Double(a[i]) - b[i]))
-        scale = maxPropagatingNaN(scale, abs(b[i]))
-    }
-    return diff / max(scale, 1e-300)
-}
+/// max|a − b| / max|b|: the error of a gradient tensor relative to its largest reference entry (NaN on a
+/// NaN or a count mismatch).
+private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeError(a, b) }
 
 @Suite struct BackwardFiniteDifferenceTests {
     // Float32 backward against float64 central differences. The FD gradient is exact to ~1e-10 here

@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Tensor
+import TestSupport
 
 /// An independent float64 forward of a LLaMA decoder block, written as plainly as possible (loops, no
 /// BLAS, no saved state), used only as the reference for finite differences and forward checks.
@@ -85,7 +86,7 @@ struct NaiveBackwardBlock {
                     for d in 0..<hd { dot += q[i * qw + h * hd + d] * k[j * kw + kvh * hd + d] }
                     s[j] = dot * scale
                 }
-                let m = s.max()!
+                let m = s.maxOrNaN()!
                 let e = s.map { Foundation.exp($0 - m) }
                 let z = e.reduce(0, +)
                 for d in 0..<hd {

@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Tensor
 import Testing
+import TestSupport
 
 /// A small block with everything switched on: GQA, llama attention_bias (q/k/v/o biases), RoPE scaling,
 /// and — through a mistral configuration — a sliding window shorter than the sequence.

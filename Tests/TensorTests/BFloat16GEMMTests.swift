@@ -61,7 +61,7 @@ private func bf16Reference(_ x: Float) -> Float {
                 }
                 let want = 0.75 * s + 0.5 * Double(c0[i * ldc + j])
                 let err = abs(Double(c[i * ldc + j]) - want) / (0.75 * size + 0.5 * abs(Double(c0[i * ldc + j])) + 1e-30)
-                worst = max(worst, err.isNaN ? .infinity : err)
+                worst = maxOrNaN(worst, err)
                 if c[i * ldc + j] != c32[i * ldc + j] { differsFromFloat32 = true }
             }
             // Padding columns of C are untouched.

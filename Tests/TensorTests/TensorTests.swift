@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensor
+import TestSupport
 
 /// Reference matrix product in float64, the higher-precision check for the BLAS path.
 private func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, k: Int, n: Int) -> [Double] {
@@ -110,7 +111,7 @@ private func randomTensor(_ shape: [Int], _ rng: inout SeededGenerator) -> Tenso
                 size += abs(x * y)
             }
             let d = abs(Double(split[i * n + j]) - (1.5 * s + 0.125)) / (1.5 * size + 0.125)
-            worst = d.isNaN ? .infinity : max(worst, d)
+            worst = maxOrNaN(worst, d)
         } }
         #expect(worst < 1e-6)
     }
