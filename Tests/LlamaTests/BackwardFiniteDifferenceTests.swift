@@ -98,7 +98,7 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
         var rng = SeededGenerator(seed: 99)
         let r = (0..<(T * g.hidden)).map { _ in rng.nextGaussian() }
         // The RO loss compares a perturbed ("sparse") copy against the dense block's output.
-        let dense = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
+        let dense = NaiveBackwardBlock(p, geometry: g, theta: 10000, positions: rope.positions).forward(x.data.map(Double.init), T: T)
         var sparse = p
         for m in LinearKind.allCases {
             for i in stride(from: 0, to: sparse.weights[m.index].count, by: 2) { sparse.weights[m.index].data[i] = 0 }
@@ -120,7 +120,7 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
             let dx = try tape.backward(Tensor(shape: y.shape, data: loss.gradient(y.data)), parameters: p, rope: rope,
                                        gradients: &grads)
 
-            let naive = NaiveBackwardBlock(p, geometry: g, rope: rope)
+            let naive = NaiveBackwardBlock(p, geometry: g, theta: 10000, positions: rope.positions)
             let x64 = x.data.map(Double.init)
             for m in LinearKind.allCases {
                 let fd = centralDifferences(count: p.weights[m.index].count, step: Self.step) { i, h in
@@ -158,7 +158,7 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
         let x = randomBackwardInput(T: T, C: g.hidden, seed: 4)
         let tape = try DecoderBlock(geometry: g, capacity: T)
         let y = try tape.forward(x, parameters: p, rope: rope)
-        let ref = NaiveBackwardBlock(p, geometry: g, rope: rope).forward(x.data.map(Double.init), T: T)
+        let ref = NaiveBackwardBlock(p, geometry: g, theta: 10000, positions: rope.positions).forward(x.data.map(Double.init), T: T)
         #expect(gradientError(y.data, ref) <= 1e-5)
     }
 

@@ -14,14 +14,16 @@ struct NaiveBackwardBlock {
     var normPost: [Double]
     let cos: [Double], sin: [Double]
 
-    init(_ p: DecoderBlockWeights, geometry: BlockGeometry, rope: RoPE) {
+    /// RoPE tables for positions 0..<`positions` in float64, from theta and the scaling alone (see
+    /// `Naive.inverseFrequencies`), not from the `RoPE` under test.
+    init(_ p: DecoderBlockWeights, geometry: BlockGeometry, theta: Double, scaling: LlamaConfiguration.RopeScaling? = nil, positions: Int) {
         g = geometry
         w = p.weights.map { $0.data.map(Double.init) }
         b = p.biases.map { $0?.data.map(Double.init) }
         normIn = p.inputNorm.data.map(Double.init)
         normPost = p.postAttentionNorm.data.map(Double.init)
-        cos = rope.cosTable.map(Double.init)
-        sin = rope.sinTable.map(Double.init)
+        (cos, sin) = Naive.ropeTables(Naive.inverseFrequencies(headDim: geometry.headDim, theta: theta, scaling: scaling),
+                                      positions: positions)
     }
 
     private func rmsnorm(_ x: [Double], _ weight: [Double], T: Int, C: Int) -> [Double] {

@@ -21,8 +21,10 @@ private struct NaiveCausalLM {
         embeddings = m.embeddings.data.map(Double.init)
         head = m.head?.data.map(Double.init)
         finalNorm = m.finalNorm.data.map(Double.init)
-        let rope = m.rope(length: length)
-        blocks = m.blocks.map { NaiveBackwardBlock($0, geometry: BlockGeometry(configuration: c, layer: $0.layer), rope: rope) }
+        blocks = m.blocks.map {
+            NaiveBackwardBlock($0, geometry: BlockGeometry(configuration: c, layer: $0.layer), theta: c.ropeTheta,
+                               scaling: c.ropeScaling, positions: length)
+        }
     }
 
     /// Mean next-token CE over all sequences; `x0` overrides the embedding output (B·T·C).
