@@ -12,7 +12,10 @@ build: setup
 # The whole test suite, in release mode (numeric tests on real checkpoints need optimized code), tests
 # side by side: no GEMM's result depends on what else runs (OpenBLAS stays on one thread; BLAS.gemm cuts
 # C by shape alone), so the bit-identity checks hold under any concurrency.
+# scripts/check_tests.py runs first: the suite's own rules (no machine path, no @Test without an
+# assertion, no skip on missing files, no NaN-skipping error fold), file:line for each finding.
 test: setup
+	python3 scripts/check_tests.py
 	swift test -c release
 
 # The main job on the embedded default: prune stories260K with Wanda++ at 2:4 (calibrated on 128 x 512 tokens of
