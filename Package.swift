@@ -65,3 +65,15 @@ let package = Package(
     // which Swift 6's strict Sendable checking cannot express without wrapping every pointer.
     swiftLanguageModes: [.v5]
 )
+
+// Test-only targets, added here so the module list above stays as it is. TestSupport holds what several
+// test targets share (the NaN-propagating error measures every test reduces differences with, the
+// child-process runner); llm-prune-test-child is the child process of the tests that need a fresh process
+// (OpenBLAS's core, oneDNN's ISA cap, the peak resident size): its own entry point, not a @Test.
+package.targets += [
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .executableTarget(name: "llm-prune-test-child", dependencies: ["Tensor", "Runs", "TestSupport"], path: "Tests/TestChild"),
+]
+for target in package.targets where target.type == .test {
+    target.dependencies.append("TestSupport")
+}

@@ -9,16 +9,18 @@ loader drops the first step of llama.cpp's `smollm` pre-tokenizer (every number 
 tokenizer.json has: a Sequence of Digits(individual_digits) and ByteLevel.
 
     python scripts/convert_gguf_with_transformers.py ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf OUT_DIR
+    python scripts/convert_gguf_with_transformers.py --tokenizer-only ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf Fixtures/tokenizers/smollm2-transformers
 
-Writes OUT_DIR/DONE last, so a reader can wait for a complete folder.
+Writes OUT_DIR/DONE last, so a reader can wait for a complete folder. `--tokenizer-only` writes the
+tokenizer files alone (no weights, no torch needed): the committed fixture
+Fixtures/tokenizers/smollm2-transformers is that output less DONE and special_tokens_map.json.
 """
 import json
 import os
 import sys
 
 import gguf
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 
 def smollm_pre_tokenizer():
@@ -32,20 +34,26 @@ def smollm_pre_tokenizer():
 
 
 def main():
-    path, out = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    tokenizer_only = "--tokenizer-only" in args
+    path, out = [a for a in args if a != "--tokenizer-only"]
     folder, name = os.path.split(os.path.abspath(path))
     reader = gguf.GGUFReader(path)
     pre_field = reader.fields.get("tokenizer.ggml.pre")
     pre = bytes(pre_field.parts[pre_field.data[0]]).decode() if pre_field else None
 
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     os.makedirs(out, exist_ok=True)
-    # The weights are plain float32 tensors once loaded; only the GGUF marker blocks save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out, safe_serialization=True)
+    if not tokenizer_only:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # The weights are plain float32 tensors once loaded; only the GGUF marker blocks save_pretrained.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
     if pre == "smollm":

@@ -83,7 +83,7 @@ enum EvalCommand {
         examples: [
             "llm-prune eval --model ../shared/models/stories260K --data-file ../shared/text/wikitext-2-raw/wiki.test.raw",
             "llm-prune eval --model out/pruned --dataset text --data-file notes.txt --seqlen 256 --json",
-            "llm-prune eval --model /work/smollm2-hf --tasks all --limit 200 --dataset wikitext2",
+            "llm-prune eval --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --tasks all --limit 200 --dataset wikitext2",
         ])
 
     static func run(_ a: ParsedArguments) throws {

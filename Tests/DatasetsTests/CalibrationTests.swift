@@ -106,11 +106,11 @@ import Testing
 
     @Test func textProtocolErrors() throws {
         let short = try #require(datasetError {
-            try Calibration.sampleText(numberText(1233), name: "text /data/small.txt", nsamples: 128, seqlen: 1234,
+            try Calibration.sampleText(numberText(1233), name: "text data/small.txt", nsamples: 128, seqlen: 1234,
                                        encode: numberEncoder, bosTokenID: Self.bos)
         })
         #expect(short.kind == "tooSmall")
-        #expect(short.message == "text /data/small.txt: calibration text has 1,234 tokens; a window of 1,234 needs at least 1,235 (0 windows possible, 128 requested)")
+        #expect(short.message == "text data/small.txt: calibration text has 1,234 tokens; a window of 1,234 needs at least 1,235 (0 windows possible, 128 requested)")
         let empty = try #require(datasetError {
             try Calibration.sampleText("", name: "text e", seqlen: 4, encode: numberEncoder, bosTokenID: Self.bos)
         })
@@ -174,11 +174,11 @@ import Testing
     @Test func c4ProtocolWithoutLongEnoughDocument() throws {
         let docs = Self.documents([3, 9, 5, 0])
         let e = try #require(datasetError {
-            try Calibration.sampleDocuments(docs, name: "C4 shard /data/tiny.json.gz", nsamples: 4, seqlen: 10,
+            try Calibration.sampleDocuments(docs, name: "C4 shard data/tiny.json.gz", nsamples: 4, seqlen: 10,
                                             encode: numberEncoder, bosTokenID: Self.bos)
         })
         #expect(e.kind == "tooSmall")
-        #expect(e.message == "C4 shard /data/tiny.json.gz: none of its 4 documents tokenizes to more than 10 tokens (longest: 10)")
+        #expect(e.message == "C4 shard data/tiny.json.gz: none of its 4 documents tokenizes to more than 10 tokens (longest: 10)")
         // Without BOS, 10 words are 10 tokens: still not more than 10.
         #expect(datasetError {
             try Calibration.sampleDocuments(Self.documents([10]), name: "one", nsamples: 1, seqlen: 10,

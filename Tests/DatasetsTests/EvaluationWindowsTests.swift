@@ -23,10 +23,10 @@ import Testing
 
     @Test func errors() throws {
         let short = try #require(datasetError {
-            try EvaluationWindows(text: numberText(5), source: "text /x.txt", seqlen: 512, encode: numberEncoder, bosTokenID: 1)
+            try EvaluationWindows(text: numberText(5), source: "text x.txt", seqlen: 512, encode: numberEncoder, bosTokenID: 1)
         })
         #expect(short.kind == "tooSmall")
-        #expect(short.message == "text /x.txt: 6 tokens, fewer than one evaluation window of 512")
+        #expect(short.message == "text x.txt: 6 tokens, fewer than one evaluation window of 512")
         #expect(datasetError { try EvaluationWindows(tokens: [1, 2, 3], seqlen: 1, source: "s") }?.message
                 == "s: evaluation seqlen must be at least 2, got 1")
         #expect(datasetError {

@@ -6,6 +6,7 @@ import Llama
 import Evaluation
 import Pruning
 import Runs
+import TestSupport
 
 private let packageRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -139,7 +140,7 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
                 for j in 0..<c {
                     let a = h.data[(r * s + i) * c + j], b = ref.data[(offset + i) * c + j]
                     let d = abs(a - b)
-                    worst = d.isNaN ? .infinity : max(worst, d)
+                    worst = maxOrNaN(worst, d)
                 }
             }
         }
@@ -165,10 +166,10 @@ private func loadError(_ task: any ZeroShotTask.Type, _ dir: URL) -> String? {
         for i in 0..<row.count {
             for j in 0..<c {
                 let r = (prefix.count + i) * c + j
-                scale = max(scale, abs(h32.data[r]))
+                scale = maxOrNaN(scale, abs(h32.data[r]))
                 let d = abs(h16.data[r] - h32.data[r]), g = abs(p16.data[i * c + j] - h16.data[r])
-                bf16Shift = d.isNaN ? .infinity : max(bf16Shift, d)
-                prefixGap = g.isNaN ? .infinity : max(prefixGap, g)
+                bf16Shift = maxOrNaN(bf16Shift, d)
+                prefixGap = maxOrNaN(prefixGap, g)
             }
         }
         #expect(bf16Shift > 1e-4 * scale && bf16Shift < 5e-2 * scale, "bf16 moved hidden states by \(bf16Shift) (scale \(scale))")

@@ -6,6 +6,7 @@ import Llama
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
 /// The same fine-tuning as scripts/lora_reference.py (PyTorch; PEFT for plain mode) on stories260K
 /// pruned 2:4 by magnitude: 20 steps of 2 accumulated 128-token blocks, rank 8, alpha 16, dropout 0,

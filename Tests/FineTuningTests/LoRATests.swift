@@ -6,6 +6,7 @@ import Pruning
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
 struct FixtureMissing: Error, CustomStringConvertible { let description: String }
 
@@ -21,16 +22,7 @@ func sharedPath(_ relative: String) throws -> URL {
     return url
 }
 
-/// max|a − b| / max|b|, +∞ on a NaN on either side.
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-    precondition(a.count == b.count)
-    var diff = 0.0, scale = 0.0
-    for i in 0..<a.count {
-        if a[i].isNaN || b[i].isNaN { return .infinity }
-        diff = max(diff, abs(Double(a[i]) - Double(b[i]))); scale = max(scale, abs(Double(b[i])))
-    }
-    return diff / max(scale, 1e-300)
-}
+// relativeError(_:_:) (max|a − b| / max|b|, NaN on a NaN on either side) comes from TestSupport.
 
 /// stories260K (../shared) pruned to 2:4 by magnitude, in memory: the same weights as
 /// `llm-prune prune --method magnitude --sparsity 2:4`, which scripts/lora_reference.py trains on.

@@ -307,7 +307,7 @@ enum FuzzRunner {
                 _ = wait4(pid, &status, 0, &usage)
                 return .timedOut
             }
-            sampled = max(sampled, ResidentMemory.peakBytes(pid: pid) ?? 0)
+            sampled = max(sampled, ResidentMemory.peakBytes(pid: pid) ?? 0)  // check-tests: integers
             usleep(2000)
         }
         // ru_maxrss is max(inherited, own): well above anything this process could have passed on, it is the

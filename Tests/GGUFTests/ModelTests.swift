@@ -4,6 +4,7 @@ import Llama
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
 @Suite struct ModelTests {
     @Test func tinyConfigurationFromMetadata() throws {
@@ -192,7 +193,8 @@ import Testing
         for p in 0..<ids.count {
             let row = Array(logits.data[(p * vocab)..<((p + 1) * vocab)])
             slice += columns.map { row[$0] }
-            let m = row.indices.max { row[$0] < row[$1] }!
+            let top = try #require(row.maxOrNaN())
+            let m = try #require(row.firstIndex(of: top), "position \(p): the logits hold a NaN")
             maxima.append(row[m])
             argmax.append(Int64(m))
         }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// A problem with the test environment (missing shared data or fixture), reported as a failure.
@@ -63,17 +64,7 @@ func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
     a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
 }
 
-/// max |a − b| / max |b|; infinity when either holds a NaN (so a NaN always fails a tolerance).
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-    guard a.count == b.count else { return .infinity }
-    var diff = 0.0, scale = 0.0
-    for (x, y) in zip(a, b) {
-        if x.isNaN || y.isNaN { return .infinity }
-        diff = max(diff, abs(Double(x) - Double(y)))
-        scale = max(scale, abs(Double(y)))
-    }
-    return diff / max(scale, 1e-300)
-}
+// relativeError(_:_:) (max |a − b| / max |b|, NaN on a NaN or a count mismatch) comes from TestSupport.
 
 /// A small deterministic generator for the fuzz test (SplitMix64).
 struct SplitMix {

@@ -1,6 +1,7 @@
 import Foundation
 import Llama
 import Tensor
+import TestSupport
 
 /// An independent float64 forward of a LLaMA decoder block, written as plainly as possible (loops, no
 /// BLAS, no saved state), used only as the reference for finite differences and forward checks.
@@ -13,14 +14,16 @@ struct NaiveBackwardBlock {
     var normPost: [Double]
     let cos: [Double], sin: [Double]
 
-    init(_ p: DecoderBlockWeights, geometry: BlockGeometry, rope: RoPE) {
+    /// RoPE tables for positions 0..<`positions` in float64, from theta and the scaling alone (see
+    /// `Naive.inverseFrequencies`), not from the `RoPE` under test.
+    init(_ p: DecoderBlockWeights, geometry: BlockGeometry, theta: Double, scaling: LlamaConfiguration.RopeScaling? = nil, positions: Int) {
         g = geometry
         w = p.weights.map { $0.data.map(Double.init) }
         b = p.biases.map { $0?.data.map(Double.init) }
         normIn = p.inputNorm.data.map(Double.init)
         normPost = p.postAttentionNorm.data.map(Double.init)
-        cos = rope.cosTable.map(Double.init)
-        sin = rope.sinTable.map(Double.init)
+        (cos, sin) = Naive.ropeTables(Naive.inverseFrequencies(headDim: geometry.headDim, theta: theta, scaling: scaling),
+                                      positions: positions)
     }
 
     private func rmsnorm(_ x: [Double], _ weight: [Double], T: Int, C: Int) -> [Double] {
@@ -85,7 +88,7 @@ struct NaiveBackwardBlock {
                     for d in 0..<hd { dot += q[i * qw + h * hd + d] * k[j * kw + kvh * hd + d] }
                     s[j] = dot * scale
                 }
-                let m = s.max()!
+                let m = s.maxOrNaN()!
                 let e = s.map { Foundation.exp($0 - m) }
                 let z = e.reduce(0, +)
                 for d in 0..<hd {

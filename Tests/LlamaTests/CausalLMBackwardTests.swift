@@ -3,17 +3,10 @@ import Llama
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
-/// max|a − b| / max|b|, +∞ when either side holds a NaN (so a NaN can never pass).
-private func gradientError(_ a: [Float], _ b: [Double]) -> Double {
-    precondition(a.count == b.count)
-    var diff = 0.0, scale = 0.0
-    for i in 0..<a.count {
-        if a[i].isNaN || b[i].isNaN { return .infinity }
-        diff = max(diff, abs(Double(a[i]) - b[i])); scale = max(scale, abs(b[i]))
-    }
-    return diff / max(scale, 1e-300)
-}
+/// max|a − b| / max|b|, NaN when either side holds a NaN (so a NaN can never pass).
+private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeError(a, b) }
 
 /// The causal-LM loss of a whole model in float64, written plainly (the float64 block of
 /// BackwardNaiveBlock.swift, one sequence at a time), for central differences.
@@ -28,8 +21,10 @@ private struct NaiveCausalLM {
         embeddings = m.embeddings.data.map(Double.init)
         head = m.head?.data.map(Double.init)
         finalNorm = m.finalNorm.data.map(Double.init)
-        let rope = m.rope(length: length)
-        blocks = m.blocks.map { NaiveBackwardBlock($0, geometry: BlockGeometry(configuration: c, layer: $0.layer), rope: rope) }
+        blocks = m.blocks.map {
+            NaiveBackwardBlock($0, geometry: BlockGeometry(configuration: c, layer: $0.layer), theta: c.ropeTheta,
+                               scaling: c.ropeScaling, positions: length)
+        }
     }
 
     /// Mean next-token CE over all sequences; `x0` overrides the embedding output (B·T·C).
@@ -46,7 +41,7 @@ private struct NaiveCausalLM {
                 let r = 1 / (ss / Double(C) + eps).squareRoot()
                 let xf = (0..<C).map { x[t * C + $0] * r * finalNorm[$0] }
                 let z = (0..<V).map { v in (0..<C).reduce(0.0) { $0 + xf[$1] * h[v * C + $1] } }
-                let m = z.max()!
+                let m = z.maxOrNaN()!
                 let lse = m + Foundation.log(z.reduce(0.0) { $0 + Foundation.exp($1 - m) })
                 total += lse - z[row[t + 1]]
             }

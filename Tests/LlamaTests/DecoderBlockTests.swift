@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Tensor
 import Testing
+import TestSupport
 
 /// A small block with everything switched on: GQA, llama attention_bias (q/k/v/o biases), RoPE scaling,
 /// and — through a mistral configuration — a sliding window shorter than the sequence.
@@ -60,7 +61,7 @@ private func naiveBlock(_ x: Tensor, _ w: DecoderBlockWeights, _ c: LlamaConfigu
         let rope = RoPE(configuration: c, positions: 13)
         let block = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: 0), capacity: 2 * 13, maxLength: 13)
         let y = try block.forward(x, parameters: w, rope: rope)
-        let ref = naiveBlock(x, w, c, inv: rope.inverseFrequencies.map(Double.init))
+        let ref = naiveBlock(x, w, c, inv: Naive.inverseFrequencies(c))
         #expect(relativeError(y.data, ref.out) < 1e-5)
         #expect(DecoderBlock.forward(x, weights: w, configuration: c, rope: rope) == y)
         let saved = block.savedActivations

@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Tensor
 import Testing
+import TestSupport
 
 /// config.json values and checkpoints built to trap or exhaust memory: each must be a one-line error
 /// naming the key (issue 11), before any allocation sized by the hostile value.
@@ -96,9 +97,22 @@ private func refusal(_ json: String) -> LlamaError? {
         }
     }
 
-    @Test func theTestsOwnErrorHelperFailsOnNaN() {
-        #expect(relativeError([1, .nan], [1, 2]).isNaN)
-        #expect(relativeError([1, 2], [1, .nan]).isNaN)
-        #expect(relativeError([1, 2], [1, 2]) == 0)
+    /// TestSupport's error measures (shared by every test target): NaN on either side, in any position, and a
+    /// count mismatch give NaN, which fails every comparison.
+    @Test func theTestsOwnErrorHelpersFailOnNaN() {
+        let (a, b): ([Float], [Double]) = ([1, 2, 3], [1, 2, 3])
+        #expect(relativeError(a, b) == 0 && maxAbsError(a, b) == 0)
+        for i in 0..<3 {
+            var x = a, y = b
+            x[i] = .nan
+            y[i] = .nan
+            #expect(relativeError(x, b).isNaN && relativeError(a, y).isNaN && maxAbsError(x, b).isNaN && maxAbsError(a, y).isNaN, "NaN at \(i)")
+            #expect(relativeError(x, b.map(Float.init)).isNaN, "NaN at \(i)")
+            #expect(x.maxOrNaN()!.isNaN && x.minOrNaN()!.isNaN, "NaN at \(i)")
+        }
+        #expect(relativeError(a, [1, 2] as [Double]).isNaN)
+        #expect(maxOrNaN(Float(1), .nan).isNaN && maxOrNaN(Float.nan, 1).isNaN && minOrNaN(1.0, .nan).isNaN && minOrNaN(Double.nan, 1).isNaN)
+        #expect(maxOrNaN(1.0, 2.0) == 2 && minOrNaN(1.0, 2.0) == 1 && [3.0, -1, 2].maxOrNaN() == 3 && [3.0, -1, 2].minOrNaN() == -1)
+        #expect(([] as [Double]).maxOrNaN() == nil)
     }
 }

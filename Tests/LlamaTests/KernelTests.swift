@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Tensor
 import Testing
+import TestSupport
 
 /// Double-precision references for the kernels.
 enum Naive {
@@ -30,6 +31,36 @@ enum Naive {
     }
 
     /// Rotate-half RoPE with double angles p · θᵢ, x (B, T, H, HD).
+    /// RoPE's inverse frequencies θᵢ = theta^(−2i/HD) in float64, rescaled as transformers'
+    /// `ROPE_INIT_FUNCTIONS` define it (linear: θᵢ/factor; llama3: by wavelength band), computed here from
+    /// the configuration values alone (not from the `RoPE` under test).
+    static func inverseFrequencies(headDim hd: Int, theta: Double, scaling: LlamaConfiguration.RopeScaling?) -> [Double] {
+        let inv = (0..<(hd / 2)).map { Foundation.pow(theta, -Double(2 * $0) / Double(hd)) }
+        switch scaling {
+        case nil: return inv
+        case let .linear(factor)?: return inv.map { $0 / factor }
+        case let .llama3(factor, low, high, original)?:
+            let old = Double(original)
+            return inv.map { f -> Double in
+                let wavelen = 2 * Double.pi / f
+                if wavelen < old / high { return f }
+                if wavelen > old / low { return f / factor }
+                let s = (old / wavelen - low) / (high - low)
+                return (1 - s) * f / factor + s * f
+            }
+        }
+    }
+
+    static func inverseFrequencies(_ c: LlamaConfiguration) -> [Double] {
+        inverseFrequencies(headDim: c.headDim, theta: c.ropeTheta, scaling: c.ropeScaling)
+    }
+
+    /// cos(p·θᵢ) and sin(p·θᵢ) in float64, each (positions, HD/2).
+    static func ropeTables(_ inv: [Double], positions: Int) -> (cos: [Double], sin: [Double]) {
+        let angles = (0..<positions).flatMap { p in inv.map { Double(p) * $0 } }
+        return (angles.map { Foundation.cos($0) }, angles.map { Foundation.sin($0) })
+    }
+
     static func rope(_ x: [Double], inv: [Double], b: Int, t: Int, h: Int, hd: Int) -> [Double] {
         var y = x
         let half = hd / 2
@@ -61,7 +92,7 @@ enum Naive {
                     for e in 0..<hd { d += q[((bi * t + i) * nh + h) * hd + e] * k[((bi * t + j) * nkv + g) * hd + e] }
                     s[j] = d * scale
                 }
-                let m = s[lo...i].max()!
+                let m = s[lo...i].maxOrNaN()!
                 let sum = s[lo...i].map { exp($0 - m) }.reduce(0, +)
                 lse[(bi * nh + h) * t + i] = m + log(sum)
                 for j in lo...i {
@@ -87,7 +118,7 @@ extension Tensor {
         var x: Float = -87
         while x < 88.37 {
             let got = Double(VectorMath.exp(x)), want = exp(Double(x))
-            worst = maxPropagatingNaN(worst, abs(got - want) / want)
+            worst = maxOrNaN(worst, abs(got - want) / want)
             x += 0.0137
         }
         #expect(worst < 3e-7, "worst relative error \(worst)")
@@ -121,7 +152,7 @@ extension Tensor {
     @Test func ropeFrequenciesAndRotation() {
         let hd = 16, theta = 10000.0
         let plain = RoPE(headDim: hd, theta: theta, scaling: nil, positions: 40)
-        let inv = (0..<(hd / 2)).map { pow(theta, -Double(2 * $0) / Double(hd)) }
+        let inv = Naive.inverseFrequencies(headDim: hd, theta: theta, scaling: nil)
         #expect(relativeError(plain.inverseFrequencies, inv) < 1e-6)
         let linear = RoPE(headDim: hd, theta: theta, scaling: .linear(factor: 4), positions: 1)
         #expect(relativeError(linear.inverseFrequencies, inv.map { $0 / 4 }) < 1e-6)
@@ -129,19 +160,14 @@ extension Tensor {
         let (factor, low, high, old) = (8.0, 1.0, 4.0, 64.0)
         let l3 = RoPE(headDim: hd, theta: theta, scaling: .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high,
                                                                    originalMaxPositionEmbeddings: 64), positions: 1)
-        let want = inv.map { f -> Double in
-            let wavelen = 2 * Double.pi / f
-            if wavelen < old / high { return f }
-            if wavelen > old / low { return f / factor }
-            let s = (old / wavelen - low) / (high - low)
-            return (1 - s) * f / factor + s * f
-        }
+        let want = Naive.inverseFrequencies(headDim: hd, theta: theta, scaling: .llama3(
+            factor: factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositionEmbeddings: Int(old)))
         #expect(relativeError(l3.inverseFrequencies, want) < 1e-6)
         #expect(Set(zip(want, inv).map { ($0.0 / $0.1 * 100).rounded() }).count >= 3, "test frequencies must span all three bands")
 
         let x = randomTensor([2, 40, 3 * hd], seed: 6)
         let rotated = plain.apply(x, heads: 3)
-        let ref = Naive.rope(x.doubles, inv: plain.inverseFrequencies.map(Double.init), b: 2, t: 40, h: 3, hd: hd)
+        let ref = Naive.rope(x.doubles, inv: inv, b: 2, t: 40, h: 3, hd: hd)
         #expect(relativeError(rotated.data, ref) < 1e-6)
         // The rotation by −p·θ undoes it.
         #expect(plain.apply(rotated, heads: 3, sign: -1).relativeError(to: x) < 1e-6)

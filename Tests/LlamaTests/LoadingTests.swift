@@ -110,17 +110,36 @@ private func loadError(_ folder: URL) -> LlamaError? {
         #expect(try model.logits(reference.ids).relativeError(to: reference.tensor("logits")) <= 1e-4)
     }
 
-    /// Tied config but an lm_head.weight in the file: the stored head is used, as transformers 5 does.
+    /// Tied config but an lm_head.weight in the file: the stored head is used, as transformers 5 does. The
+    /// stored head is the embedding matrix with its rows rotated by one (row i = embedding row i + 1), so
+    /// the logits it gives are transformers' tied logits with their columns rotated the same way, and the
+    /// tied matrix would give the unrotated ones.
     @Test func tiedConfigWithStoredHead() throws {
         var scratch = try ScratchCheckpoint(fixture: "llama-gqa")
         defer { scratch.remove() }
         let embeddings = scratch.tensors.first { $0.name == LlamaTensorNames.embedTokens }!.tensor
-        scratch.tensors.append((LlamaTensorNames.lmHead, embeddings))
+        let (v, c) = (embeddings.shape[0], embeddings.shape[1])
+        var rotated = [Float]()
+        for i in 0..<v {
+            let from = (i + 1) % v
+            rotated += embeddings.data[(from * c)..<((from + 1) * c)]
+        }
+        scratch.tensors.append((LlamaTensorNames.lmHead, Tensor(shape: embeddings.shape, data: rotated)))
         let folder = try scratch.write()
         let checkpoint = try LlamaCheckpoint(directory: folder)
         #expect(checkpoint.headTensorName == LlamaTensorNames.lmHead)
         let reference = try Reference(Paths.fixtures.appendingPathComponent("llama-gqa-reference.safetensors"))
-        #expect(try checkpoint.loadModel().logits(reference.ids).relativeError(to: reference.tensor("logits")) <= 1e-4)
+        let tied = try reference.tensor("logits")
+        try #require(tied.shape.last == v)
+        var shifted = tied.data
+        for k in 0..<shifted.count {
+            let row = k - k % v
+            shifted[k] = tied.data[row + (k % v + 1) % v]
+        }
+        let expected = Tensor(shape: tied.shape, data: shifted)
+        #expect(expected.relativeError(to: tied) > 0.5, "the rotated head must give other logits than the tied one")
+        let logits = try checkpoint.loadModel().logits(reference.ids)
+        #expect(logits.relativeError(to: expected) <= 1e-4, "stored head: relative error \(logits.relativeError(to: expected))")
         // A wrong-shaped stored head is refused like any other tensor.
         scratch.tensors[scratch.tensors.count - 1].tensor = Tensor.zeros([95, 32])
         #expect(loadError(try scratch.write()) == .shapeMismatch(tensor: "lm_head.weight", expected: [96, 32], found: [95, 32]))

@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import SafeTensors
 import Testing
+import TestSupport
 
 /// RoPE tables at SmolLM2-135M's shape (head_dim 64, theta 100,000) and long positions, against
 /// transformers' own `LlamaRotaryEmbedding` (Fixtures/llama/rope-theta100000-hd64.safetensors, made by
@@ -20,11 +21,11 @@ import Testing
         for (r, p) in positions.enumerated() {
             for i in 0..<half {
                 let (c, s) = (rope.cosTable[p * half + i], rope.sinTable[p * half + i])
-                let d = max(abs(c - cos[r * half + i]), abs(s - sin[r * half + i]))
+                let d = maxOrNaN(abs(c - cos[r * half + i]), abs(s - sin[r * half + i]))
                 // NaN fails here: every comparison with it is false.
                 #expect(d <= 2.5e-7, "position \(p), frequency \(i): cos \(c) vs \(cos[r * half + i]), sin \(s) vs \(sin[r * half + i])")
-                worst = max(worst, d)
-                exactGap = max(exactGap, abs(cos[r * half + i] - cos64[r * half + i]), abs(sin[r * half + i] - sin64[r * half + i]))
+                worst = maxOrNaN(worst, d)
+                exactGap = maxOrNaN(exactGap, maxOrNaN(abs(cos[r * half + i] - cos64[r * half + i]), abs(sin[r * half + i] - sin64[r * half + i])))
             }
         }
         #expect(worst <= 2.5e-7)

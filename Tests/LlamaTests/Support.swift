@@ -3,6 +3,7 @@ import Llama
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
 /// Paths the tests read: the package root (the folder holding Package.swift), its fixtures and ../shared.
 enum Paths {
@@ -56,10 +57,4 @@ func randomTensor(_ shape: [Int], seed: UInt64, scale: Double = 1) -> Tensor {
     return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(g.nextGaussian() * scale) })
 }
 
-/// Relative error max|a − b| / max|b| with b a double-precision reference.
-func relativeError(_ a: [Float], _ b: [Double]) -> Double {
-    precondition(a.count == b.count)
-    var diff = 0.0, scale = 0.0
-    for i in 0..<a.count { diff = maxPropagatingNaN(diff, abs(Double(a[i]) - b[i])); scale = maxPropagatingNaN(scale, abs(b[i])) }
-    return diff / max(scale, 1e-300)
-}
+// relativeError(_:_:) (max|a − b| / max|b|, NaN on a NaN) comes from TestSupport.

@@ -5,6 +5,7 @@ import Pruning
 import SafeTensors
 import Tensor
 import Testing
+import TestSupport
 
 /// stories260K and the first `nsamples` rows of the shared calibration ids (seqlen 512).
 func stories260K(nsamples: Int = 16) throws -> (LlamaCheckpoint, CalibrationSet) {
@@ -53,8 +54,8 @@ func pruneInMemory(_ checkpoint: LlamaCheckpoint, _ calibration: CalibrationSet?
                 // SparseGPT's updated weights (block 0): same tolerance as the per-layer fixtures.
                 if ref.info("W." + name) != nil {
                     let rw = try ref.floats("W." + name)
-                    let scale = rw.reduce(Float(0)) { maxPropagatingNaN($0, abs($1)) }
-                    let err = (0..<w.count).reduce(Float(0)) { maxPropagatingNaN($0, abs(w.data[$1] - rw[$1]) / scale) }
+                    let scale = rw.reduce(Float(0)) { maxOrNaN($0, abs($1)) }
+                    let err = (0..<w.count).reduce(Float(0)) { maxOrNaN($0, abs(w.data[$1] - rw[$1]) / scale) }
                     #expect(err <= 2e-5, "\(run) \(name): max relative difference \(err)")
                 }
             }
@@ -146,7 +147,7 @@ private final class ForwardProbe: LayerPruningMethod {
         let rope = RoPE(configuration: c, positions: 512)
         #expect(probe.seen.count == 5)
         for l in 0..<5 {
-            let scale = x.data.reduce(Float(0)) { maxPropagatingNaN($0, abs($1)) }
+            let scale = x.data.reduce(Float(0)) { maxOrNaN($0, abs($1)) }
             #expect(probe.seen[l].maxAbsDifference(x) <= 1e-5 * scale, "block \(l)")
             x = DecoderBlock.forward(x, weights: blocks[l], configuration: c, rope: rope)
         }

@@ -8,6 +8,7 @@ import Evaluation
 import Pruning
 import Runs
 import Tokenizers
+import TestSupport
 
 /// Writing what was evaluated: half-precision outputs and GGUF inputs/outputs.
 @Suite struct GGUFPruningTests {
@@ -91,26 +92,57 @@ import Tokenizers
         #expect(try PruningRecord.decode(Data(record.utf8)).summary.method == "magnitude")
     }
 
-    /// Q8_0 output: the values as written are the ones `CheckpointStorage.stored` predicts (what
-    /// evaluation uses), zeros stay zero, norms stay F32.
+    /// Q8_0 output: the perplexity reported is the one of the file as written (re-evaluated from it, to the
+    /// last bit), and every written weight is the float32 pruned weight rounded to nearest within its block
+    /// of 32 (|q·d₁₆ − w| ≤ d₁₆/2 + 127·|d₁₆ − d|, d = max|w|/127, against the same run written as F32):
+    /// a wrong scale, a truncating encoder, or float32 evaluated while Q8_0 is written all fail. Zeros stay
+    /// zero, norms stay F32.
     @Test func q8OutputIsWhatWasEvaluated() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        var o = PruningJobOptions(model: try tinyGGUF(), method: try BaselineMethods.make("magnitude"),
-                                  pattern: .unstructured(0.5), calibrationFile: nil, calibrationFormat: .tokens,
-                                  nsamples: 1, seqlen: 16, output: dir.appendingPathComponent("q8.gguf"), toolVersion: "test")
-        o.ggufOutputStorage = .gguf(.Q8_0)
-        _ = try PruningJob.run(o)
-        let file = try GGUFFile(url: dir.appendingPathComponent("q8.gguf"))
+        let text = try String(contentsOf: try sharedPath("text/tinyshakespeare/input.txt"), encoding: .utf8)
+        let evalFile = dir.appendingPathComponent("eval.txt")
+        try String(text.prefix(4_000)).write(to: evalFile, atomically: true, encoding: .utf8)
+        func prune(_ type: GGMLType, _ name: String) throws -> (URL, PerplexityResult) {
+            var o = PruningJobOptions(model: try tinyGGUF(), method: try BaselineMethods.make("magnitude"),
+                                      pattern: .unstructured(0.5), calibrationFile: nil, calibrationFormat: .tokens,
+                                      nsamples: 1, seqlen: 16, output: dir.appendingPathComponent(name),
+                                      evaluation: (.text, evalFile, 16), toolVersion: "test")
+            o.ggufOutputStorage = .gguf(type)
+            let r = try PruningJob.run(o)
+            return (dir.appendingPathComponent(name), try #require(r.perplexity))
+        }
+        let (q8URL, reported) = try prune(.Q8_0, "q8.gguf")
+        let (f32URL, _) = try prune(.F32, "f32.gguf")
+        let file = try GGUFFile(url: q8URL)
         #expect(file.info("blk.0.attn_q.weight")?.type == .Q8_0 && file.info("blk.0.attn_norm.weight")?.type == .F32)
         #expect(file["general.file_type"] == .uint32(7))
-        let written = try LlamaCheckpoint(ggufFile: dir.appendingPathComponent("q8.gguf"))
-        let block = try written.loadBlock(1)
-        for kind in LinearKind.allCases {
-            let w = block[kind]
-            #expect(try CheckpointStorage.gguf(.Q8_0).stored(w.data, shape: w.shape) == w.data, "Q8_0 values are a fixed point")
-            let zeros = w.data.filter { $0 == 0 }.count
-            #expect(zeros >= w.data.count / 2, "\(kind): \(zeros) zeros of \(w.data.count)")
+
+        let (written, tokenizer) = try ModelInput.open(q8URL)
+        let windows = try EvaluationWindows(dataset: .text, file: evalFile, seqlen: 16, tokenizer: tokenizer)
+        let again = try Perplexity.evaluate(model: try written.loadModel(), windows: windows)
+        #expect(windows.count == reported.windows && again.perplexity == reported.perplexity,
+                "reported \(reported.perplexity) on \(reported.windows) windows, the written file gives \(again.perplexity)")
+
+        let float32 = try LlamaCheckpoint(ggufFile: f32URL)
+        for layer in 0..<written.configuration.numHiddenLayers {
+            let q8 = try written.loadBlock(layer), f32 = try float32.loadBlock(layer)
+            for kind in LinearKind.allCases {
+                let (w8, w) = (q8[kind].data, f32[kind].data)
+                try #require(w8.count == w.count && w.count % 32 == 0)
+                #expect(w.filter { $0 == 0 }.count >= w.count / 2, "\(kind) of block \(layer): the F32 run is pruned")
+                var worst = 0.0
+                for b in stride(from: 0, to: w.count, by: 32) {
+                    let amax = w[b..<(b + 32)].map { Double(abs($0)) }.maxOrNaN()!
+                    let d = amax / 127, d16 = Double(Float16(Float(amax) / 127))
+                    let bound = d16 / 2 + 127 * abs(d16 - d) + 1e-6 * d
+                    for i in b..<(b + 32) {
+                        worst = maxOrNaN(worst, abs(Double(w8[i]) - Double(w[i])) / max(bound, 1e-30))
+                        if w[i] == 0 { #expect(w8[i] == 0, "\(kind) of block \(layer), weight \(i): a pruned weight written as \(w8[i])") }
+                    }
+                }
+                #expect(worst <= 1, "\(kind) of block \(layer): a Q8_0 weight misses its float32 value by \(worst) × the round-to-nearest bound")
+            }
         }
     }
 

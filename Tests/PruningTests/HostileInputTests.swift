@@ -98,7 +98,7 @@ import Testing
                 calibrationFile: nil, calibrationFormat: .text, output: dir.appendingPathComponent("out"),
                 evaluation: (.text, file, 128), toolVersion: "test")
             do {
-                _ = try PruningJob.run(options) { u in if u.stage == "prune" { blocks = max(blocks, u.completed) } }
+                _ = try PruningJob.run(options) { u in if u.stage == "prune" { blocks = max(blocks, u.completed) } }  // check-tests: integers
                 Issue.record("\(file.path) was accepted")
             } catch {
                 #expect("\(error)".hasSuffix(expected), "\(error)")

@@ -11,6 +11,12 @@ import Pruning
 /// Fixtures/reference): stories260K, the shared calibration ids (128 × 512, seed 0), WikiText-2 test at
 /// seqlen 512. Masks of every method and pattern; perplexity where `evaluate` is set, to keep the suite short
 /// (each evaluation is 1,591 windows).
+///
+/// Magnitude and Wanda masks must agree on every weight: every fixture records zero exact ties (so the
+/// selection is unique) and `DriverTests` demands zero mismatches on the same selection. SparseGPT's masks
+/// depend on its float32 updates, so one weight in a thousand may flip. Perplexity: within 5e-5 relative,
+/// the bound `ReferencePerplexityTests` holds on the same evaluator (measured here: wanda 4:8 2.6e-8,
+/// sparsegpt 2:4 1.1e-7, wanda++ 2:4 1.5e-9, AMD EPYC, OpenBLAS Zen core); Wanda++ keeps its issue's 1 % target.
 @Suite(.serialized) struct ReferenceAgreementTests {
     struct Case: CustomStringConvertible, Sendable {
         var method: String, pattern: String, evaluate: Bool, perplexityTolerance: Double, maskAgreement: Double
@@ -22,15 +28,15 @@ import Pruning
     }
 
     static let cases: [Case] = [
-        Case(method: "magnitude", pattern: "0.5", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "magnitude", pattern: "2:4", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "magnitude", pattern: "4:8", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "wanda", pattern: "0.5", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "wanda", pattern: "2:4", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "wanda", pattern: "4:8", evaluate: true, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "sparsegpt", pattern: "0.5", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "sparsegpt", pattern: "2:4", evaluate: true, perplexityTolerance: 0.005, maskAgreement: 0.999),
-        Case(method: "sparsegpt", pattern: "4:8", evaluate: false, perplexityTolerance: 0.005, maskAgreement: 0.999),
+        Case(method: "magnitude", pattern: "0.5", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "magnitude", pattern: "2:4", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "magnitude", pattern: "4:8", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "wanda", pattern: "0.5", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "wanda", pattern: "2:4", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "wanda", pattern: "4:8", evaluate: true, perplexityTolerance: 5e-5, maskAgreement: 1),
+        Case(method: "sparsegpt", pattern: "0.5", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 0.999),
+        Case(method: "sparsegpt", pattern: "2:4", evaluate: true, perplexityTolerance: 5e-5, maskAgreement: 0.999),
+        Case(method: "sparsegpt", pattern: "4:8", evaluate: false, perplexityTolerance: 5e-5, maskAgreement: 0.999),
         // The Wanda++ issue: full Wanda++ perplexity within 1%.
         Case(method: "wanda++", pattern: "2:4", evaluate: true, perplexityTolerance: 0.01, maskAgreement: 0.99),
     ]
@@ -78,6 +84,7 @@ import Pruning
         let model = try LlamaModel(configuration: checkpoint.configuration, embeddings: try checkpoint.loadEmbeddings(),
                                    blocks: blocks, finalNorm: try checkpoint.loadFinalNorm(), head: try checkpoint.loadHead())
         let r = try Perplexity.evaluate(model: model, windows: windows)
+        print("[reference] \(c): perplexity \(r.perplexity) vs \(expected), relative \(abs(r.perplexity - expected) / expected)")
         #expect(abs(r.perplexity - expected) / expected <= c.perplexityTolerance, "\(c): perplexity \(r.perplexity) vs reference \(expected)")
     }
 }

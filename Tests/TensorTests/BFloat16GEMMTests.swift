@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensor
+import TestSupport
 
 /// bfloat16 rounding by its definition, in float64 arithmetic (independent of the bit manipulation under
 /// test): the nearest value with 8 significant bits, ties to even; NaN stays NaN; beyond the largest
@@ -60,7 +61,7 @@ private func bf16Reference(_ x: Float) -> Float {
                 }
                 let want = 0.75 * s + 0.5 * Double(c0[i * ldc + j])
                 let err = abs(Double(c[i * ldc + j]) - want) / (0.75 * size + 0.5 * abs(Double(c0[i * ldc + j])) + 1e-30)
-                worst = max(worst, err.isNaN ? .infinity : err)
+                worst = maxOrNaN(worst, err)
                 if c[i * ldc + j] != c32[i * ldc + j] { differsFromFloat32 = true }
             }
             // Padding columns of C are untouched.
@@ -144,20 +145,13 @@ private func bf16Reference(_ x: Float) -> Float {
     /// at oneDNN's first use).
     @Test func environmentCapOfOneDNNIsRespected() throws {
         let flags = try BLASRuntimeTests.cpuFlags()
-        let backend = try childTestReport(filter: "BFloat16GEMMTests/childBackend", reportVariable: "BF16_CHILD_BACKEND",
-                                          env: ["ONEDNN_MAX_CPU_ISA": "AVX2"],
-                                          removing: ["DNNL_MAX_CPU_ISA", "LLM_PRUNE_BF16_EMULATE"])
+        let backend = try #require(try TestChild.run("bf16-backend", env: ["ONEDNN_MAX_CPU_ISA": "AVX2"],
+                                                     removing: ["DNNL_MAX_CPU_ISA", "LLM_PRUNE_BF16_EMULATE"])["backend"])
         #expect(backend.hasPrefix("bf16 (emulated: "), "\(backend)")
         if flags.contains("avx512_bf16") || flags.contains("amx_bf16") {
             #expect(backend.contains("ONEDNN_MAX_CPU_ISA=AVX2 is set") || backend.contains("not installed"), "\(backend)")
         } else {
             #expect(backend.contains("no AVX512-BF16 or AMX-BF16"), "\(backend)")
         }
-    }
-
-    /// In a child started by `environmentCapOfOneDNNIsRespected`: writes the bf16 backend line.
-    @Test func childBackend() throws {
-        guard let path = ProcessInfo.processInfo.environment["BF16_CHILD_BACKEND"] else { return }
-        try ComputePrecision.bfloat16.backend.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }

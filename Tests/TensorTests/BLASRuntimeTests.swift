@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensor
+import TestSupport
 
 /// The kernel check: the OpenBLAS core in use must be at least what the CPU's features allow, judged
 /// from /proc/cpuinfo (the kernel's view, not the project's cpuid code).
@@ -43,31 +44,15 @@ import Tensor
         #endif
     }
 
-    /// Runs this test binary again with `env` and returns what the child's `childReport` wrote.
+    /// Runs `llm-prune-test-child blas-report` (a fresh process, where OpenBLAS chooses its core again)
+    /// with `env`: the runtime record, the core in use and the bit patterns of `BLASProbe`'s product.
     func child(_ env: [String: String]) throws -> [String: String] {
-        let text = try childTestReport(filter: "BLASRuntimeTests/childReport", reportVariable: "BLAS_RUNTIME_CHILD_REPORT",
-                                       env: env, removing: ["OPENBLAS_CORETYPE"])
-        return Dictionary(uniqueKeysWithValues: text.split(separator: "\n").map {
-            let kv = $0.split(separator: "=", maxSplits: 1).map(String.init)
-            return (kv[0], kv.count > 1 ? kv[1] : "")
-        })
-    }
-
-    /// In a child started by `child(_:)`: writes the runtime record and a GEMM result checksum.
-    @Test func childReport() throws {
-        guard let path = ProcessInfo.processInfo.environment["BLAS_RUNTIME_CHILD_REPORT"] else { return }
-        var lines = BLASRuntime.current.record.map { "\($0.0)=\($0.1)" }
-        lines.append("core_now=\(BLASRuntime.coreNow)")
-        lines.append("product=\(Self.product().map { String($0.bitPattern) }.joined(separator: ","))")
-        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try TestChild.run("blas-report", env: env, removing: ["OPENBLAS_CORETYPE"])
     }
 
     static func product() -> [Float] {
-        let m = 23, n = 19, k = 40
-        let a = (0..<(m * k)).map { Float(($0 * 7) % 13) / 8 - 0.75 }
-        let b = (0..<(k * n)).map { Float(($0 * 5) % 11) / 4 - 1.25 }
-        var c = [Float](repeating: 0, count: m * n)
-        BLAS.gemm(m: m, n: n, k: k, a: a, b: b, c: &c)
+        var c = [Float](repeating: 0, count: BLASProbe.m * BLASProbe.n)
+        BLAS.gemm(m: BLASProbe.m, n: BLASProbe.n, k: BLASProbe.k, a: BLASProbe.a, b: BLASProbe.b, c: &c)
         return c
     }
 

@@ -2,6 +2,7 @@ import CBLASRuntime
 import Foundation
 import Tensor
 import Testing
+import TestSupport
 
 /// Both copies of the elementwise kernels (baseline SSE2 and, where the CPU has it, AVX2 with FMA), each
 /// against double-precision references, on lengths that leave every possible tail.
@@ -20,10 +21,7 @@ import Testing
 
     /// Largest |got − want| / |want|; NaN when any value is NaN (so a comparison with it fails).
     static func worstRelative(_ got: [Float], _ want: [Double]) -> Double {
-        zip(got, want).reduce(0) { worst, pair in
-            let e = abs(Double(pair.0) - pair.1) / max(abs(pair.1), 1e-30)
-            return e.isNaN || worst.isNaN ? .nan : max(worst, e)
-        }
+        zip(got, want).reduce(0) { worst, pair in maxOrNaN(worst, abs(Double(pair.0) - pair.1) / maxOrNaN(abs(pair.1), 1e-30)) }
     }
 
     @Test func theCopyInUseIsTheWidestTheCPUHas() {
@@ -40,7 +38,7 @@ import Testing
             while x < 88.37 {
                 let got = Double(k.exp1(x)), want = Foundation.exp(Double(x))
                 let e = abs(got - want) / want
-                worst = e.isNaN ? .nan : max(worst, e)
+                worst = maxOrNaN(worst, e)
                 x += 0.0137
             }
             #expect(worst < 3e-7, "\(name): worst relative error \(worst)")
@@ -144,7 +142,7 @@ import Testing
                 var acc = (0..<n).map { Double($0) }
                 acc.withUnsafeMutableBufferPointer { ap in x.withUnsafeBufferPointer { k.add_squares(ap.baseAddress!, $0.baseAddress!, n) } }
                 let wantAcc = (0..<n).map { Double($0) + Double(x[$0]) * Double(x[$0]) }
-                let worst = zip(acc, wantAcc).map { abs($0 - $1) / max($1, 1e-300) }.max()!
+                let worst = zip(acc, wantAcc).map { abs($0 - $1) / maxOrNaN($1, 1e-300) }.maxOrNaN()!
                 #expect(worst < 1e-15, "\(name) n=\(n): worst \(worst)")
             }
             let nan: [Float] = [1, 2, .nan, 3, 4, 5, 6, 7, 8]
@@ -164,7 +162,7 @@ import Testing
                     let wantV = 0.99 * Double(v0[i]) + 0.01 * Double(g[i]) * Double(g[i])
                     let wantP = Double(p0[i]) - 3e-3 * Double(g[i]) / (wantV.squareRoot() + 1e-8)
                     #expect(abs(Double(v[i]) - wantV) <= 1e-6 * wantV, "\(name) n=\(n) i=\(i): v \(v[i]) vs \(wantV)")
-                    #expect(abs(Double(p[i]) - wantP) <= 1e-6 * max(abs(wantP), 1e-3), "\(name) n=\(n) i=\(i): θ \(p[i]) vs \(wantP)")
+                    #expect(abs(Double(p[i]) - wantP) <= 1e-6 * maxOrNaN(abs(wantP), 1e-3), "\(name) n=\(n) i=\(i): θ \(p[i]) vs \(wantP)")
                 }
             }
         }

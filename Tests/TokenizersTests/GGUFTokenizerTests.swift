@@ -339,9 +339,9 @@ func writtenAndReloaded(_ spec: GGUFTokenizerSpec) throws -> (Tokenizer, JSONVal
 /// SmolLM2-135M-Instruct's `tokenizer.ggml.*` metadata, read by the GGUF module from the shared file.
 enum SmolLM2 {
     static let gguf = Paths.shared.appendingPathComponent("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-    static let hfFolder = URL(fileURLWithPath: "/work/smollm2-hf")
-    /// transformers' conversion of the same GGUF (scripts/convert_gguf_with_transformers.py), where made.
-    static var hfAvailable: Bool { FileManager.default.fileExists(atPath: hfFolder.appendingPathComponent("tokenizer.json").path) }
+    /// transformers' conversion of the same GGUF's tokenizer (tokenizer.json and tokenizer_config.json of
+    /// `scripts/convert_gguf_with_transformers.py --tokenizer-only`, transformers 5.25.0, tokenizers 0.23.3).
+    static let hfFolder = Paths.fixtures.appendingPathComponent("smollm2-transformers")
 
     static func spec() throws -> GGUFTokenizerSpec {
         let m = try #require(try GGUFFile(url: gguf).tokenizerMetadata(), "no tokenizer.ggml.model in \(gguf.path)")
@@ -386,11 +386,14 @@ enum SmolLM2 {
     }
 }
 
-@Suite(.enabled(if: SmolLM2.hfAvailable, "needs /work/smollm2-hf (transformers' conversion of the SmolLM2 GGUF)"))
-struct SmolLM2TransformersConversionTests {
+@Suite struct SmolLM2TransformersConversionTests {
     /// Item 4 of issue 8: transformers' conversion names `<|im_start|>` as bos_token but its
-    /// post-processor adds nothing, so neither may llm-prune.
+    /// post-processor adds nothing, so neither may llm-prune. The ids are transformers' own on that folder
+    /// (`AutoTokenizer` gives 304,978 ids starting 1116, 446, 6356, 389; bos_token_id 1).
     @Test func transformersConversionAddsNoBOS() throws {
+        _ = try Paths.read(SmolLM2.hfFolder.appendingPathComponent("tokenizer.json"), what: "transformers' SmolLM2 tokenizer.json")
+        let config = try JSONValue.parse(Paths.read(SmolLM2.hfFolder.appendingPathComponent("tokenizer_config.json"), what: "its tokenizer_config.json"))
+        #expect(config["bos_token"]?.stringValue == "<|im_start|>")
         let t = try Tokenizer(directory: SmolLM2.hfFolder)
         #expect(t.bosTokenID == 1)
         let ids = t.encode(WikiText.evaluationString(try WikiText.lines()))
