@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system libraries llm-prune links against (OpenBLAS, zlib, bzip2) when they are missing.
+# Installs the system libraries llm-prune links against (OpenBLAS, zlib, bzip2) and the python3 that the
+# test guard needs, when they are missing.
 # Debian/Ubuntu only; run as root or with sudo available.
 set -euo pipefail
 need=()
@@ -7,6 +8,7 @@ pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -f /usr/include/bzlib.h ] || need+=(libbz2-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v python3 >/dev/null || need+=(python3)   # scripts/check_tests.py, run by make test (standard library only)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
