@@ -16,6 +16,20 @@ func stories260K(nsamples: Int = 16) throws -> (LlamaCheckpoint, CalibrationSet)
     return (checkpoint, try Calibration.takeRows(of: matrix, nsamples: nsamples, seqlen: 512))
 }
 
+/// The embedding rows of the given calibration samples, stacked as (samples.count, seqlen, hidden): the
+/// inputs of block 0, built here from the table rather than by the driver.
+func embeddedSamples(_ samples: [Int], of calibration: CalibrationSet, checkpoint: LlamaCheckpoint) throws -> Tensor {
+    let c = checkpoint.configuration, t = calibration.seqlen
+    let table = try checkpoint.loadEmbeddings()
+    var x = Tensor(shape: [samples.count, t, c.hiddenSize])
+    for (i, s) in samples.enumerated() {
+        for (p, id) in calibration.samples[s].enumerated() {
+            for j in 0..<c.hiddenSize { x.data[(i * t + p) * c.hiddenSize + j] = table.data[id * c.hiddenSize + j] }
+        }
+    }
+    return x
+}
+
 /// Runs the driver and keeps the pruned blocks.
 func pruneInMemory(_ checkpoint: LlamaCheckpoint, _ calibration: CalibrationSet?, _ method: PruningMethod,
                    _ options: PruningOptions, progress: ProgressHandler? = nil) throws -> (PruningSummary, [DecoderBlockWeights]) {
@@ -137,13 +151,7 @@ private final class ForwardProbe: LayerPruningMethod {
         let (_, blocks) = try pruneInMemory(checkpoint, calibration, probe,
                                             PruningOptions(pattern: .unstructured(0.5), seed: 3, samplesPerForward: 3))
         let c = checkpoint.configuration
-        let table = try checkpoint.loadEmbeddings()
-        var x = Tensor(shape: [3, 512, c.hiddenSize])
-        for (i, s) in probe.samples.enumerated() {
-            for (t, id) in calibration.samples[s].enumerated() {
-                for j in 0..<c.hiddenSize { x.data[(i * 512 + t) * c.hiddenSize + j] = table.data[id * c.hiddenSize + j] }
-            }
-        }
+        var x = try embeddedSamples(probe.samples, of: calibration, checkpoint: checkpoint)
         let rope = RoPE(configuration: c, positions: 512)
         #expect(probe.seen.count == 5)
         for l in 0..<5 {

@@ -93,13 +93,7 @@ private final class RecordingPlanner: SparsityPlanner {
         #expect(planner.layers == [0, 1, 2, 3, 4])
         #expect(stages == ["plan", "prune"])
         let c = checkpoint.configuration
-        let table = try checkpoint.loadEmbeddings()
-        var x = Tensor(shape: [3, 512, c.hiddenSize])
-        for (i, s) in planner.samples.enumerated() {
-            for (t, id) in calibration.samples[s].enumerated() {
-                for j in 0..<c.hiddenSize { x.data[(i * 512 + t) * c.hiddenSize + j] = table.data[id * c.hiddenSize + j] }
-            }
-        }
+        var x = try embeddedSamples(planner.samples, of: calibration, checkpoint: checkpoint)
         let rope = RoPE(configuration: c, positions: 512)
         for l in 0..<5 {
             let scale = x.data.reduce(Float(0)) { maxOrNaN($0, abs($1)) }
