@@ -130,19 +130,11 @@ static void copy(char *dst, size_t size, const char *src) {
     dst[size - 1] = 0;
 }
 
-__attribute__((constructor)) static void llmprune_configure_blas(void) {
-    state.features = detect_features(state.vendor);
+/* Records what the library chose and, unless OPENBLAS_CORETYPE decides, moves it to the best core for
+   the CPU when its own choice is older; one OpenBLAS thread. */
+static void select_core(void) {
     void_fn quit = (void_fn)dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit");
     void_fn init = (void_fn)dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init");
-    /* For the tests of the re-selection on CPUs that OpenBLAS recognizes: start from its oldest core, as
-       a CPU newer than the library would. */
-    const char *simulate = getenv("LLM_PRUNE_BLAS_SIMULATE_UNKNOWN_CPU");
-    if (simulate && *simulate == '1' && quit && init && !getenv("OPENBLAS_CORETYPE")) {
-        setenv("OPENBLAS_CORETYPE", "Prescott", 1);
-        quit();
-        init();
-        unsetenv("OPENBLAS_CORETYPE");
-    }
     name_fn config = (name_fn)dlsym(RTLD_DEFAULT, "openblas_get_config");
     copy(state.config, sizeof state.config, config ? config() : "unknown BLAS");
     copy(state.library_core, sizeof state.library_core, llmprune_blas_current_core());
@@ -167,4 +159,21 @@ __attribute__((constructor)) static void llmprune_configure_blas(void) {
     get_threads_fn get = (get_threads_fn)dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
     if (set) set(1);
     state.threads = get ? get() : 1;
+}
+
+__attribute__((constructor)) static void llmprune_configure_blas(void) {
+    state.features = detect_features(state.vendor);
+    select_core();
+}
+
+int llmprune_blas_restart_from_core(const char *core) {
+    void_fn quit = (void_fn)dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit");
+    void_fn init = (void_fn)dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init");
+    if (!quit || !init || getenv("OPENBLAS_CORETYPE")) return 0;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    quit();
+    init();
+    unsetenv("OPENBLAS_CORETYPE");
+    select_core();
+    return 1;
 }

@@ -80,6 +80,12 @@ public struct BLASRuntime: Sendable, Equatable {
     /// The core OpenBLAS reports now (equal to `core` unless something re-initialized it since).
     public static var coreNow: String { String(cString: llmprune_blas_current_core()) }
 
+    /// Restarts OpenBLAS on `core` (OpenBLAS's spelling, e.g. "Prescott", its oldest), as the library leaves
+    /// a CPU newer than itself, and chooses again as at start-up. False when the library has no dynamic
+    /// dispatch or OPENBLAS_CORETYPE decides. Only before `current` is first read and any BLAS work: a
+    /// fresh process that checks the re-selection (the tests' child process) calls it.
+    public static func restart(fromCore core: String) -> Bool { llmprune_blas_restart_from_core(core) != 0 }
+
     private static func string<T>(_ tuple: T) -> String {
         withUnsafeBytes(of: tuple) { raw in
             let bytes = raw.prefix { $0 != 0 }

@@ -46,8 +46,8 @@ import TestSupport
 
     /// Runs `llm-prune-test-child blas-report` (a fresh process, where OpenBLAS chooses its core again)
     /// with `env`: the runtime record, the core in use and the bit patterns of `BLASProbe`'s product.
-    func child(_ env: [String: String]) throws -> [String: String] {
-        try TestChild.run("blas-report", env: env, removing: ["OPENBLAS_CORETYPE"])
+    func child(_ env: [String: String], command: String = "blas-report") throws -> [String: String] {
+        try TestChild.run(command, env: env, removing: ["OPENBLAS_CORETYPE"])
     }
 
     static func product() -> [Float] {
@@ -69,7 +69,7 @@ import TestSupport
     /// best core for its features; the product is computed exactly (small integers and eighths).
     @Test func olderLibraryChoiceIsReplaced() throws {
         #if arch(x86_64)
-        let r = try child(["LLM_PRUNE_BLAS_SIMULATE_UNKNOWN_CPU": "1"])
+        let r = try child([:], command: "blas-report-unknown-cpu")
         #expect(r["library_core"] == "Prescott", "\(r)")
         let needed = Self.minimumRank(try Self.cpuFlags())
         if needed > 0 {

@@ -6,6 +6,7 @@ import TestSupport
 // llm-prune-test-child COMMAND: the child process of the tests that need a fresh process (see
 // TestSupport/ChildProcess.swift). Prints `key=value` lines on stdout; exits 2 on an unknown command.
 //   blas-report   BLASRuntime's record, the core in use now and the bit patterns of BLASProbe's product
+//   blas-report-unknown-cpu  the same after OpenBLAS is restarted on its oldest core (a CPU it does not know)
 //   bf16-backend  the bf16 compute mode's backend line (oneDNN's ISA cap is read at its first use)
 //   peak-memory   the resident size (VmRSS) and ResidentMemory.peakBytes() before 128 MiB are touched, the peak
 //                 after they are touched and after they are unmapped
@@ -22,7 +23,9 @@ func residentBytes() -> Int {
 }
 
 switch CommandLine.arguments.dropFirst().first {
-case "blas-report":
+case "blas-report", "blas-report-unknown-cpu":
+    // The second: as a CPU that OpenBLAS does not recognize, where the library starts on its oldest core.
+    if CommandLine.arguments[1] == "blas-report-unknown-cpu" { _ = BLASRuntime.restart(fromCore: "Prescott") }
     var c = [Float](repeating: 0, count: BLASProbe.m * BLASProbe.n)
     BLAS.gemm(m: BLASProbe.m, n: BLASProbe.n, k: BLASProbe.k, a: BLASProbe.a, b: BLASProbe.b, c: &c)
     report(BLASRuntime.current.record.map { ($0.0, $0.1) } + [

@@ -37,6 +37,12 @@ const struct llmprune_blas_runtime *llmprune_blas_runtime(void);
 /* The OpenBLAS core name in use now, as openblas_get_corename() reports it. */
 const char *llmprune_blas_current_core(void);
 
+/* Restarts OpenBLAS's dynamic dispatch on `core` (its spelling, e.g. "Prescott"), as the library would
+   leave a CPU it does not recognize, then chooses again as at start-up and records it. Returns 0, doing
+   nothing, when the library has no dynamic dispatch or OPENBLAS_CORETYPE is set. Call it before any other
+   BLAS work of the process (the tests' child process does, to check the re-selection). */
+int llmprune_blas_restart_from_core(const char *core);
+
 /* Per-thread count of open "do not split this thread's GEMMs" scopes (thread-local, no global state). */
 int llmprune_serial_depth(void);
 void llmprune_serial_enter(void);
