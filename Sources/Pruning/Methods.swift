@@ -201,19 +201,3 @@ func checkStatistics(_ weight: LayerWeight, _ statistics: InputStatistics) throw
         throw PruningError("\(weight.name): the calibration activations contain NaN or infinity")
     }
 }
-
-/// The per-layer methods of this module by their command-line names, with typed settings.
-public enum BaselineMethods {
-    public static let names = ["magnitude", "wanda", "sparsegpt"]
-
-    /// The method named `name`; SparseGPT's options are checked here (one-line errors).
-    public static func make(_ name: String, sparseGPTBlockSize: Int = 128, percentDamping: Double = 0.01) throws -> LayerPruningMethod {
-        switch name {
-        case "magnitude": return MagnitudePruning()
-        case "wanda": return WandaPruning()
-        case "sparsegpt": return try SparseGPTPruning.checked(blockSize: sparseGPTBlockSize, percentDamping: percentDamping)
-        default:
-            throw PruningError("unknown pruning method '\(name)'; expected one of \(names.joined(separator: ", "))")
-        }
-    }
-}

@@ -20,7 +20,7 @@ import Evaluation
         defer { try? FileManager.default.removeItem(at: dir) }
         let tokens = try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors")
         _ = try PruningJob.run(PruningJobOptions(
-            model: try sharedPath("models/stories260K"), method: try BaselineMethods.make("magnitude"), pattern: .nm(n: 2, m: 4),
+            model: try sharedPath("models/stories260K"), method: try PruningMethods.make("magnitude"), pattern: .nm(n: 2, m: 4),
             calibrationFile: nil, calibrationFormat: .tokens, output: dir.appendingPathComponent("pruned"), toolVersion: "test"))
         let out = dir.appendingPathComponent("tuned")
         let evalFile = dir.appendingPathComponent("eval.txt")

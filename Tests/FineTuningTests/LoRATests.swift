@@ -29,7 +29,7 @@ func sharedPath(_ relative: String) throws -> URL {
 func prunedStories() throws -> LlamaModel {
     let checkpoint = try LlamaCheckpoint(directory: try sharedPath("models/stories260K"))
     var blocks: [DecoderBlockWeights] = []
-    _ = try BlockwisePruning.run(checkpoint: checkpoint, calibration: nil, method: try BaselineMethods.make("magnitude"),
+    _ = try BlockwisePruning.run(checkpoint: checkpoint, calibration: nil, method: try PruningMethods.make("magnitude"),
                                  options: PruningOptions(pattern: .nm(n: 2, m: 4))) { blocks.append($0) }
     let dense = try checkpoint.loadModel()
     return try LlamaModel(configuration: dense.configuration, embeddings: dense.embeddings, blocks: blocks,

@@ -35,7 +35,7 @@ import TestSupport
         try String(text.prefix(8_000)).write(to: evalFile, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("pruned")
         let r = try PruningJob.run(PruningJobOptions(
-            model: bf16, method: try BaselineMethods.make("sparsegpt"), pattern: .unstructured(0.5),
+            model: bf16, method: try PruningMethods.make("sparsegpt"), pattern: .unstructured(0.5),
             calibrationFile: try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors"),
             calibrationFormat: .tokens, nsamples: 4, seqlen: 128, seed: 0, output: out,
             evaluation: (.text, evalFile, 128), toolVersion: "test"))
@@ -58,7 +58,7 @@ import TestSupport
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         func prune(_ storage: CheckpointStorage, _ name: String) throws -> URL {
-            var o = PruningJobOptions(model: try tinyGGUF(), method: try BaselineMethods.make("magnitude"),
+            var o = PruningJobOptions(model: try tinyGGUF(), method: try PruningMethods.make("magnitude"),
                                       pattern: .nm(n: 2, m: 4), calibrationFile: nil, calibrationFormat: .tokens,
                                       nsamples: 1, seqlen: 16, output: dir.appendingPathComponent(name), toolVersion: "test")
             o.ggufOutputStorage = storage
@@ -104,7 +104,7 @@ import TestSupport
         let evalFile = dir.appendingPathComponent("eval.txt")
         try String(text.prefix(4_000)).write(to: evalFile, atomically: true, encoding: .utf8)
         func prune(_ type: GGMLType, _ name: String) throws -> (URL, PerplexityResult) {
-            var o = PruningJobOptions(model: try tinyGGUF(), method: try BaselineMethods.make("magnitude"),
+            var o = PruningJobOptions(model: try tinyGGUF(), method: try PruningMethods.make("magnitude"),
                                       pattern: .unstructured(0.5), calibrationFile: nil, calibrationFormat: .tokens,
                                       nsamples: 1, seqlen: 16, output: dir.appendingPathComponent(name),
                                       evaluation: (.text, evalFile, 16), toolVersion: "test")

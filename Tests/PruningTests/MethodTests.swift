@@ -112,19 +112,15 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
     }
 }
 
-@Suite struct BaselineMethodsTests {
-    @Test func namesAndErrors() throws {
-        for name in BaselineMethods.names { #expect(try BaselineMethods.make(name).name == name) }
-        let s = try #require(try BaselineMethods.make("sparsegpt", sparseGPTBlockSize: 64, percentDamping: 0.1) as? SparseGPTPruning)
+@Suite struct SparseGPTSettingsTests {
+    @Test func checkedSettingsAndErrors() throws {
+        let s = try SparseGPTPruning.checked(blockSize: 64, percentDamping: 0.1)
         #expect(s.blockSize == 64 && s.percentDamping == 0.1)
-        #expect(throws: PruningError("unknown pruning method 'obs'; expected one of magnitude, wanda, sparsegpt")) {
-            _ = try BaselineMethods.make("obs")
-        }
         #expect(throws: PruningError("invalid SparseGPT block size 0: it must be positive")) {
-            _ = try BaselineMethods.make("sparsegpt", sparseGPTBlockSize: 0)
+            _ = try SparseGPTPruning.checked(blockSize: 0, percentDamping: 0.01)
         }
         #expect(throws: PruningError("invalid SparseGPT damping -1.0: it must be a non-negative number")) {
-            _ = try BaselineMethods.make("sparsegpt", percentDamping: -1)
+            _ = try SparseGPTPruning.checked(blockSize: 128, percentDamping: -1)
         }
     }
 }

@@ -13,7 +13,7 @@ import Tensor
 @Suite struct PruningJobTests {
     private func options(output: URL, evalFile: URL) throws -> PruningJobOptions {
         PruningJobOptions(
-            model: try sharedPath("models/stories260K"), method: try BaselineMethods.make("sparsegpt"),
+            model: try sharedPath("models/stories260K"), method: try PruningMethods.make("sparsegpt"),
             pattern: .nm(n: 2, m: 4),
             calibrationFile: try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors"),
             calibrationFormat: .tokens, nsamples: 8, seqlen: 128, seed: 0, output: output,
@@ -109,7 +109,7 @@ import Tensor
         let (dir, evalFile) = try scratchWithEvalFile()
         defer { try? FileManager.default.removeItem(at: dir) }
         var o32 = try options(output: dir.appendingPathComponent("f32"), evalFile: evalFile)
-        o32.method = try BaselineMethods.make("wanda")
+        o32.method = try PruningMethods.make("wanda")
         var o16 = o32
         o16.output = dir.appendingPathComponent("bf16")
         o16.computePrecision = .bfloat16
@@ -143,7 +143,7 @@ import Tensor
         let (dir, evalFile) = try scratchWithEvalFile()
         defer { try? FileManager.default.removeItem(at: dir) }
         var o = try options(output: dir.appendingPathComponent("a"), evalFile: evalFile)
-        o.method = try BaselineMethods.make("wanda")
+        o.method = try PruningMethods.make("wanda")
         o.evaluationMaxWindows = 2
         let r = try PruningJob.run(o)
         let reported = try #require(r.perplexity)

@@ -43,7 +43,7 @@ import Pruning
 
     static func method(_ name: String) throws -> PruningMethod {
         if name == "wanda++" { return WandaPlusPlusMethod(options: WandaPlusPlusOptions(variant: .full)) }
-        return try BaselineMethods.make(name)
+        return try PruningMethods.make(name)
     }
 
     @Test(arguments: cases)
