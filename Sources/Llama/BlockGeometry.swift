@@ -15,9 +15,15 @@ public struct BlockGeometry: Sendable, Equatable {
     /// Sliding-window attention: query i sees keys i − window < j ≤ i; nil for full causal attention
     /// (Mistral and some Qwen2 layers set it).
     public var attentionWindow: Int?
+    /// The block's recipe, from its model's `Architecture`: how its norms apply their weights, the gated
+    /// MLP's activation, and the factor on QKᵀ.
+    public var normForm: Architecture.NormForm
+    public var activation: Architecture.Activation
+    public var attentionScale: Float
 
     public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float,
-                attentionWindow: Int? = nil) {
+                attentionWindow: Int? = nil, normForm: Architecture.NormForm = .scaled,
+                activation: Architecture.Activation = .silu, attentionScale: Float? = nil) {
         self.hidden = hidden
         self.intermediate = intermediate
         self.heads = heads
@@ -25,14 +31,26 @@ public struct BlockGeometry: Sendable, Equatable {
         self.headDim = headDim ?? (heads > 0 ? hidden / heads : 0)
         self.rmsNormEps = rmsNormEps
         self.attentionWindow = attentionWindow
+        self.normForm = normForm
+        self.activation = activation
+        self.attentionScale = attentionScale ?? Architecture.defaultAttentionScale(headDim: self.headDim)
     }
 
-    /// The geometry of block `layer` of a model (its attention window can differ between layers).
+    /// The geometry of block `layer` of a model: its sizes, and the layer's part of the architecture (its
+    /// attention window can differ between layers).
     public init(configuration c: LlamaConfiguration, layer: Int) {
+        self.init(configuration: c, architecture: c.architecture, layer: layer)
+    }
+
+    public init(configuration c: LlamaConfiguration, architecture a: Architecture, layer: Int) {
         self.init(hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
                   kvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: Float(c.rmsNormEps),
-                  attentionWindow: c.attentionWindow(layer: layer))
+                  attentionWindow: a.layers[layer].window, normForm: a.normForm, activation: a.activation,
+                  attentionScale: a.attentionScale)
     }
+
+    /// What an RMSNorm of this block adds to its stored weight (`RMSNorm`'s `weightOffset`).
+    public var normWeightOffset: Float { normForm == .offset ? 1 : 0 }  // as Architecture.normWeightOffset
 
     /// nh · hd, the width of q and of the attention output.
     public var qWidth: Int { heads * headDim }
@@ -63,6 +81,9 @@ public struct BlockGeometry: Sendable, Equatable {
         }
         if let w = attentionWindow, w <= 0 {
             throw BlockBackwardError.invalidGeometry("attention window \(w) is not positive")
+        }
+        if !(attentionScale.isFinite && attentionScale > 0) {
+            throw BlockBackwardError.invalidGeometry("attention scale \(attentionScale) is not positive and finite")
         }
         if !(rmsNormEps >= 0) {
             throw BlockBackwardError.invalidGeometry("RMSNorm epsilon \(rmsNormEps) is negative or NaN")

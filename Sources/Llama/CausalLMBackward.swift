@@ -89,10 +89,11 @@ public final class CausalLMBackward {
         let weights = weights ?? model.blocks
         precondition(weights.count == L)
         let rope = model.rope(length: t)
-        let eps = Float(c.rmsNormEps)
+        let eps = Float(c.rmsNormEps), architecture = c.architecture
 
         // x₀ = embed(tokens); x_{l+1} = block_l(x_l), keeping only each block's input.
-        let x0 = LlamaModel.embed(tokens, table: model.embeddings, batch: b, length: t)      // (N, C)
+        let x0 = LlamaModel.embed(tokens, table: model.embeddings, batch: b, length: t,
+                                  scale: architecture.embeddingScale)                          // (N, C)
         if L == 0 { xl = x0.data } else { inputs[0] = x0.data }
         for l in 0..<L {
             let block = blocks[c.attentionWindow(layer: l)]!
@@ -112,7 +113,7 @@ public final class CausalLMBackward {
                 xf.withUnsafeMutableBufferPointer { op in
                     rstdf.withUnsafeMutableBufferPointer { rp in
                         RMSNorm.forward(out: op.baseAddress!, rstd: rp.baseAddress!, inp: xp.baseAddress!, weight: wp.baseAddress!,
-                                        rows: n, channels: C, eps: eps)
+                                        rows: n, channels: C, eps: eps, weightOffset: architecture.normWeightOffset)
                     }
                 }
             }
@@ -132,7 +133,7 @@ public final class CausalLMBackward {
                 dxf.withUnsafeMutableBufferPointer { dp in
                     chunkGradients.withUnsafeMutableBufferPointer { gp in
                         slabs.forEach(hidden: xp.baseAddress!, head: hp.baseAddress!, rows: count, source: { sources[$0] }) { start, r, lp in
-                            total += Self.crossEntropyBackward(lp, targets: targets, from: start, rows: r, vocab: V, scale: scale)
+                            total += CrossEntropy.backward(lp, targets: targets, from: start, rows: r, vocab: V, scale: scale)
                             BLAS.gemm(m: r, n: C, k: V, a: lp, b: hp.baseAddress!, c: gp.baseAddress!)
                             for i in 0..<r {
                                 let d = dp.baseAddress! + sources[start + i] * C, g = gp.baseAddress! + i * C
@@ -149,8 +150,9 @@ public final class CausalLMBackward {
                 dy.withUnsafeMutableBufferPointer { op in
                     dxf.withUnsafeBufferPointer { dp in
                         rstdf.withUnsafeBufferPointer { rp in
-                            BlockKernels.rmsnormBackward(op.baseAddress!, dp.baseAddress!, xp.baseAddress!, rstd: rp.baseAddress!,
-                                                         weight: wp.baseAddress!, T: n, C: C, accumulate: false)
+                            RMSNorm.backward(op.baseAddress!, dp.baseAddress!, xp.baseAddress!, rstd: rp.baseAddress!,
+                                             weight: wp.baseAddress!, T: n, C: C, accumulate: false,
+                                             weightOffset: architecture.normWeightOffset)
                         }
                     }
                 }
@@ -174,27 +176,5 @@ public final class CausalLMBackward {
         }
         swap(&dy, &dx)   // dx = dL/dx₀
         return (total / Double(count), count)
-    }
-
-    /// For `rows` logit rows (row i predicts targets[from + i]): returns Σ CE (float64) and overwrites
-    /// each row with scale · (softmax − onehot).
-    static func crossEntropyBackward(_ z: UnsafeMutablePointer<Float>, targets: [Int], from: Int, rows: Int, vocab v: Int,
-                                     scale: Float) -> Double {
-        var losses = [Double](repeating: 0, count: rows)
-        losses.withUnsafeMutableBufferPointer { lp in
-            targets.withUnsafeBufferPointer { tp in
-                let l = lp.baseAddress!, tg = tp.baseAddress! + from
-                parallelFor(rows, minimumPerThread: max(1, 65_536 / max(v, 1))) { r in
-                    let row = z + r * v
-                    let lse = CrossEntropy.logSumExp(row, count: v)
-                    l[r] = lse - Double(row[tg[r]])
-                    let shift = Float(lse)
-                    _ = VectorMath.expShifted(row, count: v, shift: shift)
-                    VectorMath.scale(row, count: v, by: scale)
-                    row[tg[r]] -= scale
-                }
-            }
-        }
-        return losses.reduce(0, +)
     }
 }

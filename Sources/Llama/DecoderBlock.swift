@@ -28,6 +28,28 @@ public enum BlockForwardResume {
     case postAttentionNorm(residual: UnsafePointer<Float>)
 }
 
+/// Rows that continue earlier text (zero-shot scoring with a cached context): sequence b's tokens sit at
+/// positions `offsets[b]` + 0..<T, and its queries attend to the cached keys and values of prefix
+/// `prefixRows[b]` (−1: none, and then its offset is 0) before its own keys.
+public struct BlockContinuation {
+    /// Per sequence of the batch: the position of its first token (the length of its prefix).
+    public var offsets: [Int]
+    /// Per sequence of the batch: the prefix it continues, or −1.
+    public var prefixRows: [Int]
+    /// This layer's cached keys (after RoPE) and values, each (prefixes, stride, nkv·hd).
+    public var keys: UnsafePointer<Float>
+    public var values: UnsafePointer<Float>
+    public var stride: Int
+
+    public init(offsets: [Int], prefixRows: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int) {
+        self.offsets = offsets
+        self.prefixRows = prefixRows
+        self.keys = keys
+        self.values = values
+        self.stride = stride
+    }
+}
+
 /// A trainable addition to some of a block's linear layers (LoRA): for a layer it adapts,
 /// out (N, out) += f(inp (N, in)) in the forward, and in the backward dx (N, in) += (∂f/∂inp)ᵀ·dy while
 /// the adapter accumulates its own parameters' gradients. The block calls `forward` right after the
@@ -51,8 +73,12 @@ public protocol BlockAdapter: AnyObject {
 ///     attn = causal GQA softmax attention, per sequence      (N, nh·hd)
 ///     h    = x + attn·W_oᵀ (+b_o)                             (N, C)
 ///     xn2  = rmsnorm(h; w_post)
-///     act  = silu(xn2·W_gateᵀ) ⊙ (xn2·W_upᵀ)                  (N, F)
+///     act  = g(xn2·W_gateᵀ) ⊙ (xn2·W_upᵀ)                     (N, F)
 ///     y    = h + act·W_downᵀ                                  (N, C)
+///
+/// The geometry carries the architecture's choices (`Architecture`): the norm form w·x̂ or (1 + w)·x̂,
+/// the activation g (SiLU or GELU-tanh), the attention scale and window. Rows may continue cached
+/// prefixes at position offsets (`BlockContinuation`, zero-shot scoring), through the same listing.
 ///
 /// `forward` saves every activation of that listing in the block's buffers; `backward` is the listing
 /// read in reverse, op by op (llm.c style), reading those buffers. Attention probabilities are never
@@ -87,6 +113,8 @@ public final class DecoderBlock {
     public private(set) var completed: BlockForwardStop?
     /// Whether the last forward pass resumed from saved activations (`forward(resuming:...)`).
     public private(set) var resumed = false
+    /// Whether the last forward pass continued cached prefixes (`continuing:`); such a pass has no backward.
+    public private(set) var continued = false
 
     /// N = B·T of the last forward pass.
     public var rows: Int { batch * length }
@@ -95,7 +123,7 @@ public final class DecoderBlock {
     private let x, xn1, rstd1, q, k, v, lse, attn, h, xn2, rstd2, gate, up, act, y: UnsafeMutablePointer<Float>
     // Backward work buffers (unallocated placeholders without a backward).
     private let dh, dxn, dact, dup, dattn, dq, dk, dv: UnsafeMutablePointer<Float>
-    private let attentionScratch: BlockKernels.AttentionScratch?
+    private let attentionScratch: Attention.BackwardScratch?
     private var allocations: [(UnsafeMutablePointer<Float>, Int)] = []
 
     /// A block for passes of up to `capacity` rows in sequences of up to `maxLength` (default `capacity`) tokens.
@@ -126,7 +154,7 @@ public final class DecoderBlock {
         dh = buffer(N * C, backward); dxn = buffer(N * C, backward); dact = buffer(N * F, backward)
         dup = buffer(N * F, backward); dattn = buffer(N * qw, backward); dq = buffer(N * qw, backward)
         dk = buffer(N * kw, backward); dv = buffer(N * kw, backward)
-        attentionScratch = backward ? BlockKernels.AttentionScratch(capacity: L, kvWidth: kw) : nil
+        attentionScratch = backward ? Attention.BackwardScratch(capacity: L, kvWidth: kw) : nil
         allocations = list
     }
 
@@ -142,7 +170,7 @@ public final class DecoderBlock {
         let C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         // Saved activations 5C + 2qw + 2kw + 3F + 2 + nh per token, backward buffers 2C + 2qw + 2kw + 2F.
         let tape = T * (7 * C + 4 * qw + 4 * kw + 5 * F + 2 + g.heads)
-        let scratch = max(1, workers) * (2 * BlockKernels.attentionRowBlock * T + 2 * T * kw)
+        let scratch = max(1, workers) * (2 * Attention.rowBlock * T + 2 * T * kw)
         return (tape + scratch) * MemoryLayout<Float>.stride
     }
 
@@ -193,13 +221,19 @@ public final class DecoderBlock {
     /// Runs the block on `input` (B, T, C) with B·T ≤ capacity and T ≤ maxLength, saving activations,
     /// up to `stop`. The caller guarantees `parameters` were validated against the geometry (the Tensor
     /// overloads check) and `rope` covers T positions of the geometry's head size.
+    ///
+    /// With `continuing`, the rows continue cached prefixes at position offsets (`BlockContinuation`);
+    /// `rope` must then cover the longest offset plus T.
     public func forward(
         _ input: UnsafePointer<Float>, batch B: Int = 1, tokens T: Int, parameters p: DecoderBlockWeights, rope: RoPE,
-        stop: BlockForwardStop = .output, adapter: BlockAdapter? = nil
+        stop: BlockForwardStop = .output, adapter: BlockAdapter? = nil, continuing: BlockContinuation? = nil
     ) {
-        begin(batch: B, tokens: T, rope: rope, resumed: false)
+        precondition(continuing.map { $0.offsets.count == B && $0.prefixRows.count == B } ?? true,
+                     "block forward: a continuation needs one offset and one prefix row per sequence")
+        begin(batch: B, tokens: T, rope: rope, resumed: false, furthestOffset: continuing?.offsets.max() ?? 0)
+        continued = continuing != nil
         x.update(from: input, count: B * T * geometry.hidden)
-        run(from: .input, parameters: p, rope: rope, stop: stop, adapter: adapter)
+        run(from: .input, parameters: p, rope: rope, stop: stop, adapter: adapter, continuing: continuing)
     }
 
     /// Runs the rest of the block from activations an earlier pass (with the same batch shape) saved, up to
@@ -212,15 +246,16 @@ public final class DecoderBlock {
     ) {
         precondition(stop >= .mlpInput, "a resumed block forward runs from the o projection on; stop \(stop)")
         begin(batch: B, tokens: T, rope: rope, resumed: true)
+        continued = false
         let N = B * T
         switch start {
         case .oProjection(let input, let attention):
             x.update(from: input, count: N * geometry.hidden)
             attn.update(from: attention, count: N * geometry.qWidth)
-            run(from: .oProjection, parameters: p, rope: rope, stop: stop, adapter: nil)
+            run(from: .oProjection, parameters: p, rope: rope, stop: stop, adapter: nil, continuing: nil)
         case .postAttentionNorm(let residual):
             h.update(from: residual, count: N * geometry.hidden)
-            run(from: .postAttentionNorm, parameters: p, rope: rope, stop: stop, adapter: nil)
+            run(from: .postAttentionNorm, parameters: p, rope: rope, stop: stop, adapter: nil, continuing: nil)
         }
     }
 
@@ -229,9 +264,10 @@ public final class DecoderBlock {
         static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
     }
 
-    private func begin(batch B: Int, tokens T: Int, rope: RoPE, resumed: Bool) {
-        precondition(B > 0 && T > 0 && B * T <= capacity && T <= maxLength && rope.positions >= T && rope.headDim == geometry.headDim,
-                     "block forward: \(B)×\(T) rows, capacity \(capacity) (T ≤ \(maxLength)), RoPE \(rope.positions)×\(rope.headDim)")
+    private func begin(batch B: Int, tokens T: Int, rope: RoPE, resumed: Bool, furthestOffset: Int = 0) {
+        precondition(B > 0 && T > 0 && B * T <= capacity && T <= maxLength && rope.positions >= furthestOffset + T
+                     && rope.headDim == geometry.headDim,
+                     "block forward: \(B)×\(T) rows, capacity \(capacity) (T ≤ \(maxLength)), offsets up to \(furthestOffset), RoPE \(rope.positions)×\(rope.headDim)")
         batch = B
         length = T
         completed = nil
@@ -240,7 +276,7 @@ public final class DecoderBlock {
 
     /// The forward listing from `entry` on; x (or attn, or h) already holds the entry's activation.
     private func run(from entry: Entry, parameters p: DecoderBlockWeights, rope: RoPE, stop: BlockForwardStop,
-                     adapter: BlockAdapter?) {
+                     adapter: BlockAdapter?, continuing: BlockContinuation?) {
         let g = geometry, B = batch, T = length, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
@@ -255,7 +291,8 @@ public final class DecoderBlock {
         }
         if entry == .input {
             p.inputNorm.data.withUnsafeBufferPointer { w in
-                RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
+                RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
+                                weightOffset: g.normWeightOffset)
             }                                                                                 // xn1 (N, C), rstd1 (N)
             completed = .attentionInput
             if stop == .attentionInput { return }
@@ -263,14 +300,22 @@ public final class DecoderBlock {
             project(.q, q, xn1, inFeatures: C, outFeatures: qw)
             project(.k, k, xn1, inFeatures: C, outFeatures: kw)
             project(.v, v, xn1, inFeatures: C, outFeatures: kw)
-            rope.apply(q, batch: B, length: T, heads: g.heads)                               // q (N, nh·hd)
-            rope.apply(k, batch: B, length: T, heads: g.kvHeads)                             // k, v (N, nkv·hd)
+            let offsets = continuing?.offsets
+            rope.apply(q, batch: B, length: T, heads: g.heads, offsets: offsets)             // q (N, nh·hd)
+            rope.apply(k, batch: B, length: T, heads: g.kvHeads, offsets: offsets)           // k, v (N, nkv·hd)
             Profile.phase("attention") {
-                // A block with a backward keeps attention float32: its backward recomputes P from q, k and
-                // L, which must then be the float32 softmax's.
-                Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
-                                  heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
-                                  precision: hasBackward ? .float32 : precision)
+                if let c = continuing, c.prefixRows.contains(where: { $0 >= 0 }) {
+                    Attention.forward(out: attn, q: q, k: k, v: v, prefixKeys: c.keys, prefixValues: c.values,
+                                      prefixStride: c.stride, prefixRows: c.prefixRows, prefixLengths: c.offsets,
+                                      batch: B, length: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
+                                      window: g.attentionWindow, precision: precision, scale: g.attentionScale)
+                } else {
+                    // A block with a backward keeps attention float32: its backward recomputes P from q, k and
+                    // L, which must then be the float32 softmax's.
+                    Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
+                                      heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
+                                      precision: hasBackward ? .float32 : precision, scale: g.attentionScale)
+                }
             }
             completed = .oInput                                                               // attn (N, nh·hd), lse (B, nh, T)
             if stop == .oInput { return }
@@ -282,14 +327,15 @@ public final class DecoderBlock {
             project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
         }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
-            RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps)
+            RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
+                            weightOffset: g.normWeightOffset)
         }                                                                                     // h, xn2 (N, C), rstd2 (N)
         completed = .mlpInput
         if stop == .mlpInput { return }
 
         project(.gate, gate, xn2, inFeatures: C, outFeatures: F)
         project(.up, up, xn2, inFeatures: C, outFeatures: F)
-        SwiGLU.forward(out: act, gate: gate, up: up, count: N * F)                           // gate, up, act (N, F)
+        GatedActivation.forward(out: act, gate: gate, up: up, count: N * F, activation: g.activation)   // gate, up, act (N, F)
         completed = .downInput
         if stop == .downInput { return }
 
@@ -359,7 +405,7 @@ public final class DecoderBlock {
     }
 
     /// The pool's block for this geometry and batch (or a fresh forward-only one), set to `precision`.
-    private static func forwardBlock(
+    static func forwardBlock(
         weights: DecoderBlockWeights, configuration c: LlamaConfiguration, rope: RoPE, rows n: Int, length t: Int,
         precision: ComputePrecision, pool: DecoderBlockPool?
     ) -> DecoderBlock {
@@ -390,8 +436,8 @@ public final class DecoderBlock {
         gradients: inout BlockGradients, inputGradient dx: UnsafeMutablePointer<Float>? = nil,
         matrices: Set<LinearKind>? = nil, adapter: BlockAdapter? = nil
     ) {
-        precondition(completed == .output && !resumed && hasBackward,
-                     "block backward needs a backward-capable block and a complete, not resumed, forward pass")
+        precondition(completed == .output && !resumed && !continued && hasBackward,
+                     "block backward needs a backward-capable block and a complete forward pass from position 0")
         let g = geometry, B = batch, T = length, N = rows, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
@@ -402,24 +448,24 @@ public final class DecoderBlock {
         // y = h + act·W_downᵀ                                   dact (N, F), dW_down (C, F)
         withWeight(p, .down) { w, _ in
             withGradient(&gradients, .down, wants(.down)) { dw, db in
-                BlockKernels.linearBackward(dx: dact, dWeight: dw, dBias: db, dy, act, weight: w,
+                Linear.backward(dx: dact, dWeight: dw, dBias: db, dy, act, weight: w,
                                             T: N, inFeatures: F, outFeatures: C, accumulateDx: false)
             }
         }
         if adapted(.down) { adapter!.backward(.down, dy: dy, inp: act, dx: dact, rows: N) }
         // act = silu(gate) ⊙ up                                 dgate (in dact), dup (N, F)
-        BlockKernels.swigluBackward(dgate: dact, dup: dup, dact, gate: gate, up: up, count: N * F)
+        GatedActivation.backward(dgate: dact, dup: dup, dact, gate: gate, up: up, count: N * F, activation: g.activation)
         // gate, up = xn2·W_gateᵀ, xn2·W_upᵀ                      dxn2 (N, C)
         withWeight(p, .gate) { w, _ in
             withGradient(&gradients, .gate, wants(.gate)) { dw, db in
-                BlockKernels.linearBackward(dx: dxn, dWeight: dw, dBias: db, dact, xn2, weight: w,
+                Linear.backward(dx: dxn, dWeight: dw, dBias: db, dact, xn2, weight: w,
                                             T: N, inFeatures: C, outFeatures: F, accumulateDx: false)
             }
         }
         if adapted(.gate) { adapter!.backward(.gate, dy: dact, inp: xn2, dx: dxn, rows: N) }
         withWeight(p, .up) { w, _ in
             withGradient(&gradients, .up, wants(.up)) { dw, db in
-                BlockKernels.linearBackward(dx: dxn, dWeight: dw, dBias: db, dup, xn2, weight: w,
+                Linear.backward(dx: dxn, dWeight: dw, dBias: db, dup, xn2, weight: w,
                                             T: N, inFeatures: C, outFeatures: F, accumulateDx: true)
             }
         }
@@ -427,12 +473,13 @@ public final class DecoderBlock {
         // xn2 = rmsnorm(h); h also feeds the residual (dy)       dh (N, C)
         dh.update(from: dy, count: N * C)
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
-            BlockKernels.rmsnormBackward(dh, dxn, h, rstd: rstd2, weight: w.baseAddress!, T: N, C: C, accumulate: true)
+            RMSNorm.backward(dh, dxn, h, rstd: rstd2, weight: w.baseAddress!, T: N, C: C, accumulate: true,
+                             weightOffset: g.normWeightOffset)
         }
         // h = x + attn·W_oᵀ                                     dattn (N, nh·hd)
         withWeight(p, .o) { w, _ in
             withGradient(&gradients, .o, wants(.o)) { dw, db in
-                BlockKernels.linearBackward(dx: dattn, dWeight: dw, dBias: db, dh, attn, weight: w,
+                Linear.backward(dx: dattn, dWeight: dw, dBias: db, dh, attn, weight: w,
                                             T: N, inFeatures: qw, outFeatures: C, accumulateDx: false)
             }
         }
@@ -440,10 +487,10 @@ public final class DecoderBlock {
         // attn = attention(q, k, v), per sequence               dq (N, nh·hd), dk, dv (N, nkv·hd)
         for b in 0..<B {
             let rq = b * T * qw, rk = b * T * kw
-            BlockKernels.attentionBackward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
+            Attention.backward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
                                            lse: lse + b * g.heads * T, q: q + rq, k: k + rk, v: v + rk,
                                            T: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
-                                           window: g.attentionWindow, scratch: attentionScratch!)
+                                           window: g.attentionWindow, scale: g.attentionScale, scratch: attentionScratch!)
         }
         // q, k = RoPE(·): a rotation, whose backward is the rotation by the opposite angle.
         rope.apply(dq, batch: B, length: T, heads: g.heads, sign: -1)
@@ -454,7 +501,7 @@ public final class DecoderBlock {
             if wantDx || wants(m) {
                 withWeight(p, m) { w, _ in
                     withGradient(&gradients, m, wants(m)) { dw, db in
-                        BlockKernels.linearBackward(dx: wantDx ? dxn : nil, dWeight: dw, dBias: db, d, xn1, weight: w,
+                        Linear.backward(dx: wantDx ? dxn : nil, dWeight: dw, dBias: db, d, xn1, weight: w,
                                                     T: N, inFeatures: C, outFeatures: width, accumulateDx: m != .q)
                     }
                 }
@@ -465,7 +512,8 @@ public final class DecoderBlock {
         if let dx {
             dx.update(from: dh, count: N * C)
             p.inputNorm.data.withUnsafeBufferPointer { w in
-                BlockKernels.rmsnormBackward(dx, dxn, x, rstd: rstd1, weight: w.baseAddress!, T: N, C: C, accumulate: true)
+                RMSNorm.backward(dx, dxn, x, rstd: rstd1, weight: w.baseAddress!, T: N, C: C, accumulate: true,
+                                 weightOffset: g.normWeightOffset)
             }
         }
     }
@@ -475,7 +523,7 @@ public final class DecoderBlock {
     public func backward(
         _ outputGradient: Tensor, parameters: DecoderBlockWeights, rope: RoPE, gradients: inout BlockGradients
     ) throws -> Tensor {
-        guard completed == .output, !resumed, hasBackward else {
+        guard completed == .output, !resumed, !continued, hasBackward else {
             throw BlockBackwardError.shapeMismatch("backward called without a complete forward pass")
         }
         guard outputGradient.count == rows * geometry.hidden, outputGradient.shape.last == geometry.hidden else {

@@ -44,6 +44,7 @@ public struct LlamaCheckpoint {
 
     /// Checks `source` against `configuration` (throws `missingTensor`, `shapeMismatch`, `unusedTensors`).
     public init(configuration c: LlamaConfiguration, source: WeightSource) throws {
+        try c.architecture.checkSupported()
         configuration = c
         self.source = source
         let present = Set(source.tensorNames)

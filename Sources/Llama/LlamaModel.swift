@@ -68,10 +68,11 @@ public struct LlamaModel: Sendable {
     /// (B, T, C): the embedding rows of the tokens.
     public func embed(_ tokens: [[Int]]) throws -> Tensor {
         let (b, t) = try checkTokens(tokens)
-        return Self.embed(tokens, table: embeddings, batch: b, length: t)
+        return Self.embed(tokens, table: embeddings, batch: b, length: t, scale: configuration.architecture.embeddingScale)
     }
 
-    static func embed(_ tokens: [[Int]], table: Tensor, batch b: Int, length t: Int) -> Tensor {
+    /// The rows of `table` for the tokens, each times `scale` when there is one (Gemma's √hidden).
+    static func embed(_ tokens: [[Int]], table: Tensor, batch b: Int, length t: Int, scale: Float?) -> Tensor {
         let c = table.shape[1]
         var out = Tensor.uninitialized([b, t, c])
         out.data.withUnsafeMutableBufferPointer { op in
@@ -81,6 +82,7 @@ public struct LlamaModel: Sendable {
                         (op.baseAddress! + (i * t + j) * c).update(from: ep.baseAddress! + id * c, count: c)
                     }
                 }
+                if let scale { for i in 0..<op.count { op[i] *= scale } }
             }
         }
         return out
@@ -95,14 +97,15 @@ public struct LlamaModel: Sendable {
     public func hiddenStates(_ tokens: [[Int]]) throws -> Tensor {
         let (b, t) = try checkTokens(tokens)
         let rope = rope(length: t)
-        var x = Self.embed(tokens, table: embeddings, batch: b, length: t)
+        let a = configuration.architecture
+        var x = Self.embed(tokens, table: embeddings, batch: b, length: t, scale: a.embeddingScale)
         reusedBuffers.blocks.borrow(make: { DecoderBlockPool() }) { pool in
             for block in blocks {
                 x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope, precision: computePrecision,
                                          pool: pool)
             }
         }
-        return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps)).out
+        return RMSNorm.forward(x, weight: finalNorm, eps: Float(configuration.rmsNormEps), weightOffset: a.normWeightOffset).out
     }
 
     /// V: the vocabulary size (the last dimension of the logits).

@@ -294,11 +294,13 @@ public enum BlockwisePruning {
                       into out: UnsafeMutableBufferPointer<Float>) throws {
         let table = try checkpoint.loadEmbeddings()           // (V, C)
         let c = checkpoint.configuration.hiddenSize
+        let scale = checkpoint.configuration.architecture.embeddingScale
         table.data.withUnsafeBufferPointer { tp in
             var r = 0
             for row in calibration.samples {
                 for id in row {
                     (out.baseAddress! + r * c).update(from: tp.baseAddress! + id * c, count: c)
+                    if let scale { for j in 0..<c { out[r * c + j] *= scale } }
                     r += 1
                 }
             }

@@ -253,11 +253,11 @@ extension Tensor {
 
     @Test func swiGLU() {
         let g = randomTensor([3, 101], seed: 13, scale: 4), u = randomTensor([3, 101], seed: 14)
-        let out = SwiGLU.forward(gate: g, up: u)
+        let out = GatedActivation.forward(gate: g, up: u)
         let ref = zip(g.doubles, u.doubles).map { Naive.silu($0) * $1 }
         #expect(relativeError(out.data, ref) < 1e-6)
         // Saturated gates: silu(−100) is −0-ish, silu(100) = 100.
-        let edge = SwiGLU.forward(gate: Tensor(shape: [2], data: [-100, 100]), up: Tensor(shape: [2], data: [1, 1]))
+        let edge = GatedActivation.forward(gate: Tensor(shape: [2], data: [-100, 100]), up: Tensor(shape: [2], data: [1, 1]))
         #expect(abs(edge.data[0]) < 1e-30 && edge.data[1] == 100)
     }
 

@@ -4,7 +4,7 @@ import Tensor
 
 /// Causal grouped-query scaled dot-product attention, per sequence b and query head h:
 ///
-///     S = (Q_h K_gᵀ) / sqrt(HD),   S[i, j] = −∞ unless i − window < j ≤ i,
+///     S = scale · Q_h K_gᵀ (scale 1/√HD unless given),   S[i, j] = −∞ unless i − window < j ≤ i,
 ///     P = softmax(S) row-wise (float32),   O_h = P V_g,
 ///
 /// where g = h / (NH / NKV) is the KV head that query head h shares (GQA; NKV = NH is plain multi-head
@@ -48,13 +48,13 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?,
-        keyTile tile: Int = keyTile, precision: ComputePrecision = .float32
+        keyTile tile: Int = keyTile, precision: ComputePrecision = .float32, scale: Float? = nil
     ) {
         precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
         precondition(tile > 0, "Attention: key tile \(tile)")
         let tasks = b * nkv
         if tasks == 0 || t == 0 { return }
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = scale ?? Architecture.defaultAttentionScale(headDim: hd)
         let group = nh / nkv
         let ldq = nh * hd, ldk = nkv * hd
         let block = min(rowBlock, t)
@@ -211,9 +211,9 @@ public enum Attention {
     public static func probabilities(
         into p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
         logSumExp: UnsafePointer<Float>, sequence bi: Int, head h: Int,
-        length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?
+        length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?, scale: Float? = nil
     ) {
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = scale ?? Architecture.defaultAttentionScale(headDim: hd)
         let g = h / (nh / nkv)
         let ldq = nh * hd, ldk = nkv * hd
         BLAS.gemm(transB: true, m: t, n: t, k: hd, alpha: scale,
@@ -231,7 +231,7 @@ public enum Attention {
     /// Tensor form. q: (B, T, NH·HD), k, v: (B, T, NKV·HD) → (out (B, T, NH·HD), logSumExp (B, NH, T)).
     public static func forward(
         q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil, keyTile tile: Int = keyTile,
-        precision: ComputePrecision = .float32
+        precision: ComputePrecision = .float32, scale: Float? = nil
     ) -> (out: Tensor, logSumExp: Tensor) {
         precondition(q.rank == 3 && k.shape == v.shape && k.rank == 3 && q.shape[0...1] == k.shape[0...1],
                      "Attention: q \(q.shape), k \(k.shape), v \(v.shape)")
@@ -247,12 +247,238 @@ public enum Attention {
                             forward(out: op.baseAddress!, logSumExp: lp.baseAddress!, q: qp.baseAddress!,
                                     k: kp.baseAddress!, v: vp.baseAddress!, batch: b, length: t,
                                     heads: nh, kvHeads: nkv, headDim: hd, window: window, keyTile: tile,
-                                    precision: precision)
+                                    precision: precision, scale: scale)
                         }
                     }
                 }
             }
         }
         return (out, lse)
+    }
+
+    // MARK: Continuing a cached prefix
+
+    /// Causal grouped-query attention of continuation rows over a cached prefix plus themselves:
+    /// row b's query i sits at position L_b + i and sees the prefix's keys 0..<L_b and its own keys 0...i
+    /// (positions L_b + j), within the sliding window when there is one:
+    ///
+    ///     S = Q_h [K_prefix; K_own]ᵀ / sqrt(HD) (masked),   O_h = softmax(S) [V_prefix; V_own]
+    ///
+    /// q and out are (B, T, NH, HD); k, v are (B, T, NKV, HD); the prefix keys and values are
+    /// (B_prefix, stride, NKV, HD), row b using prefix `prefixRows[b]` (−1: none, L_b must then be 0).
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
+        prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
+        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32, scale: Float? = nil
+    ) {
+        // bf16 as `Attention.forward` computes it: q, k, v (own and prefix) and the probabilities rounded
+        // before the products, float32 accumulation; here always emulated (sgemm on the rounded values):
+        // zero-shot continuations are short, so this path's products are small.
+        if precision == .bfloat16 {
+            func rounded(_ x: UnsafePointer<Float>, _ count: Int) -> [Float] {
+                var r = Array(UnsafeBufferPointer(start: x, count: count))
+                r.withUnsafeMutableBufferPointer { BFloat16GEMM.roundInPlace($0.baseAddress!, count: count) }
+                return r
+            }
+            let ldq = nh * hd, ldk = nkv * hd, prefixCount = ((prefixRows.max() ?? -1) + 1) * prefixStride * ldk
+            let rq = rounded(q, b * t * ldq), rk = rounded(k, b * t * ldk), rv = rounded(v, b * t * ldk)
+            let rpk = rounded(prefixKeys, prefixCount), rpv = rounded(prefixValues, prefixCount)
+            rq.withUnsafeBufferPointer { qp in rk.withUnsafeBufferPointer { kp in rv.withUnsafeBufferPointer { vp in
+                rpk.withUnsafeBufferPointer { pkp in rpv.withUnsafeBufferPointer { pvp in
+                    attend(out: out, q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, prefixKeys: pkp.baseAddress!,
+                           prefixValues: pvp.baseAddress!, prefixStride: prefixStride, prefixRows: prefixRows,
+                           prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv, headDim: hd,
+                           window: window, roundingProbabilities: true, scale: scale)
+                } }
+            } } }
+        } else {
+            attend(out: out, q: q, k: k, v: v, prefixKeys: prefixKeys, prefixValues: prefixValues, prefixStride: prefixStride,
+                   prefixRows: prefixRows, prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv,
+                   headDim: hd, window: window, roundingProbabilities: false, scale: scale)
+        }
+    }
+
+    private static func attend(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
+        prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
+        headDim hd: Int, window: Int?, roundingProbabilities: Bool, scale: Float?
+    ) {
+        let scale = scale ?? Architecture.defaultAttentionScale(headDim: hd)
+        let group = nh / nkv
+        let ldq = nh * hd, ldk = nkv * hd
+        let maxWidth = (prefixLengths.max() ?? 0) + t
+        func head(_ task: Int, scores: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>) {
+            let bi = task / nh, h = task % nh, g = h / group
+            let l = prefixRows[bi] >= 0 ? prefixLengths[bi] : 0
+            let width = l + t
+            let qh = q + bi * t * ldq + h * hd
+            let kh = k + bi * t * ldk + g * hd, vh = v + bi * t * ldk + g * hd
+            let oh = out + bi * t * ldq + h * hd
+            if l > 0 {
+                let pk = prefixKeys + prefixRows[bi] * prefixStride * ldk + g * hd
+                BLAS.gemm(transB: true, m: t, n: l, k: hd, alpha: scale, a: qh, lda: ldq, b: pk, ldb: ldk,
+                          c: scores, ldc: width)
+            }
+            BLAS.gemm(transB: true, m: t, n: t, k: hd, alpha: scale, a: qh, lda: ldq, b: kh, ldb: ldk,
+                      c: scores + l, ldc: width)
+            for i in 0..<t {
+                let row = scores + i * width
+                let position = l + i
+                let lo = window.map { max(0, position - $0 + 1) } ?? 0
+                if lo > 0 { row.update(repeating: 0, count: lo) }
+                if position + 1 < width { (row + position + 1).update(repeating: 0, count: width - position - 1) }
+                let m = VectorMath.maximum(row + lo, count: position + 1 - lo)
+                inverse[i] = 1 / VectorMath.expShifted(row + lo, count: position + 1 - lo, shift: m)
+            }
+            if roundingProbabilities { BFloat16GEMM.roundInPlace(scores, count: t * width) }
+            var beta: Float = 0
+            if l > 0 {
+                let pv = prefixValues + prefixRows[bi] * prefixStride * ldk + g * hd
+                BLAS.gemm(m: t, n: hd, k: l, a: scores, lda: width, b: pv, ldb: ldk, c: oh, ldc: ldq)
+                beta = 1
+            }
+            BLAS.gemm(m: t, n: hd, k: t, a: scores + l, lda: width, b: vh, ldb: ldk, beta: beta, c: oh, ldc: ldq)
+            for i in 0..<t { VectorMath.scale(oh + i * ldq, count: hd, by: inverse[i]) }
+        }
+        let tasks = b * nh
+        func run(_ range: Range<Int>) {
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: t * maxWidth + t)
+            defer { scratch.deallocate() }
+            for task in range { head(task, scores: scratch, inverse: scratch + t * maxWidth) }
+        }
+        if tasks >= workerCount && workerCount > 1 {
+            BLAS.singleThreaded { parallelChunks(tasks) { run($0) } }
+        } else {
+            run(0..<tasks)
+        }
+    }
+
+    // MARK: Backward
+
+    /// Per-worker scratch of the attention kernels, allocated once by the caller (the tape):
+    /// for each worker two (rowBlock, T) score buffers and (T, nkv·hd) partial dk, dv sums.
+    public final class BackwardScratch {
+        public let workers: Int, capacity: Int, kvWidth: Int
+        let scores, dscores, dk, dv: UnsafeMutablePointer<Float>
+        var scoreStride: Int { rowBlock * capacity }
+        var kvStride: Int { capacity * kvWidth }
+
+        public init(capacity: Int, kvWidth: Int, workers: Int = workerCount) {
+            self.workers = max(1, workers)
+            self.capacity = capacity
+            self.kvWidth = kvWidth
+            let s = self.workers * rowBlock * capacity, k = self.workers * capacity * kvWidth
+            scores = .allocate(capacity: s); scores.initialize(repeating: 0, count: s)
+            dscores = .allocate(capacity: s); dscores.initialize(repeating: 0, count: s)
+            dk = .allocate(capacity: k); dk.initialize(repeating: 0, count: k)
+            dv = .allocate(capacity: k); dv.initialize(repeating: 0, count: k)
+        }
+
+        deinit {
+            scores.deallocate(); dscores.deallocate(); dk.deallocate(); dv.deallocate()
+        }
+
+        public var bytes: Int { (2 * workers * scoreStride + 2 * workers * kvStride) * MemoryLayout<Float>.stride }
+    }
+
+    /// Runs `body(worker, heads)` over the query heads split into one contiguous range per worker,
+    /// BLAS single-threaded inside (the heads already occupy the cores).
+    static func overHeads(_ heads: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
+        let n = min(workers, heads)
+        if n <= 1 { body(0, 0..<heads); return }
+        let chunk = (heads + n - 1) / n
+        BLAS.singleThreaded {
+            withoutActuallyEscaping(body) { body in
+                DispatchQueue.concurrentPerform(iterations: n) { w in
+                    let lo = w * chunk, hi = min(heads, lo + chunk)
+                    if lo < hi { body(w, lo..<hi) }
+                }
+            }
+        }
+    }
+
+    /// The keys query row i may see: i − window < j ≤ i (all j ≤ i without a window).
+    @inline(__always) static func firstKey(_ i: Int, _ window: Int?) -> Int {
+        guard let window else { return 0 }
+        return max(0, i - window + 1)
+    }
+
+    /// Gradients of the attention given dout (T, nh·hd): dq (T, nh·hd), dk, dv (T, nkv·hd), all overwritten.
+    /// Rebuilds each head's probabilities as exp(S − lse) from the saved rotated q, k, one block of rows
+    /// at a time. With D_i = Σ_j P_ij dP_ij = dout_i · out_i:  dS = P ⊙ (dP − D), dq = dS·k/√hd,
+    /// dk = dSᵀ·q/√hd, dv = Pᵀ·dout, summed over the query heads that share a KV head (each worker sums
+    /// its heads into its own partial dk, dv; the partials are added at the end, in worker order).
+    public static func backward(
+        dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, out: UnsafePointer<Float>, lse: UnsafePointer<Float>,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float? = nil, scratch: BackwardScratch
+    ) {
+        let qw = heads * headDim, kw = kvHeads * headDim, group = heads / kvHeads
+        let scale = scale ?? Architecture.defaultAttentionScale(headDim: headDim)
+        let rb = rowBlock
+        let used = min(scratch.workers, heads)
+        // Every partial that the reduction reads is zeroed, also those of workers left without heads.
+        for w in 0..<used {
+            (scratch.dk + w * scratch.kvStride).update(repeating: 0, count: T * kw)
+            (scratch.dv + w * scratch.kvStride).update(repeating: 0, count: T * kw)
+        }
+        overHeads(heads, workers: scratch.workers) { worker, range in
+            let p = scratch.scores + worker * scratch.scoreStride
+            let dp = scratch.dscores + worker * scratch.scoreStride
+            let dkw = scratch.dk + worker * scratch.kvStride, dvw = scratch.dv + worker * scratch.kvStride
+            for h in range {
+                let g = h / group
+                let qh = q + h * headDim, kg = k + g * headDim, vg = v + g * headDim
+                let doh = dout + h * headDim, oh = out + h * headDim
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + rb), rows = r1 - r0, k0 = firstKey(r0, window), width = r1 - k0
+                    BLAS.gemm(transB: true, m: rows, n: width, k: headDim, alpha: scale,
+                              a: qh + r0 * qw, lda: qw, b: kg + k0 * kw, ldb: kw, c: p, ldc: width)
+                    // dP = dout[r0..<r1] · V[k0..<r1]ᵀ
+                    BLAS.gemm(transB: true, m: rows, n: width, k: headDim,
+                              a: doh + r0 * qw, lda: qw, b: vg + k0 * kw, ldb: kw, c: dp, ldc: width)
+                    for i in r0..<r1 {
+                        let pr = p + (i - r0) * width, dpr = dp + (i - r0) * width
+                        let a = firstKey(i, window) - k0, e = i - k0 + 1
+                        let l = lse[h * T + i]
+                        var d: Float = 0
+                        let dor = doh + i * qw, orow = oh + i * qw
+                        for c in 0..<headDim { d += dor[c] * orow[c] }
+                        _ = VectorMath.expShifted(pr + a, count: e - a, shift: l)
+                        for j in a..<e { dpr[j] = pr[j] * (dpr[j] - d) }
+                        if a > 0 {
+                            pr.update(repeating: 0, count: a)
+                            dpr.update(repeating: 0, count: a)
+                        }
+                        if e < width {
+                            (pr + e).update(repeating: 0, count: width - e)
+                            (dpr + e).update(repeating: 0, count: width - e)
+                        }
+                    }
+                    // dv[k0..<r1] += Pᵀ · dout[r0..<r1]
+                    BLAS.gemm(transA: true, m: width, n: headDim, k: rows, a: p, lda: width,
+                              b: doh + r0 * qw, ldb: qw, beta: 1, c: dvw + k0 * kw + g * headDim, ldc: kw)
+                    // dq[r0..<r1] = scale · dS · K[k0..<r1]
+                    BLAS.gemm(m: rows, n: headDim, k: width, alpha: scale, a: dp, lda: width,
+                              b: kg + k0 * kw, ldb: kw, c: dq + r0 * qw + h * headDim, ldc: qw)
+                    // dk[k0..<r1] += scale · dSᵀ · Q[r0..<r1]
+                    BLAS.gemm(transA: true, m: width, n: headDim, k: rows, alpha: scale, a: dp, lda: width,
+                              b: qh + r0 * qw, ldb: qw, beta: 1, c: dkw + k0 * kw + g * headDim, ldc: kw)
+                    r0 = r1
+                }
+            }
+        }
+        // Sum the workers' partials, in worker order (deterministic for a given worker count).
+        let n = T * kw
+        dk.update(from: scratch.dk, count: n)
+        dv.update(from: scratch.dv, count: n)
+        for w in 1..<max(1, used) {
+            let pk = scratch.dk + w * scratch.kvStride, pv = scratch.dv + w * scratch.kvStride
+            for i in 0..<n { dk[i] += pk[i]; dv[i] += pv[i] }
+        }
     }
 }

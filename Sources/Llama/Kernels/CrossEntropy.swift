@@ -42,4 +42,26 @@ public enum CrossEntropy {
         }
         return losses
     }
+
+    /// For `rows` logit rows (row i predicts targets[from + i]): returns Σ CE (float64) and overwrites
+    /// each row with scale · (softmax − onehot).
+    public static func backward(_ z: UnsafeMutablePointer<Float>, targets: [Int], from: Int, rows: Int, vocab v: Int,
+                                     scale: Float) -> Double {
+        var losses = [Double](repeating: 0, count: rows)
+        losses.withUnsafeMutableBufferPointer { lp in
+            targets.withUnsafeBufferPointer { tp in
+                let l = lp.baseAddress!, tg = tp.baseAddress! + from
+                parallelFor(rows, minimumPerThread: max(1, 65_536 / max(v, 1))) { r in
+                    let row = z + r * v
+                    let lse = CrossEntropy.logSumExp(row, count: v)
+                    l[r] = lse - Double(row[tg[r]])
+                    let shift = Float(lse)
+                    _ = VectorMath.expShifted(row, count: v, shift: shift)
+                    VectorMath.scale(row, count: v, by: scale)
+                    row[tg[r]] -= scale
+                }
+            }
+        }
+        return losses.reduce(0, +)
+    }
 }

@@ -51,4 +51,27 @@ public enum Linear {
         }
         return out
     }
+
+    /// The three gradients of y = x·Wᵀ + b given dy (T, out):
+    /// dx (+)= dy · W (T, in); dW = dyᵀ · x (out, in), overwritten; db = Σ_t dy_t, overwritten.
+    /// Any of dx, dW, db may be nil when the caller does not need it.
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        T: Int, inFeatures: Int, outFeatures: Int, accumulateDx: Bool
+    ) {
+        if let dx {
+            BLAS.gemm(m: T, n: inFeatures, k: outFeatures, a: dy, b: weight, beta: accumulateDx ? 1 : 0, c: dx)
+        }
+        if let dWeight {
+            BLAS.gemm(transA: true, m: outFeatures, n: inFeatures, k: T, a: dy, b: x, c: dWeight)
+        }
+        if let dBias {
+            dBias.initialize(repeating: 0, count: outFeatures)
+            for t in 0..<T {
+                let row = dy + t * outFeatures
+                for o in 0..<outFeatures { dBias[o] += row[o] }
+            }
+        }
+    }
 }

@@ -67,15 +67,24 @@ public struct RoPE: Sendable {
     }
 
     /// Rotates x in place. x: (B, T, H, HD) — the (B·T, H·HD) output of a q or k projection — at positions
-    /// 0..<T of every sequence. `sign` −1 rotates by −p·θ (the backward / inverse rotation).
+    /// 0..<T of every sequence, or offsets[b] + 0..<T of sequence b when `offsets` is given. `sign` −1
+    /// rotates by −p·θ (the backward / inverse rotation).
     public func apply(
-        _ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, heads h: Int, sign: Float = 1
+        _ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, heads h: Int, sign: Float = 1, offsets: [Int]? = nil
     ) {
-        precondition(t <= positions, "RoPE: sequence length \(t) exceeds the table's \(positions) positions")
+        precondition(t + (offsets?.max() ?? 0) <= positions, "RoPE: positions up to \(t + (offsets?.max() ?? 0)) exceed the table's \(positions)")
         cosTable.withUnsafeBufferPointer { cp in
             sinTable.withUnsafeBufferPointer { sp in
-                Self.rotate(x, batch: b, length: t, heads: h, headDim: headDim,
-                            cos: cp.baseAddress!, sin: sp.baseAddress!, sign: sign)
+                guard let offsets else {
+                    Self.rotate(x, batch: b, length: t, heads: h, headDim: headDim,
+                                cos: cp.baseAddress!, sin: sp.baseAddress!, sign: sign)
+                    return
+                }
+                let half = headDim / 2
+                for r in 0..<b {
+                    Self.rotate(x + r * t * h * headDim, batch: 1, length: t, heads: h, headDim: headDim,
+                                cos: cp.baseAddress! + offsets[r] * half, sin: sp.baseAddress! + offsets[r] * half, sign: sign)
+                }
             }
         }
     }
