@@ -91,6 +91,12 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
         Case(name: "GQA, sliding window 3", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 2, rmsNormEps: 1e-5,
                                                            attentionWindow: 3),
              bias: [true, true, true, false, false, false, false]),
+        // Gemma's block recipe: norms (1 + w)·x̂ (with weights near 0, as Gemma stores them, the effective
+        // weight is near 1), a GELU-tanh gate, attention scaled by 1/√query_pre_attn_scalar ≠ 1/√hd.
+        Case(name: "(1+w) norms, GELU-tanh, scale 1/√10", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 1,
+                                                                          headDim: 6, rmsNormEps: 1e-6, normForm: .offset,
+                                                                          activation: .geluTanh, attentionScale: 1 / Float(10).squareRoot()),
+             bias: Array(repeating: false, count: 7)),
     ]
 
     static func losses(_ p: DecoderBlockWeights, _ g: BlockGeometry, x: Tensor, rope: RoPE) -> [(String, BlockLoss, DecoderBlockWeights)] {

@@ -4,7 +4,9 @@ import Tensor
 import TestSupport
 
 /// An independent float64 forward of a LLaMA decoder block, written as plainly as possible (loops, no
-/// BLAS, no saved state), used only as the reference for finite differences and forward checks.
+/// BLAS, no saved state), used only as the reference for finite differences and forward checks. It reads
+/// the geometry's architecture choices the way the papers and transformers write them: norms w·x̂ or
+/// (1 + w)·x̂, the gate's SiLU or GELU-tanh, the attention scale.
 struct NaiveBackwardBlock {
     let g: BlockGeometry
     /// The seven weights (out·in, row-major), their optional biases, the two norm weights, in float64.
@@ -32,7 +34,8 @@ struct NaiveBackwardBlock {
             var ss = 0.0
             for c in 0..<C { ss += x[t * C + c] * x[t * C + c] }
             let r = 1 / (ss / Double(C) + Double(g.rmsNormEps)).squareRoot()
-            for c in 0..<C { y[t * C + c] = weight[c] * x[t * C + c] * r }
+            let offset = g.normForm == .offset ? 1.0 : 0.0
+            for c in 0..<C { y[t * C + c] = (offset + weight[c]) * x[t * C + c] * r }
         }
         return y
     }
@@ -76,7 +79,7 @@ struct NaiveBackwardBlock {
         let v = linear(xn1, .v, T: T)
         let qw = g.qWidth, kw = g.kvWidth
         var attn = [Double](repeating: 0, count: T * qw)
-        let scale = 1 / Double(hd).squareRoot()
+        let scale = Double(g.attentionScale)
         for h in 0..<g.heads {
             let kvh = h / (g.heads / g.kvHeads)
             for i in 0..<T {
@@ -103,7 +106,13 @@ struct NaiveBackwardBlock {
         let xn2 = rmsnorm(hres, normPost, T: T, C: C)
         let gt = linear(xn2, .gate, T: T), up = linear(xn2, .up, T: T)
         var act = [Double](repeating: 0, count: T * F)
-        for i in 0..<(T * F) { act[i] = gt[i] / (1 + Foundation.exp(-gt[i])) * up[i] }
+        for i in 0..<(T * F) {
+            let x = gt[i]
+            switch g.activation {
+            case .silu: act[i] = x / (1 + Foundation.exp(-x)) * up[i]
+            case .geluTanh: act[i] = 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) * up[i]
+            }
+        }
         let down = linear(act, .down, T: T)
         return zip(hres, down).map { $0 + $1 }
     }

@@ -105,6 +105,40 @@ private func refusal(_ json: String) -> LlamaError? {
         #expect(try decode(llama(#", "sliding_window": 16"#)).attentionWindow(layer: 0) == nil)
     }
 
+    /// The architecture description each model type maps to: the LLaMA recipe, with its biases, per-layer
+    /// windows and RoPE base from the file, and its block geometry carrying the per-layer part.
+    @Test func architectureDescriptionOfEachModelType() throws {
+        let qwen = try decode(llama(#", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 1, "rope_theta": 1000000, "tie_word_embeddings": true"#,
+                                    type: "qwen2"))
+        let a = qwen.architecture
+        #expect(a.normPlacement == .pre && a.normForm == .scaled && a.activation == .silu && !a.qkNorm)
+        #expect(a.embeddingScale == nil && a.attentionSoftcap == nil && a.finalLogitSoftcap == nil)
+        #expect(a.attentionScale == 1 / Float(8).squareRoot())
+        #expect(a.layers == [.init(window: nil, ropeTheta: 1e6), .init(window: 16, ropeTheta: 1e6), .init(window: 16, ropeTheta: 1e6)])
+        #expect(a.qkvBias && !a.outputBias && a.tiedHead)
+        #expect(BlockGeometry(configuration: qwen, layer: 1).attentionWindow == 16)
+        #expect(BlockGeometry(configuration: qwen, layer: 0).attentionWindow == nil)
+        let biased = try decode(llama(#", "attention_bias": true"#)).architecture
+        #expect(biased.qkvBias && biased.outputBias && !biased.tiedHead && biased.layers.allSatisfy { $0.window == nil && $0.ropeTheta == 10000 })
+        try a.checkSupported()
+    }
+
+    /// What the description can say but this version does not compute is refused, every feature named.
+    @Test func unsupportedArchitectureFeaturesAreNamed() throws {
+        var a = try decode(llama()).architecture
+        a.normPlacement = .sandwich
+        a.qkNorm = true
+        a.finalLogitSoftcap = 30
+        a.layers[0].ropeTheta = 1e6
+        #expect {
+            try a.checkSupported()
+        } throws: { e in
+            let s = String(describing: e)
+            return s.contains("sandwich") && s.contains("QK-norm") && s.contains("final logit") && s.contains("RoPE base per layer")
+                && !s.contains("attention logit") && !s.contains("\n")
+        }
+    }
+
     @Test func refusals() throws {
         #expect(refusal(llama(type: "gemma")) == .unsupportedModelType("gemma"))
         #expect(refusal(llama(#", "rope_scaling": {"type": "dynamic", "factor": 2.0}"#))

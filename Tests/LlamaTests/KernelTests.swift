@@ -261,6 +261,54 @@ extension Tensor {
         #expect(abs(edge.data[0]) < 1e-30 && edge.data[1] == 100)
     }
 
+    /// GELU-tanh (Gemma's gate) and its gradients against float64, including saturated gates.
+    @Test func geluTanhGateAndItsGradients() {
+        let n = 303
+        let g = randomTensor([3, 101], seed: 21, scale: 4), u = randomTensor([3, 101], seed: 22), d = randomTensor([3, 101], seed: 23)
+        func gelu(_ x: Double) -> Double { 0.5 * x * (1 + tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) }
+        func geluDerivative(_ x: Double) -> Double { let h = 1e-6; return (gelu(x + h) - gelu(x - h)) / (2 * h) }
+        let out = GatedActivation.forward(gate: g, up: u, activation: .geluTanh)
+        #expect(relativeError(out.data, zip(g.doubles, u.doubles).map { gelu($0) * $1 }) < 1e-6)
+        var dgate = [Float](repeating: .nan, count: n), dup = [Float](repeating: .nan, count: n)
+        g.data.withUnsafeBufferPointer { gp in u.data.withUnsafeBufferPointer { up in d.data.withUnsafeBufferPointer { dp in
+            dgate.withUnsafeMutableBufferPointer { dg in dup.withUnsafeMutableBufferPointer { du in
+                GatedActivation.backward(dgate: dg.baseAddress!, dup: du.baseAddress!, dp.baseAddress!, gate: gp.baseAddress!,
+                                         up: up.baseAddress!, count: n, activation: .geluTanh)
+            } }
+        } } }
+        let refGate = (0..<n).map { d.doubles[$0] * u.doubles[$0] * geluDerivative(g.doubles[$0]) }
+        let refUp = (0..<n).map { d.doubles[$0] * gelu(g.doubles[$0]) }
+        #expect(relativeError(dgate, refGate) < 1e-5)
+        #expect(relativeError(dup, refUp) < 1e-6)
+        let edge = GatedActivation.forward(gate: Tensor(shape: [2], data: [-100, 100]), up: Tensor(shape: [2], data: [1, 1]),
+                                           activation: .geluTanh)
+        #expect(abs(edge.data[0]) < 1e-30 && edge.data[1] == 100)
+    }
+
+    /// Gemma's (1 + w)·x̂ norm is LLaMA's norm with the weight 1 + w, to the bit, forward and backward
+    /// (both form the effective weight as the float32 sum w + 1).
+    @Test func offsetNormEqualsScaledNormWithOnePlusWeight() {
+        let rows = 5, c = 37
+        let x = randomTensor([rows, c], seed: 31, scale: 3), w = randomTensor([c], seed: 32, scale: 0.2)
+        let onePlus = Tensor(shape: [c], data: w.data.map { $0 + 1 })
+        let (a, ra) = RMSNorm.forward(x, weight: w, eps: 1e-6, weightOffset: 1)
+        let (b, rb) = RMSNorm.forward(x, weight: onePlus, eps: 1e-6)
+        #expect(a == b && ra == rb)
+        let dy = randomTensor([rows, c], seed: 33)
+        func backward(_ weight: Tensor, offset: Float) -> [Float] {
+            var dx = [Float](repeating: .nan, count: rows * c)
+            dx.withUnsafeMutableBufferPointer { d in dy.data.withUnsafeBufferPointer { g in x.data.withUnsafeBufferPointer { xp in
+                ra.data.withUnsafeBufferPointer { r in weight.data.withUnsafeBufferPointer { wp in
+                    RMSNorm.backward(d.baseAddress!, g.baseAddress!, xp.baseAddress!, rstd: r.baseAddress!, weight: wp.baseAddress!,
+                                     T: rows, C: c, accumulate: false, weightOffset: offset)
+                } }
+            } } }
+            return dx
+        }
+        let da = backward(w, offset: 1), db = backward(onePlus, offset: 0)
+        #expect(da == db && !da.contains(where: \.isNaN))
+    }
+
     @Test func crossEntropy() {
         let logits = randomTensor([5, 37], seed: 15, scale: 5)
         let targets = [0, 36, 5, 17, 17]
