@@ -71,7 +71,7 @@ let package = Package(
 // child-process runner); llm-prune-test-child is the child process of the tests that need a fresh process
 // (OpenBLAS's core, oneDNN's ISA cap, the peak resident size): its own entry point, not a @Test.
 package.targets += [
-    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["Llama"], path: "Tests/TestSupport"),
     .executableTarget(name: "llm-prune-test-child", dependencies: ["Tensor", "Runs", "TestSupport"], path: "Tests/TestChild"),
 ]
 for target in package.targets where target.type == .test {

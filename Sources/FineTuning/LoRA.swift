@@ -70,10 +70,14 @@ public final class LoRAAdapters {
     /// Dropout is on while training; evaluation turns it off.
     public var training = true
     private var hooks: [LayerHook] = []
+    /// Where the adapters' products run (the blocks' backend).
+    public let backend: any ComputeBackend
 
-    public init(options: LoRAOptions, configuration c: LlamaConfiguration, base: [DecoderBlockWeights]) throws {
+    public init(options: LoRAOptions, configuration c: LlamaConfiguration, base: [DecoderBlockWeights],
+                backend: any ComputeBackend = CPUBackend()) throws {
         try options.validate()
         self.options = options
+        self.backend = backend
         configuration = c
         self.base = base
         var rng = SeededGenerator(seed: options.seed)
@@ -219,7 +223,7 @@ public final class LoRAAdapters {
             case .masked:
                 // out += s · x · ((BA) ⊙ M)ᵀ
                 self.delta[l][t].data.withUnsafeBufferPointer { dp in
-                    BLAS.gemm(transB: true, m: rows, n: o, k: i, alpha: s, a: x, b: dp.baseAddress!, beta: 1, c: out)
+                    self.backend.gemm(transB: true, m: rows, n: o, k: i, alpha: s, a: x, b: dp.baseAddress!, beta: 1, c: out)
                 }
             case .plain:
                 // t = x · Aᵀ (rows, r); out += s · t · Bᵀ
@@ -227,8 +231,8 @@ public final class LoRAAdapters {
                 self.a[l][t].data.withUnsafeBufferPointer { ap in
                     self.b[l][t].data.withUnsafeBufferPointer { bp in
                         self.lowRank[t].withUnsafeMutableBufferPointer { tp in
-                            BLAS.gemm(transB: true, m: rows, n: r, k: i, a: x, b: ap.baseAddress!, c: tp.baseAddress!)
-                            BLAS.gemm(transB: true, m: rows, n: o, k: r, alpha: s, a: tp.baseAddress!, b: bp.baseAddress!, beta: 1, c: out)
+                            self.backend.gemm(transB: true, m: rows, n: r, k: i, a: x, b: ap.baseAddress!, c: tp.baseAddress!)
+                            self.backend.gemm(transB: true, m: rows, n: o, k: r, alpha: s, a: tp.baseAddress!, b: bp.baseAddress!, beta: 1, c: out)
                         }
                     }
                 }
@@ -250,17 +254,17 @@ public final class LoRAAdapters {
                 // G = s · dyᵀ · x (out, in), masked; dB += G · Aᵀ, dA += Bᵀ · G; dx += s · (dy · (BA ⊙ M)) ⊙ keep.
                 self.work[t].withUnsafeMutableBufferPointer { gp in
                     let g = gp.baseAddress!
-                    BLAS.gemm(transA: true, m: o, n: i, k: rows, alpha: s, a: dy, b: x, c: g)
+                    self.backend.gemm(transA: true, m: o, n: i, k: rows, alpha: s, a: dy, b: x, c: g)
                     self.base[l][kind].data.withUnsafeBufferPointer { wp in
                         for j in 0..<(o * i) where wp[j] == 0 { g[j] = 0 }
                     }
                     self.a[l][t].data.withUnsafeBufferPointer { ap in
                         self.b[l][t].data.withUnsafeBufferPointer { bp in
                             self.gradB[l][t].data.withUnsafeMutableBufferPointer { gb in
-                                BLAS.gemm(transB: true, m: o, n: r, k: i, a: g, b: ap.baseAddress!, beta: 1, c: gb.baseAddress!)
+                                self.backend.gemm(transB: true, m: o, n: r, k: i, a: g, b: ap.baseAddress!, beta: 1, c: gb.baseAddress!)
                             }
                             self.gradA[l][t].data.withUnsafeMutableBufferPointer { ga in
-                                BLAS.gemm(transA: true, m: r, n: i, k: o, a: bp.baseAddress!, b: g, beta: 1, c: ga.baseAddress!)
+                                self.backend.gemm(transA: true, m: r, n: i, k: o, a: bp.baseAddress!, b: g, beta: 1, c: ga.baseAddress!)
                             }
                         }
                     }
@@ -269,13 +273,13 @@ public final class LoRAAdapters {
                     self.delta[l][t].data.withUnsafeBufferPointer { dp in
                         if dropout {
                             self.work[t].withUnsafeMutableBufferPointer { wp in
-                                BLAS.gemm(m: rows, n: i, k: o, alpha: s, a: dy, b: dp.baseAddress!, c: wp.baseAddress!)
+                                self.backend.gemm(m: rows, n: i, k: o, alpha: s, a: dy, b: dp.baseAddress!, c: wp.baseAddress!)
                                 self.keep[t].withUnsafeBufferPointer { kp in
                                     for j in 0..<(rows * i) { dx[j] += wp[j] * kp[j] }
                                 }
                             }
                         } else {
-                            BLAS.gemm(m: rows, n: i, k: o, alpha: s, a: dy, b: dp.baseAddress!, beta: 1, c: dx)
+                            self.backend.gemm(m: rows, n: i, k: o, alpha: s, a: dy, b: dp.baseAddress!, beta: 1, c: dx)
                         }
                     }
                 }
@@ -284,29 +288,29 @@ public final class LoRAAdapters {
                 var u = [Float](repeating: 0, count: rows * r)
                 self.lowRank[t].withUnsafeBufferPointer { tp in
                     self.gradB[l][t].data.withUnsafeMutableBufferPointer { gb in
-                        BLAS.gemm(transA: true, m: o, n: r, k: rows, alpha: s, a: dy, b: tp.baseAddress!, beta: 1, c: gb.baseAddress!)
+                        self.backend.gemm(transA: true, m: o, n: r, k: rows, alpha: s, a: dy, b: tp.baseAddress!, beta: 1, c: gb.baseAddress!)
                     }
                 }
                 self.b[l][t].data.withUnsafeBufferPointer { bp in
                     u.withUnsafeMutableBufferPointer { up in
-                        BLAS.gemm(m: rows, n: r, k: o, alpha: s, a: dy, b: bp.baseAddress!, c: up.baseAddress!)
+                        self.backend.gemm(m: rows, n: r, k: o, alpha: s, a: dy, b: bp.baseAddress!, c: up.baseAddress!)
                     }
                 }
                 u.withUnsafeBufferPointer { up in
                     self.gradA[l][t].data.withUnsafeMutableBufferPointer { ga in
-                        BLAS.gemm(transA: true, m: r, n: i, k: rows, a: up.baseAddress!, b: x, beta: 1, c: ga.baseAddress!)
+                        self.backend.gemm(transA: true, m: r, n: i, k: rows, a: up.baseAddress!, b: x, beta: 1, c: ga.baseAddress!)
                     }
                     if let dx {
                         self.a[l][t].data.withUnsafeBufferPointer { ap in
                             if dropout {
                                 self.work[t].withUnsafeMutableBufferPointer { wp in
-                                    BLAS.gemm(m: rows, n: i, k: r, a: up.baseAddress!, b: ap.baseAddress!, c: wp.baseAddress!)
+                                    self.backend.gemm(m: rows, n: i, k: r, a: up.baseAddress!, b: ap.baseAddress!, c: wp.baseAddress!)
                                     self.keep[t].withUnsafeBufferPointer { kp in
                                         for j in 0..<(rows * i) { dx[j] += wp[j] * kp[j] }
                                     }
                                 }
                             } else {
-                                BLAS.gemm(m: rows, n: i, k: r, a: up.baseAddress!, b: ap.baseAddress!, beta: 1, c: dx)
+                                self.backend.gemm(m: rows, n: i, k: r, a: up.baseAddress!, b: ap.baseAddress!, beta: 1, c: dx)
                             }
                         }
                     }

@@ -154,11 +154,12 @@ public final class LoRATrainer {
             throw FineTuningError("--seqlen \(seqlen) exceeds the model's max_position_embeddings \(model.configuration.maxPositionEmbeddings)")
         }
         self.model = model
-        adapters = try LoRAAdapters(options: lora, configuration: model.configuration, base: model.blocks)
+        adapters = try LoRAAdapters(options: lora, configuration: model.configuration, base: model.blocks,
+                                    backend: model.backend)
         self.data = data
         self.options = options
         optimizer = AdamW(parameterCounts: Self.parameterCounts(adapters), weightDecay: options.weightDecay)
-        backward = try CausalLMBackward(configuration: model.configuration, batch: 1, length: seqlen)
+        backward = try CausalLMBackward(configuration: model.configuration, batch: 1, length: seqlen, backend: model.backend)
     }
 
     static func parameterCounts(_ a: LoRAAdapters) -> [Int] {

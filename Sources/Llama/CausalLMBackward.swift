@@ -33,7 +33,8 @@ public final class CausalLMBackward {
     private var gradients: BlockGradients
 
     /// A backward for batches of `batch` sequences of `length` tokens.
-    public init(configuration c: LlamaConfiguration, batch: Int, length: Int, rowsPerChunk: Int = 256) throws {
+    public init(configuration c: LlamaConfiguration, batch: Int, length: Int, rowsPerChunk: Int = 256,
+                backend: any ComputeBackend = CPUBackend()) throws {
         guard batch > 0, length > 1, length <= c.maxPositionEmbeddings else {
             throw LlamaError.invalidInput("a training batch needs B ≥ 1 sequences of 2...\(c.maxPositionEmbeddings) tokens, got \(batch)×\(length)")
         }
@@ -55,7 +56,8 @@ public final class CausalLMBackward {
         for layer in 0..<c.numHiddenLayers {
             let w = c.attentionWindow(layer: layer)
             if blocks[w] == nil {
-                blocks[w] = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: layer), capacity: n, maxLength: length)
+                blocks[w] = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: layer), capacity: n, maxLength: length,
+                                             backend: backend)
             }
         }
     }

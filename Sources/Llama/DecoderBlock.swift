@@ -102,6 +102,8 @@ public final class DecoderBlock {
     public let maxLength: Int
     /// Whether the backward's work buffers exist.
     public let hasBackward: Bool
+    /// Where the block's math runs (`ComputeBackend`); every op of the listing goes through it.
+    public let backend: any ComputeBackend
     /// The number format of the forward's seven projections (the backward stays float32): bfloat16
     /// rounds their inputs and weights, accumulating in float32 (`ComputePrecision`). In a forward-only
     /// block (evaluation, calibration statistics, propagation) attention's QKᵀ and PV products too.
@@ -123,11 +125,12 @@ public final class DecoderBlock {
     private let x, xn1, rstd1, q, k, v, lse, attn, h, xn2, rstd2, gate, up, act, y: UnsafeMutablePointer<Float>
     // Backward work buffers (unallocated placeholders without a backward).
     private let dh, dxn, dact, dup, dattn, dq, dk, dv: UnsafeMutablePointer<Float>
-    private let attentionScratch: Attention.BackwardScratch?
+    private let attentionWorkspace: (any AttentionWorkspace)?
     private var allocations: [(UnsafeMutablePointer<Float>, Int)] = []
 
     /// A block for passes of up to `capacity` rows in sequences of up to `maxLength` (default `capacity`) tokens.
-    public init(geometry: BlockGeometry, capacity: Int, maxLength: Int? = nil, backward: Bool = true) throws {
+    public init(geometry: BlockGeometry, capacity: Int, maxLength: Int? = nil, backward: Bool = true,
+                backend: any ComputeBackend = CPUBackend()) throws {
         try geometry.validate()
         guard capacity > 0 else { throw BlockBackwardError.invalidGeometry("block capacity \(capacity) rows") }
         let L = min(capacity, maxLength ?? capacity)
@@ -136,6 +139,7 @@ public final class DecoderBlock {
         self.capacity = capacity
         self.maxLength = L
         self.hasBackward = backward
+        self.backend = backend
         let N = capacity, C = geometry.hidden, F = geometry.intermediate
         let qw = geometry.qWidth, kw = geometry.kvWidth
         var list: [(UnsafeMutablePointer<Float>, Int)] = []
@@ -154,7 +158,7 @@ public final class DecoderBlock {
         dh = buffer(N * C, backward); dxn = buffer(N * C, backward); dact = buffer(N * F, backward)
         dup = buffer(N * F, backward); dattn = buffer(N * qw, backward); dq = buffer(N * qw, backward)
         dk = buffer(N * kw, backward); dv = buffer(N * kw, backward)
-        attentionScratch = backward ? Attention.BackwardScratch(capacity: L, kvWidth: kw) : nil
+        attentionWorkspace = backward ? backend.attentionWorkspace(capacity: L, kvWidth: kw) : nil
         allocations = list
     }
 
@@ -176,7 +180,7 @@ public final class DecoderBlock {
 
     /// Bytes held by the block's buffers.
     public var bytes: Int {
-        allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride + (attentionScratch?.bytes ?? 0)
+        allocations.reduce(0) { $0 + $1.1 } * MemoryLayout<Float>.stride + (attentionWorkspace?.bytes ?? 0)
     }
 
     // MARK: Saved activations (valid after a forward pass that reached them)
@@ -284,14 +288,14 @@ public final class DecoderBlock {
         func project(_ m: LinearKind, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
                      inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
             withWeight(p, m) { w, b in
-                Linear.forward(out: out, inp: inp, weight: w, bias: b, rows: N, inFeatures: inFeatures, outFeatures: outFeatures,
+                backend.linear(out: out, inp: inp, weight: w, bias: b, rows: N, inFeatures: inFeatures, outFeatures: outFeatures,
                                accumulate: accumulate, precision: precision)
             }
             if let adapter, adapter.adapts(m) { adapter.forward(m, out: out, inp: inp, rows: N) }
         }
         if entry == .input {
             p.inputNorm.data.withUnsafeBufferPointer { w in
-                RMSNorm.forward(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
+                backend.rmsNorm(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
                                 weightOffset: g.normWeightOffset)
             }                                                                                 // xn1 (N, C), rstd1 (N)
             completed = .attentionInput
@@ -301,20 +305,19 @@ public final class DecoderBlock {
             project(.k, k, xn1, inFeatures: C, outFeatures: kw)
             project(.v, v, xn1, inFeatures: C, outFeatures: kw)
             let offsets = continuing?.offsets
-            rope.apply(q, batch: B, length: T, heads: g.heads, offsets: offsets)             // q (N, nh·hd)
-            rope.apply(k, batch: B, length: T, heads: g.kvHeads, offsets: offsets)           // k, v (N, nkv·hd)
+            backend.rope(q, table: rope, batch: B, length: T, heads: g.heads, sign: 1, offsets: offsets)   // q (N, nh·hd)
+            backend.rope(k, table: rope, batch: B, length: T, heads: g.kvHeads, sign: 1, offsets: offsets) // k, v (N, nkv·hd)
             Profile.phase("attention") {
                 if let c = continuing, c.prefixRows.contains(where: { $0 >= 0 }) {
-                    Attention.forward(out: attn, q: q, k: k, v: v, prefixKeys: c.keys, prefixValues: c.values,
-                                      prefixStride: c.stride, prefixRows: c.prefixRows, prefixLengths: c.offsets,
-                                      batch: B, length: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
-                                      window: g.attentionWindow, precision: precision, scale: g.attentionScale)
+                    backend.attention(out: attn, q: q, k: k, v: v, continuing: c, batch: B, length: T, heads: g.heads,
+                                      kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
+                                      scale: g.attentionScale, precision: precision)
                 } else {
                     // A block with a backward keeps attention float32: its backward recomputes P from q, k and
                     // L, which must then be the float32 softmax's.
-                    Attention.forward(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
+                    backend.attention(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
                                       heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
-                                      precision: hasBackward ? .float32 : precision, scale: g.attentionScale)
+                                      scale: g.attentionScale, precision: hasBackward ? .float32 : precision)
                 }
             }
             completed = .oInput                                                               // attn (N, nh·hd), lse (B, nh, T)
@@ -327,7 +330,7 @@ public final class DecoderBlock {
             project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
         }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
-            RMSNorm.forward(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
+            backend.rmsNorm(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
                             weightOffset: g.normWeightOffset)
         }                                                                                     // h, xn2 (N, C), rstd2 (N)
         completed = .mlpInput
@@ -335,7 +338,7 @@ public final class DecoderBlock {
 
         project(.gate, gate, xn2, inFeatures: C, outFeatures: F)
         project(.up, up, xn2, inFeatures: C, outFeatures: F)
-        GatedActivation.forward(out: act, gate: gate, up: up, count: N * F, activation: g.activation)   // gate, up, act (N, F)
+        backend.gatedActivation(out: act, gate: gate, up: up, count: N * F, activation: g.activation)   // gate, up, act (N, F)
         completed = .downInput
         if stop == .downInput { return }
 
@@ -448,61 +451,61 @@ public final class DecoderBlock {
         // y = h + act·W_downᵀ                                   dact (N, F), dW_down (C, F)
         withWeight(p, .down) { w, _ in
             withGradient(&gradients, .down, wants(.down)) { dw, db in
-                Linear.backward(dx: dact, dWeight: dw, dBias: db, dy, act, weight: w,
-                                            T: N, inFeatures: F, outFeatures: C, accumulateDx: false)
+                backend.linearBackward(dx: dact, dWeight: dw, dBias: db, dy: dy, inp: act, weight: w,
+                                            rows: N, inFeatures: F, outFeatures: C, accumulateDx: false)
             }
         }
         if adapted(.down) { adapter!.backward(.down, dy: dy, inp: act, dx: dact, rows: N) }
         // act = silu(gate) ⊙ up                                 dgate (in dact), dup (N, F)
-        GatedActivation.backward(dgate: dact, dup: dup, dact, gate: gate, up: up, count: N * F, activation: g.activation)
+        backend.gatedActivationBackward(dgate: dact, dup: dup, dact: dact, gate: gate, up: up, count: N * F, activation: g.activation)
         // gate, up = xn2·W_gateᵀ, xn2·W_upᵀ                      dxn2 (N, C)
         withWeight(p, .gate) { w, _ in
             withGradient(&gradients, .gate, wants(.gate)) { dw, db in
-                Linear.backward(dx: dxn, dWeight: dw, dBias: db, dact, xn2, weight: w,
-                                            T: N, inFeatures: C, outFeatures: F, accumulateDx: false)
+                backend.linearBackward(dx: dxn, dWeight: dw, dBias: db, dy: dact, inp: xn2, weight: w,
+                                            rows: N, inFeatures: C, outFeatures: F, accumulateDx: false)
             }
         }
         if adapted(.gate) { adapter!.backward(.gate, dy: dact, inp: xn2, dx: dxn, rows: N) }
         withWeight(p, .up) { w, _ in
             withGradient(&gradients, .up, wants(.up)) { dw, db in
-                Linear.backward(dx: dxn, dWeight: dw, dBias: db, dup, xn2, weight: w,
-                                            T: N, inFeatures: C, outFeatures: F, accumulateDx: true)
+                backend.linearBackward(dx: dxn, dWeight: dw, dBias: db, dy: dup, inp: xn2, weight: w,
+                                            rows: N, inFeatures: C, outFeatures: F, accumulateDx: true)
             }
         }
         if adapted(.up) { adapter!.backward(.up, dy: dup, inp: xn2, dx: dxn, rows: N) }
         // xn2 = rmsnorm(h); h also feeds the residual (dy)       dh (N, C)
         dh.update(from: dy, count: N * C)
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
-            RMSNorm.backward(dh, dxn, h, rstd: rstd2, weight: w.baseAddress!, T: N, C: C, accumulate: true,
-                             weightOffset: g.normWeightOffset)
+            backend.rmsNormBackward(dx: dh, dy: dxn, inp: h, rstd: rstd2, weight: w.baseAddress!, rows: N, channels: C,
+                                    accumulate: true, weightOffset: g.normWeightOffset)
         }
         // h = x + attn·W_oᵀ                                     dattn (N, nh·hd)
         withWeight(p, .o) { w, _ in
             withGradient(&gradients, .o, wants(.o)) { dw, db in
-                Linear.backward(dx: dattn, dWeight: dw, dBias: db, dh, attn, weight: w,
-                                            T: N, inFeatures: qw, outFeatures: C, accumulateDx: false)
+                backend.linearBackward(dx: dattn, dWeight: dw, dBias: db, dy: dh, inp: attn, weight: w,
+                                            rows: N, inFeatures: qw, outFeatures: C, accumulateDx: false)
             }
         }
         if adapted(.o) { adapter!.backward(.o, dy: dh, inp: attn, dx: dattn, rows: N) }
         // attn = attention(q, k, v), per sequence               dq (N, nh·hd), dk, dv (N, nkv·hd)
         for b in 0..<B {
             let rq = b * T * qw, rk = b * T * kw
-            Attention.backward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
-                                           lse: lse + b * g.heads * T, q: q + rq, k: k + rk, v: v + rk,
-                                           T: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
-                                           window: g.attentionWindow, scale: g.attentionScale, scratch: attentionScratch!)
+            backend.attentionBackward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
+                                      logSumExp: lse + b * g.heads * T, q: q + rq, k: k + rk, v: v + rk,
+                                      length: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
+                                      window: g.attentionWindow, scale: g.attentionScale, workspace: attentionWorkspace!)
         }
         // q, k = RoPE(·): a rotation, whose backward is the rotation by the opposite angle.
-        rope.apply(dq, batch: B, length: T, heads: g.heads, sign: -1)
-        rope.apply(dk, batch: B, length: T, heads: g.kvHeads, sign: -1)
+        backend.rope(dq, table: rope, batch: B, length: T, heads: g.heads, sign: -1, offsets: nil)
+        backend.rope(dk, table: rope, batch: B, length: T, heads: g.kvHeads, sign: -1, offsets: nil)
         // q, k, v = xn1·Wᵀ                                       dxn1 (N, C), only when the caller wants dL/dx
         let wantDx = dx != nil
         for (m, d, width) in [(LinearKind.q, dq, qw), (.k, dk, kw), (.v, dv, kw)] {
             if wantDx || wants(m) {
                 withWeight(p, m) { w, _ in
                     withGradient(&gradients, m, wants(m)) { dw, db in
-                        Linear.backward(dx: wantDx ? dxn : nil, dWeight: dw, dBias: db, d, xn1, weight: w,
-                                                    T: N, inFeatures: C, outFeatures: width, accumulateDx: m != .q)
+                        backend.linearBackward(dx: wantDx ? dxn : nil, dWeight: dw, dBias: db, dy: d, inp: xn1, weight: w,
+                                                    rows: N, inFeatures: C, outFeatures: width, accumulateDx: m != .q)
                     }
                 }
             }
@@ -512,8 +515,8 @@ public final class DecoderBlock {
         if let dx {
             dx.update(from: dh, count: N * C)
             p.inputNorm.data.withUnsafeBufferPointer { w in
-                RMSNorm.backward(dx, dxn, x, rstd: rstd1, weight: w.baseAddress!, T: N, C: C, accumulate: true,
-                                 weightOffset: g.normWeightOffset)
+                backend.rmsNormBackward(dx: dx, dy: dxn, inp: x, rstd: rstd1, weight: w.baseAddress!, rows: N, channels: C,
+                                        accumulate: true, weightOffset: g.normWeightOffset)
             }
         }
     }
@@ -625,8 +628,12 @@ private func withGradient<R>(_ g: inout BlockGradients, _ m: LinearKind, _ wante
 /// longer sequence than the kept block replaces it. Not thread-safe: one pool per caller.
 public final class DecoderBlockPool {
     private var blocks: [DecoderBlock] = []
+    /// The backend of the blocks the pool makes.
+    public let backend: any ComputeBackend
 
-    public init() {}
+    public init(backend: any ComputeBackend = CPUBackend()) {
+        self.backend = backend
+    }
 
     /// A forward-only block of `geometry` with room for `rows` rows of sequences of `length` tokens.
     public func block(geometry: BlockGeometry, rows: Int, length: Int) throws -> DecoderBlock {
@@ -635,7 +642,7 @@ public final class DecoderBlockPool {
             if b.capacity >= rows && b.maxLength >= length { return b }
             blocks.remove(at: i)
         }
-        let b = try DecoderBlock(geometry: geometry, capacity: rows, maxLength: length, backward: false)
+        let b = try DecoderBlock(geometry: geometry, capacity: rows, maxLength: length, backward: false, backend: backend)
         blocks.append(b)
         return b
     }

@@ -22,6 +22,8 @@ public struct LlamaModel: Sendable {
     /// of the model share them; a concurrent caller gets its own). At SmolLM2's 2048-token windows they are
     /// ~150 MiB, whose allocation and first touch took 7 % of each window's evaluation.
     public let reusedBuffers = ForwardBuffers()
+    /// Where the blocks' math runs.
+    public var backend: any ComputeBackend = CPUBackend()
 
     /// Checks every shape against the configuration.
     public init(configuration c: LlamaConfiguration, embeddings: Tensor, blocks: [DecoderBlockWeights],
@@ -99,7 +101,7 @@ public struct LlamaModel: Sendable {
         let rope = rope(length: t)
         let a = configuration.architecture
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t, scale: a.embeddingScale)
-        reusedBuffers.blocks.borrow(make: { DecoderBlockPool() }) { pool in
+        reusedBuffers.blocks.borrow(make: { DecoderBlockPool(backend: backend) }) { pool in
             for block in blocks {
                 x = DecoderBlock.forward(x, weights: block, configuration: configuration, rope: rope, precision: computePrecision,
                                          pool: pool)

@@ -71,7 +71,7 @@ extension LlamaModel {
         let rows = (prefixRows ?? Array(repeating: nil, count: b)).map { $0 ?? -1 }
         let c = configuration, a = c.architecture
         var x = Self.embed(tokens, table: embeddings, batch: b, length: t, scale: a.embeddingScale)
-        reusedBuffers.blocks.borrow(make: { DecoderBlockPool() }) { pool in
+        reusedBuffers.blocks.borrow(make: { DecoderBlockPool(backend: backend) }) { pool in
             for weights in blocks {
                 let block = DecoderBlock.forwardBlock(weights: weights, configuration: c, rope: rope, rows: b * t, length: t,
                                                       precision: computePrecision, pool: pool)

@@ -52,6 +52,8 @@ public final class BlockPruningContext {
     public let computePrecision: ComputePrecision
     /// The forward blocks `forward` reuses: the driver's, one for the whole run.
     let blockPool: DecoderBlockPool
+    /// Where the block's math runs: the driver's backend (that of its block pool).
+    public var backend: any ComputeBackend { blockPool.backend }
 
     private let progress: (String) -> Void
 
@@ -125,10 +127,10 @@ public final class BlockPruningContext {
     /// `InputStatistics`: q, k and v; gate and up.
     public func collectStatistics(_ kind: InputStatistics.Kind, samples: [Int]? = nil) -> [LinearKind: InputStatistics] {
         let c = configuration
-        let attention = InputStatistics(inFeatures: c.hiddenSize, kind: kind)
-        let output = InputStatistics(inFeatures: c.numAttentionHeads * c.headDim, kind: kind)
-        let mlp = InputStatistics(inFeatures: c.hiddenSize, kind: kind)
-        let down = InputStatistics(inFeatures: c.intermediateSize, kind: kind)
+        let attention = InputStatistics(inFeatures: c.hiddenSize, kind: kind, backend: backend)
+        let output = InputStatistics(inFeatures: c.numAttentionHeads * c.headDim, kind: kind, backend: backend)
+        let mlp = InputStatistics(inFeatures: c.hiddenSize, kind: kind, backend: backend)
+        let down = InputStatistics(inFeatures: c.intermediateSize, kind: kind, backend: backend)
         let byKind: [LinearKind: InputStatistics] = [.q: attention, .k: attention, .v: attention, .o: output,
                                                      .gate: mlp, .up: mlp, .down: down]
         let capture: DecoderBlock.Capture = { linear, x in

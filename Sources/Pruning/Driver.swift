@@ -15,6 +15,8 @@ public struct PruningOptions: Sendable {
     /// The number format of the calibration forward passes (statistics, next inputs) and of Wanda++'s
     /// gradient pass (`ComputePrecision`); regional optimization, scores and the weights stay float32.
     public var computePrecision: ComputePrecision
+    /// Where the block's math runs: the calibration forwards, the statistics and every method's work.
+    public var backend: any ComputeBackend = CPUBackend()
 
     public init(pattern: SparsityPattern, seed: UInt64 = 0, samplesPerForward: Int? = nil,
                 computePrecision: ComputePrecision = .float32) {
@@ -153,7 +155,7 @@ public enum BlockwisePruning {
         var parameters = 0, zeros = 0
         var startBlock = 0
         var plan = options.plan
-        let blockPool = DecoderBlockPool()
+        let blockPool = DecoderBlockPool(backend: options.backend)
         /// The context in which block l is pruned (or, in the planning pass, observed).
         func makeContext(_ l: Int, weights: DecoderBlockWeights, report: @escaping (String) -> Void) -> BlockPruningContext {
             BlockPruningContext(

@@ -1,3 +1,4 @@
+import Llama
 import Tensor
 
 /// Statistics of one linear layer's input over the calibration tokens: the "calibrate" half of a method.
@@ -33,7 +34,11 @@ public final class InputStatistics {
     /// One chunk of inputs converted to float64 for the Gram update, (gramRows, in).
     private var chunk: [Double]
 
-    public init(inFeatures: Int, kind: Kind) {
+    /// Where the Gram matrix is formed, and where SparseGPT factors it.
+    public let backend: any ComputeBackend
+
+    public init(inFeatures: Int, kind: Kind, backend: any ComputeBackend = CPUBackend()) {
+        self.backend = backend
         var kind = kind
         if kind.contains(.gram) { kind.insert(.columnSquares) }
         self.inFeatures = inFeatures
@@ -87,8 +92,8 @@ public final class InputStatistics {
                     let src = x.baseAddress! + start * c
                     for i in 0..<(take * c) { d[i] = Double(src[i]) }
                     gramLower.withUnsafeMutableBufferPointer { g in
-                        BLAS.syrkTransposed(n: c, k: take, a: UnsafePointer(d.baseAddress!), beta: 1,
-                                            c: g.baseAddress!, triangle: .lower)
+                        backend.gramMatrix(n: c, k: take, alpha: 1, a: UnsafePointer(d.baseAddress!), lda: nil, beta: 1,
+                                           c: g.baseAddress!, triangle: .lower)
                     }
                 }
                 start += take

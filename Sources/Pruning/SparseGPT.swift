@@ -1,3 +1,4 @@
+import Llama
 import Tensor
 
 /// SparseGPT (Frantar & Alistarh, 2023): prune one layer column block by column block and compensate each
@@ -83,7 +84,8 @@ public struct SparseGPTPruning: LayerPruningMethod {
         }
         for j in f.deadColumns { for r in 0..<rows { w[r * cols + j] = 0 } }
         try f.u.withUnsafeBufferPointer { u in
-            try prune(w, rows: rows, cols: cols, u: u.baseAddress!, pattern: pattern, name: weight.name)
+            try prune(w, rows: rows, cols: cols, u: u.baseAddress!, pattern: pattern, name: weight.name,
+                      backend: statistics.backend)
         }
     }
 
@@ -110,7 +112,7 @@ public struct SparseGPTPruning: LayerPruningMethod {
             let damp = Float(percentDamping) * Float(diagSum / Double(cols))
             for j in 0..<cols { u[j * cols + j] += damp }
             do {
-                try Linalg.upperCholeskyOfInverse(u, n: cols)
+                try statistics.backend.upperCholeskyOfInverse(u, n: cols)
             } catch let e as LinalgError {
                 throw PruningError("\(name): SparseGPT's damped Hessian is not positive definite (\(e)); try a larger damping")
             }
@@ -120,7 +122,7 @@ public struct SparseGPTPruning: LayerPruningMethod {
 
     /// Step 4 on W (rows, cols) with U (cols, cols) upper.
     private func prune(_ w: UnsafeMutableBufferPointer<Float>, rows: Int, cols: Int, u: UnsafePointer<Float>,
-                       pattern: SparsityPattern, name: String) throws {
+                       pattern: SparsityPattern, name: String, backend: any ComputeBackend) throws {
         let bs = min(blockSize, cols)
         let err = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * bs)
         let blockScores = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * bs)
@@ -191,7 +193,7 @@ public struct SparseGPTPruning: LayerPruningMethod {
             }
             if i2 < cols {
                 // W[:, i2...] -= Err (rows, width) · U[i1..<i2, i2...]
-                BLAS.gemm(m: rows, n: cols - i2, k: width, alpha: -1, a: e, lda: width,
+                backend.gemm(m: rows, n: cols - i2, k: width, alpha: -1, a: e, lda: width,
                           b: u + i1 * cols + i2, ldb: cols, beta: 1, c: wp + i2, ldc: cols)
             }
             i1 = i2

@@ -282,3 +282,28 @@ private final class ForwardProbe: LayerPruningMethod {
         #expect(e.description.hasPrefix("9."))
     }
 }
+
+/// The driver's backend (`PruningOptions.backend`) is where every method's math runs: the calibration
+/// forwards, the statistics, SparseGPT's Gram matrix and factor, Wanda++'s gradient and RO passes. A
+/// recording backend over the CPU one sees those ops and changes no bit of the result.
+@Suite struct DriverBackendTests {
+    @Test(arguments: ["wanda", "sparsegpt", "wanda++"])
+    func methodsRunThroughTheDriversBackend(_ name: String) throws {
+        let (checkpoint, calibration) = try stories260K(nsamples: 2)
+        let values = name == "wanda++" ? ["ro-rounds": "1", "ro-samples": "1"] : [:]
+        let method = try PruningMethods.make(name, MethodArguments(values: values, sampleCount: 2))
+        var options = PruningOptions(pattern: .nm(n: 2, m: 4))
+        let (_, plain) = try pruneInMemory(checkpoint, calibration, method, options)
+        let recording = RecordingBackend()
+        options.backend = recording
+        let (_, recorded) = try pruneInMemory(checkpoint, calibration, method, options)
+        for (a, b) in zip(plain, recorded) { #expect(a.weights == b.weights, "block \(a.layer)") }
+        let ops = Set(recording.ops)
+        #expect(ops.isSuperset(of: ["rmsNorm", "linear", "attention", "gatedActivation"]))
+        switch name {
+        case "sparsegpt": #expect(ops.isSuperset(of: ["gramMatrix", "upperCholeskyOfInverse", "gemm"]))
+        case "wanda++": #expect(ops.isSuperset(of: ["attentionBackward", "linearBackward", "rmsNormBackward", "gatedActivationBackward"]))
+        default: #expect(!ops.contains("gramMatrix"))
+        }
+    }
+}

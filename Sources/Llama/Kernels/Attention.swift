@@ -482,3 +482,5 @@ public enum Attention {
         }
     }
 }
+
+extension Attention.BackwardScratch: AttentionWorkspace {}

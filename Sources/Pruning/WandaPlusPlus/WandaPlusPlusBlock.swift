@@ -41,11 +41,14 @@ public struct WandaPlusPlusBlockRecord: Sendable {
 public struct WandaPlusPlusBlock {
     public let geometry: BlockGeometry
     public let options: WandaPlusPlusOptions
+    /// Where the gradient passes and regional optimization run.
+    public let backend: any ComputeBackend
 
-    public init(geometry: BlockGeometry, options: WandaPlusPlusOptions) throws {
+    public init(geometry: BlockGeometry, options: WandaPlusPlusOptions, backend: any ComputeBackend = CPUBackend()) throws {
         try geometry.validate()
         self.geometry = geometry
         self.options = options
+        self.backend = backend
     }
 
     /// Prunes `block` in place to the pattern `select` implements.
@@ -84,7 +87,7 @@ public struct WandaPlusPlusBlock {
         }
 
         var record = WandaPlusPlusBlockRecord()
-        let work = try Workspace(geometry: g, parameters: block, tokens: tokens, samples: samples, scratch: scratch)
+        let work = try Workspace(geometry: g, parameters: block, tokens: tokens, samples: samples, scratch: scratch, backend: backend)
         work.statisticsPrecision = precision
         let sample = { (n: Int) in inputs.baseAddress! + n * tokens * C }
         let gradientCount = options.gradientSampleCount(of: samples)
@@ -166,7 +169,7 @@ public struct WandaPlusPlusBlock {
         guard samples > 0, tokens > 0, inputs.count >= samples * tokens * geometry.hidden else {
             throw WandaPlusPlusError("regional gradients: \(inputs.count) input values for \(samples) × \(tokens) × \(geometry.hidden)")
         }
-        let work = try Workspace(geometry: geometry, parameters: block, tokens: tokens, samples: 0, scratch: nil)
+        let work = try Workspace(geometry: geometry, parameters: block, tokens: tokens, samples: 0, scratch: nil, backend: backend)
         let C = geometry.hidden
         return work.regionalGradients(block, samples: samples, sample: { inputs.baseAddress! + $0 * tokens * C },
                                       rope: rope, keepingDenseOutputsOf: [], progress: { _ in })
@@ -199,7 +202,7 @@ private final class Workspace {
     /// `samples`: the most samples a stage-by-stage prune sees; `scratch`: N · T · C floats to use for
     /// their saved activations where a slot of width C holds them (the attention output is nh·hd wide).
     init(geometry: BlockGeometry, parameters: DecoderBlockWeights, tokens: Int, samples: Int,
-         scratch: UnsafeMutableBufferPointer<Float>?) throws {
+         scratch: UnsafeMutableBufferPointer<Float>?, backend: any ComputeBackend) throws {
         g = geometry
         self.tokens = tokens
         if let scratch, geometry.qWidth <= geometry.hidden, scratch.count >= samples * tokens * geometry.hidden {
@@ -212,7 +215,7 @@ private final class Workspace {
             ownedStageActivations = owned
             stageActivations = owned.baseAddress!
         }
-        tape = try DecoderBlock(geometry: geometry, capacity: tokens)
+        tape = try DecoderBlock(geometry: geometry, capacity: tokens, backend: backend)
         grads = BlockGradients(like: parameters)
         dy = [Float](repeating: 0, count: tokens * geometry.hidden)
         let largest = parameters.weights.map(\.count).max() ?? 0

@@ -145,7 +145,7 @@ public final class WandaPlusPlusMethod: PruningMethod {
         var generator = context.generator
         let record: WandaPlusPlusBlockRecord
         do {
-            record = try WandaPlusPlusBlock(geometry: geometry, options: options).prune(
+            record = try WandaPlusPlusBlock(geometry: geometry, options: options, backend: context.backend).prune(
                 &block, inputs: context.inputs, samples: context.sampleCount, tokens: context.sequenceLength,
                 rope: context.rope, generator: &generator, select: select,
                 keepStatistics: keepStatisticsOfBlocks.contains(context.layer),
