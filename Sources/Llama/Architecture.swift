@@ -95,11 +95,8 @@ public struct Architecture: Sendable, Equatable {
     /// when a model is opened, naming the feature, rather than computed as another model.
     public func checkSupported() throws {
         var missing: [String] = []
-        if normPlacement == .sandwich { missing.append("norms after attention and MLP (sandwich norms)") }
-        if qkNorm { missing.append("QK-norm") }
         if attentionSoftcap != nil { missing.append("attention logit soft-capping") }
         if finalLogitSoftcap != nil { missing.append("final logit soft-capping") }
-        if Set(layers.map(\.ropeTheta)).count > 1 { missing.append("a RoPE base per layer type") }
         if !missing.isEmpty {
             throw LlamaError.unsupportedOption("architecture needs \(missing.joined(separator: ", ")), which this version does not compute")
         }

@@ -5,7 +5,7 @@ import Tensor
 ///
 /// C = `hidden`, F = `intermediate`, nh = `heads`, nkv = `kvHeads`, hd = `headDim`
 /// (hd need not be C / nh: some checkpoints set `head_dim` explicitly).
-public struct BlockGeometry: Sendable, Equatable {
+public struct BlockGeometry: Sendable, Hashable {
     public var hidden: Int
     public var intermediate: Int
     public var heads: Int
@@ -20,10 +20,18 @@ public struct BlockGeometry: Sendable, Equatable {
     public var normForm: Architecture.NormForm
     public var activation: Architecture.Activation
     public var attentionScale: Float
+    /// Where the block's norms sit (`pre`, or `sandwich` with norms on the attention and MLP outputs too).
+    public var normPlacement: Architecture.NormPlacement
+    /// An RMSNorm over each head of q and of k, before RoPE.
+    public var qkNorm: Bool
+    /// The layer's RoPE base: the block rotates with `rope.table(theta:)` of the tables it is given (nil:
+    /// the given tables themselves).
+    public var ropeTheta: Double?
 
     public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float,
                 attentionWindow: Int? = nil, normForm: Architecture.NormForm = .scaled,
-                activation: Architecture.Activation = .silu, attentionScale: Float? = nil) {
+                activation: Architecture.Activation = .silu, attentionScale: Float? = nil,
+                normPlacement: Architecture.NormPlacement = .pre, qkNorm: Bool = false, ropeTheta: Double? = nil) {
         self.hidden = hidden
         self.intermediate = intermediate
         self.heads = heads
@@ -34,6 +42,9 @@ public struct BlockGeometry: Sendable, Equatable {
         self.normForm = normForm
         self.activation = activation
         self.attentionScale = attentionScale ?? Architecture.defaultAttentionScale(headDim: self.headDim)
+        self.normPlacement = normPlacement
+        self.qkNorm = qkNorm
+        self.ropeTheta = ropeTheta
     }
 
     /// The geometry of block `layer` of a model: its sizes, and the layer's part of the architecture (its
@@ -46,7 +57,8 @@ public struct BlockGeometry: Sendable, Equatable {
         self.init(hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
                   kvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: Float(c.rmsNormEps),
                   attentionWindow: a.layers[layer].window, normForm: a.normForm, activation: a.activation,
-                  attentionScale: a.attentionScale)
+                  attentionScale: a.attentionScale, normPlacement: a.normPlacement, qkNorm: a.qkNorm,
+                  ropeTheta: a.layers[layer].ropeTheta)
     }
 
     /// What an RMSNorm of this block adds to its stored weight (`RMSNorm`'s `weightOffset`).

@@ -25,7 +25,9 @@ public final class CausalLMBackward {
     public let batch: Int
     public let length: Int
     public let rowsPerChunk: Int
-    private var blocks: [Int?: DecoderBlock] = [:]
+    /// One tape per distinct block geometry (layers differ by window and RoPE base at most).
+    private var blocks: [BlockGeometry: DecoderBlock] = [:]
+    private var layerGeometry: [BlockGeometry] = []
     private var inputs: [[Float]]
     private var xl: [Float], xf: [Float], rstdf: [Float], dxf: [Float], dy: [Float], dx: [Float]
     /// The head's slabs of `rowsPerChunk` rows, and (rowsPerChunk, C) dxf rows of one slab.
@@ -54,10 +56,10 @@ public final class CausalLMBackward {
         let g = BlockGeometry(configuration: c, layer: 0)
         gradients = BlockGradients(geometry: g, hasBias: LinearKind.allCases.map { $0.hasBias(c) })
         for layer in 0..<c.numHiddenLayers {
-            let w = c.attentionWindow(layer: layer)
-            if blocks[w] == nil {
-                blocks[w] = try DecoderBlock(geometry: BlockGeometry(configuration: c, layer: layer), capacity: n, maxLength: length,
-                                             backend: backend)
+            let g = BlockGeometry(configuration: c, layer: layer)
+            layerGeometry.append(g)
+            if blocks[g] == nil {
+                blocks[g] = try DecoderBlock(geometry: g, capacity: n, maxLength: length, backend: backend)
             }
         }
     }
@@ -98,7 +100,7 @@ public final class CausalLMBackward {
                                   scale: architecture.embeddingScale)                          // (N, C)
         if L == 0 { xl = x0.data } else { inputs[0] = x0.data }
         for l in 0..<L {
-            let block = blocks[c.attentionWindow(layer: l)]!
+            let block = blocks[layerGeometry[l]]!
             inputs[l].withUnsafeBufferPointer {
                 block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights[l], rope: rope, adapter: adapter(l))
             }
@@ -162,7 +164,7 @@ public final class CausalLMBackward {
         }
         // Blocks in reverse, each re-run forward (saving) right before its backward.
         for l in stride(from: L - 1, through: 0, by: -1) {
-            let block = blocks[c.attentionWindow(layer: l)]!
+            let block = blocks[layerGeometry[l]]!
             let a = adapter(l)
             inputs[l].withUnsafeBufferPointer {
                 block.forward($0.baseAddress!, batch: b, tokens: t, parameters: weights[l], rope: rope, adapter: a)

@@ -77,7 +77,9 @@ public protocol BlockAdapter: AnyObject {
 ///     y    = h + act·W_downᵀ                                  (N, C)
 ///
 /// The geometry carries the architecture's choices (`Architecture`): the norm form w·x̂ or (1 + w)·x̂,
-/// the activation g (SiLU or GELU-tanh), the attention scale and window. Rows may continue cached
+/// the activation g (SiLU or GELU-tanh), the attention scale and window; with QK-norm, q and k are
+/// rmsnorm'd per head before RoPE (weights (hd)); with sandwich norms, h = x + rmsnorm(attn·W_oᵀ; w_ao) and
+/// y = h + rmsnorm(act·W_downᵀ; w_mo). Rows may continue cached
 /// prefixes at position offsets (`BlockContinuation`, zero-shot scoring), through the same listing.
 ///
 /// `forward` saves every activation of that listing in the block's buffers; `backward` is the listing
@@ -123,6 +125,9 @@ public final class DecoderBlock {
 
     // Saved activations of the forward pass.
     private let x, xn1, rstd1, q, k, v, lse, attn, h, xn2, rstd2, gate, up, act, y: UnsafeMutablePointer<Float>
+    // QK-norm: q and k before their norms, and each head's rstd (N·nh and N·nkv); sandwich norms: the
+    // attention's and the MLP's outputs before their norms, and their rstd (1-float placeholders without).
+    private let qRaw, kRaw, rstdQ, rstdK, attentionProjection, rstdA, mlpProjection, rstdM: UnsafeMutablePointer<Float>
     // Backward work buffers (unallocated placeholders without a backward).
     private let dh, dxn, dact, dup, dattn, dq, dk, dv: UnsafeMutablePointer<Float>
     private let attentionWorkspace: (any AttentionWorkspace)?
@@ -155,6 +160,11 @@ public final class DecoderBlock {
         lse = buffer(geometry.heads * N); attn = buffer(N * qw)
         h = buffer(N * C); xn2 = buffer(N * C); rstd2 = buffer(N)
         gate = buffer(N * F); up = buffer(N * F); act = buffer(N * F); y = buffer(N * C)
+        let qk = geometry.qkNorm, sandwich = geometry.normPlacement == .sandwich
+        qRaw = buffer(N * qw, qk); kRaw = buffer(N * kw, qk)
+        rstdQ = buffer(N * geometry.heads, qk); rstdK = buffer(N * geometry.kvHeads, qk)
+        attentionProjection = buffer(N * C, sandwich); rstdA = buffer(N, sandwich)
+        mlpProjection = buffer(N * C, sandwich); rstdM = buffer(N, sandwich)
         dh = buffer(N * C, backward); dxn = buffer(N * C, backward); dact = buffer(N * F, backward)
         dup = buffer(N * F, backward); dattn = buffer(N * qw, backward); dq = buffer(N * qw, backward)
         dk = buffer(N * kw, backward); dv = buffer(N * kw, backward)
@@ -172,8 +182,11 @@ public final class DecoderBlock {
     /// Bytes a block of this geometry and capacity allocates (for memory estimates before building one).
     public static func bytes(geometry g: BlockGeometry, capacity T: Int, workers: Int = workerCount) -> Int {
         let C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
-        // Saved activations 5C + 2qw + 2kw + 3F + 2 + nh per token, backward buffers 2C + 2qw + 2kw + 2F.
-        let tape = T * (7 * C + 4 * qw + 4 * kw + 5 * F + 2 + g.heads)
+        // Saved activations 5C + 2qw + 2kw + 3F + 2 + nh per token, backward buffers 2C + 2qw + 2kw + 2F;
+        // QK-norm's qw + kw + nh + nkv and the sandwich norms' 2C + 2 per token, or 4 placeholder floats each.
+        let qk = g.qkNorm ? T * (qw + kw + g.heads + g.kvHeads) : 4
+        let sandwich = g.normPlacement == .sandwich ? T * (2 * C + 2) : 4
+        let tape = T * (7 * C + 4 * qw + 4 * kw + 5 * F + 2 + g.heads) + qk + sandwich
         let scratch = max(1, workers) * (2 * Attention.rowBlock * T + 2 * T * kw)
         return (tape + scratch) * MemoryLayout<Float>.stride
     }
@@ -279,8 +292,9 @@ public final class DecoderBlock {
     }
 
     /// The forward listing from `entry` on; x (or attn, or h) already holds the entry's activation.
-    private func run(from entry: Entry, parameters p: DecoderBlockWeights, rope: RoPE, stop: BlockForwardStop,
+    private func run(from entry: Entry, parameters p: DecoderBlockWeights, rope tables: RoPE, stop: BlockForwardStop,
                      adapter: BlockAdapter?, continuing: BlockContinuation?) {
+        let rope = tables.table(theta: geometry.ropeTheta)
         let g = geometry, B = batch, T = length, N = B * T, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
@@ -301,8 +315,22 @@ public final class DecoderBlock {
             completed = .attentionInput
             if stop == .attentionInput { return }
 
-            project(.q, q, xn1, inFeatures: C, outFeatures: qw)
-            project(.k, k, xn1, inFeatures: C, outFeatures: kw)
+            if g.qkNorm {
+                // q, k = rmsnorm(xn1·Wᵀ) per head (N·nh and N·nkv rows of hd), before RoPE.
+                project(.q, qRaw, xn1, inFeatures: C, outFeatures: qw)
+                project(.k, kRaw, xn1, inFeatures: C, outFeatures: kw)
+                p.queryNorm!.data.withUnsafeBufferPointer { w in
+                    backend.rmsNorm(out: q, rstd: rstdQ, inp: qRaw, weight: w.baseAddress!, rows: N * g.heads, channels: g.headDim,
+                                    eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
+                }
+                p.keyNorm!.data.withUnsafeBufferPointer { w in
+                    backend.rmsNorm(out: k, rstd: rstdK, inp: kRaw, weight: w.baseAddress!, rows: N * g.kvHeads, channels: g.headDim,
+                                    eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
+                }
+            } else {
+                project(.q, q, xn1, inFeatures: C, outFeatures: qw)
+                project(.k, k, xn1, inFeatures: C, outFeatures: kw)
+            }
             project(.v, v, xn1, inFeatures: C, outFeatures: kw)
             let offsets = continuing?.offsets
             backend.rope(q, table: rope, batch: B, length: T, heads: g.heads, sign: 1, offsets: offsets)   // q (N, nh·hd)
@@ -325,9 +353,19 @@ public final class DecoderBlock {
         }
 
         if entry <= .oProjection {
-            // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
-            h.update(from: x, count: N * C)
-            project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
+            if g.normPlacement == .sandwich {
+                // h = x + rmsnorm(attn·W_oᵀ + b_o; w_ao)
+                project(.o, attentionProjection, attn, inFeatures: qw, outFeatures: C)
+                p.attentionOutputNorm!.data.withUnsafeBufferPointer { w in
+                    backend.rmsNorm(out: h, rstd: rstdA, inp: attentionProjection, weight: w.baseAddress!, rows: N, channels: C,
+                                    eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
+                }
+                for i in 0..<(N * C) { h[i] += x[i] }
+            } else {
+                // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
+                h.update(from: x, count: N * C)
+                project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
+            }
         }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             backend.rmsNorm(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
@@ -342,8 +380,18 @@ public final class DecoderBlock {
         completed = .downInput
         if stop == .downInput { return }
 
-        y.update(from: h, count: N * C)
-        project(.down, y, act, inFeatures: F, outFeatures: C, accumulate: true)
+        if g.normPlacement == .sandwich {
+            // y = h + rmsnorm(act·W_downᵀ; w_mo)
+            project(.down, mlpProjection, act, inFeatures: F, outFeatures: C)
+            p.mlpOutputNorm!.data.withUnsafeBufferPointer { w in
+                backend.rmsNorm(out: y, rstd: rstdM, inp: mlpProjection, weight: w.baseAddress!, rows: N, channels: C,
+                                eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
+            }
+            for i in 0..<(N * C) { y[i] += h[i] }
+        } else {
+            y.update(from: h, count: N * C)
+            project(.down, y, act, inFeatures: F, outFeatures: C, accumulate: true)
+        }
         completed = .output                                                                   // y (N, C)
     }
 
@@ -441,6 +489,7 @@ public final class DecoderBlock {
     ) {
         precondition(completed == .output && !resumed && !continued && hasBackward,
                      "block backward needs a backward-capable block and a complete forward pass from position 0")
+        let rope = rope.table(theta: geometry.ropeTheta)
         let g = geometry, B = batch, T = length, N = rows, C = g.hidden, F = g.intermediate, qw = g.qWidth, kw = g.kvWidth
         let singleThreaded = enterBLASPolicy(N)
         defer { if singleThreaded { BLAS.leaveSingleThreaded() } }
@@ -448,14 +497,23 @@ public final class DecoderBlock {
         func wants(_ m: LinearKind) -> Bool { all || matrices!.contains(m) }
         func adapted(_ m: LinearKind) -> Bool { adapter?.adapts(m) ?? false }
 
-        // y = h + act·W_downᵀ                                   dact (N, F), dW_down (C, F)
+        // y = h + act·W_downᵀ (sandwich: h + rmsnorm(act·W_downᵀ))  dact (N, F), dW_down (C, F)
+        var dDown = dy
+        if g.normPlacement == .sandwich {
+            // d(act·W_downᵀ) (N, C), held in dxn until the MLP input's gradient needs it.
+            p.mlpOutputNorm!.data.withUnsafeBufferPointer { w in
+                backend.rmsNormBackward(dx: dxn, dy: dy, inp: mlpProjection, rstd: rstdM, weight: w.baseAddress!, rows: N,
+                                        channels: C, accumulate: false, weightOffset: g.normWeightOffset)
+            }
+            dDown = UnsafePointer(dxn)
+        }
         withWeight(p, .down) { w, _ in
             withGradient(&gradients, .down, wants(.down)) { dw, db in
-                backend.linearBackward(dx: dact, dWeight: dw, dBias: db, dy: dy, inp: act, weight: w,
+                backend.linearBackward(dx: dact, dWeight: dw, dBias: db, dy: dDown, inp: act, weight: w,
                                             rows: N, inFeatures: F, outFeatures: C, accumulateDx: false)
             }
         }
-        if adapted(.down) { adapter!.backward(.down, dy: dy, inp: act, dx: dact, rows: N) }
+        if adapted(.down) { adapter!.backward(.down, dy: dDown, inp: act, dx: dact, rows: N) }
         // act = silu(gate) ⊙ up                                 dgate (in dact), dup (N, F)
         backend.gatedActivationBackward(dgate: dact, dup: dup, dact: dact, gate: gate, up: up, count: N * F, activation: g.activation)
         // gate, up = xn2·W_gateᵀ, xn2·W_upᵀ                      dxn2 (N, C)
@@ -479,14 +537,22 @@ public final class DecoderBlock {
             backend.rmsNormBackward(dx: dh, dy: dxn, inp: h, rstd: rstd2, weight: w.baseAddress!, rows: N, channels: C,
                                     accumulate: true, weightOffset: g.normWeightOffset)
         }
-        // h = x + attn·W_oᵀ                                     dattn (N, nh·hd)
+        // h = x + attn·W_oᵀ (sandwich: x + rmsnorm(attn·W_oᵀ))     dattn (N, nh·hd)
+        var dO = UnsafePointer(dh)
+        if g.normPlacement == .sandwich {
+            p.attentionOutputNorm!.data.withUnsafeBufferPointer { w in
+                backend.rmsNormBackward(dx: dxn, dy: dh, inp: attentionProjection, rstd: rstdA, weight: w.baseAddress!, rows: N,
+                                        channels: C, accumulate: false, weightOffset: g.normWeightOffset)
+            }
+            dO = UnsafePointer(dxn)
+        }
         withWeight(p, .o) { w, _ in
             withGradient(&gradients, .o, wants(.o)) { dw, db in
-                backend.linearBackward(dx: dattn, dWeight: dw, dBias: db, dy: dh, inp: attn, weight: w,
+                backend.linearBackward(dx: dattn, dWeight: dw, dBias: db, dy: dO, inp: attn, weight: w,
                                             rows: N, inFeatures: qw, outFeatures: C, accumulateDx: false)
             }
         }
-        if adapted(.o) { adapter!.backward(.o, dy: dh, inp: attn, dx: dattn, rows: N) }
+        if adapted(.o) { adapter!.backward(.o, dy: dO, inp: attn, dx: dattn, rows: N) }
         // attn = attention(q, k, v), per sequence               dq (N, nh·hd), dk, dv (N, nkv·hd)
         for b in 0..<B {
             let rq = b * T * qw, rk = b * T * kw
@@ -498,6 +564,18 @@ public final class DecoderBlock {
         // q, k = RoPE(·): a rotation, whose backward is the rotation by the opposite angle.
         backend.rope(dq, table: rope, batch: B, length: T, heads: g.heads, sign: -1, offsets: nil)
         backend.rope(dk, table: rope, batch: B, length: T, heads: g.kvHeads, sign: -1, offsets: nil)
+        if g.qkNorm {
+            // q, k = rmsnorm(·) per head: dq, dk in place become the gradients of the projections' outputs
+            // (each row's sum is taken before any of its elements is overwritten).
+            p.queryNorm!.data.withUnsafeBufferPointer { w in
+                backend.rmsNormBackward(dx: dq, dy: dq, inp: qRaw, rstd: rstdQ, weight: w.baseAddress!, rows: N * g.heads,
+                                        channels: g.headDim, accumulate: false, weightOffset: g.normWeightOffset)
+            }
+            p.keyNorm!.data.withUnsafeBufferPointer { w in
+                backend.rmsNormBackward(dx: dk, dy: dk, inp: kRaw, rstd: rstdK, weight: w.baseAddress!, rows: N * g.kvHeads,
+                                        channels: g.headDim, accumulate: false, weightOffset: g.normWeightOffset)
+            }
+        }
         // q, k, v = xn1·Wᵀ                                       dxn1 (N, C), only when the caller wants dL/dx
         let wantDx = dx != nil
         for (m, d, width) in [(LinearKind.q, dq, qw), (.k, dk, kw), (.v, dv, kw)] {

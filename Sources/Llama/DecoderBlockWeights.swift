@@ -33,8 +33,15 @@ public struct DecoderBlockWeights: Sendable, Equatable {
     public var biases: [Tensor?]
     /// (C): `input_layernorm.weight`, applied before attention.
     public var inputNorm: Tensor
-    /// (C): `post_attention_layernorm.weight`, applied before the MLP.
+    /// (C): `post_attention_layernorm.weight`, applied before the MLP (Gemma's `pre_feedforward_layernorm`).
     public var postAttentionNorm: Tensor
+    /// (hd): QK-norm's weights on each head of q and of k (`self_attn.q_norm`, `k_norm`); nil without QK-norm.
+    public var queryNorm: Tensor?
+    public var keyNorm: Tensor?
+    /// (C): sandwich norms on the attention output and on the MLP output (Gemma's `post_attention_layernorm`
+    /// and `post_feedforward_layernorm`); nil with pre-norms only.
+    public var attentionOutputNorm: Tensor?
+    public var mlpOutputNorm: Tensor?
 
     /// Builds block weights after checking every shape against the configuration
     /// (throws `LlamaError.shapeMismatch` naming the tensor, or `missingTensor` for an absent bias).
@@ -53,12 +60,17 @@ public struct DecoderBlockWeights: Sendable, Equatable {
     /// Block weights without a configuration (kernel tests, Wanda++ on a bare block); check them with
     /// `validate(against:)` before running the block.
     public init(layer: Int = 0, weights: [Tensor], biases: [Tensor?] = Array(repeating: nil, count: 7),
-                inputNorm: Tensor, postAttentionNorm: Tensor) {
+                inputNorm: Tensor, postAttentionNorm: Tensor, queryNorm: Tensor? = nil, keyNorm: Tensor? = nil,
+                attentionOutputNorm: Tensor? = nil, mlpOutputNorm: Tensor? = nil) {
         self.layer = layer
         self.weights = weights
         self.biases = biases
         self.inputNorm = inputNorm
         self.postAttentionNorm = postAttentionNorm
+        self.queryNorm = queryNorm
+        self.keyNorm = keyNorm
+        self.attentionOutputNorm = attentionOutputNorm
+        self.mlpOutputNorm = mlpOutputNorm
     }
 
     public var q: Tensor { get { weights[0] } _modify { yield &weights[0] } }
@@ -130,6 +142,20 @@ public struct DecoderBlockWeights: Sendable, Equatable {
             throw BlockBackwardError.shapeMismatch(
                 "post_attention_layernorm.weight has \(postAttentionNorm.count) values, expected \(g.hidden)")
         }
+        // The block's optional norms: present exactly when its architecture has them.
+        func checkOptional(_ name: String, _ t: Tensor?, wanted: Bool, count: Int) throws {
+            if let t {
+                guard wanted else { throw BlockBackwardError.shapeMismatch("\(name) (\(t.count) values) given to a block without it") }
+                guard t.count == count else { throw BlockBackwardError.shapeMismatch("\(name) has \(t.count) values, expected \(count)") }
+            } else if wanted {
+                throw BlockBackwardError.shapeMismatch("\(name) is missing")
+            }
+        }
+        let sandwich = g.normPlacement == .sandwich
+        try checkOptional("q_norm.weight", queryNorm, wanted: g.qkNorm, count: g.headDim)
+        try checkOptional("k_norm.weight", keyNorm, wanted: g.qkNorm, count: g.headDim)
+        try checkOptional("attention output norm", attentionOutputNorm, wanted: sandwich, count: g.hidden)
+        try checkOptional("MLP output norm", mlpOutputNorm, wanted: sandwich, count: g.hidden)
     }
 
     /// The block's tensors under their checkpoint names (for export and round trips).

@@ -18,8 +18,15 @@ func randomBackwardBlock(_ g: BlockGeometry, bias: [Bool] = Array(repeating: fal
         return tensor([o, i], gain / Double(i).squareRoot())
     }
     let biases = LinearKind.allCases.map { m in bias[m.index] ? tensor([g.shape(of: m).out], 0.1) : nil }
+    // Norm weights near 1 as used: stored near 0 in the (1 + w) form.
+    let normMean: Double = g.normForm == .offset ? 0 : 1
+    let sandwich = g.normPlacement == .sandwich
     return DecoderBlockWeights(weights: weights, biases: biases,
-                           inputNorm: tensor([g.hidden], 0.2, 1), postAttentionNorm: tensor([g.hidden], 0.2, 1))
+                               inputNorm: tensor([g.hidden], 0.2, normMean), postAttentionNorm: tensor([g.hidden], 0.2, normMean),
+                               queryNorm: g.qkNorm ? tensor([g.headDim], 0.2, normMean) : nil,
+                               keyNorm: g.qkNorm ? tensor([g.headDim], 0.2, normMean) : nil,
+                               attentionOutputNorm: sandwich ? tensor([g.hidden], 0.2, normMean) : nil,
+                               mlpOutputNorm: sandwich ? tensor([g.hidden], 0.2, normMean) : nil)
 }
 
 func randomBackwardInput(T: Int, C: Int, seed: UInt64) -> Tensor {
@@ -97,6 +104,16 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
                                                                           headDim: 6, rmsNormEps: 1e-6, normForm: .offset,
                                                                           activation: .geluTanh, attentionScale: 1 / Float(10).squareRoot()),
              bias: Array(repeating: false, count: 7)),
+        // Gemma 3's whole block: the above plus QK-norm and sandwich norms, with a sliding window.
+        Case(name: "Gemma 3: sandwich norms, QK-norm, window 4", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 1,
+                                                                                headDim: 6, rmsNormEps: 1e-6, attentionWindow: 4,
+                                                                                normForm: .offset, activation: .geluTanh,
+                                                                                attentionScale: 1 / Float(10).squareRoot(),
+                                                                                normPlacement: .sandwich, qkNorm: true),
+             bias: Array(repeating: false, count: 7)),
+        // Qwen3's: QK-norm in the w·x̂ form, no biases.
+        Case(name: "Qwen3: QK-norm", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 2, rmsNormEps: 1e-6, qkNorm: true),
+             bias: Array(repeating: false, count: 7)),
     ]
 
     static func losses(_ p: DecoderBlockWeights, _ g: BlockGeometry, x: Tensor, rope: RoPE) -> [(String, BlockLoss, DecoderBlockWeights)] {
@@ -166,6 +183,31 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
         let y = try tape.forward(x, parameters: p, rope: rope)
         let ref = NaiveBackwardBlock(p, geometry: g, theta: 10000, positions: rope.positions).forward(x.data.map(Double.init), T: T)
         #expect(gradientError(y.data, ref) <= 1e-5)
+    }
+
+    /// A layer's RoPE base picks its tables from those it is given: a block of base 1e6 handed tables of base
+    /// 1e4 with 1e6 among their alternates computes what a block handed 1e6's own tables computes, forward
+    /// and backward, to the bit.
+    @Test func layerRoPEBaseSelectsItsTables() throws {
+        var g = Self.cases[1].g   // head size 6: three frequencies (at head size 2 the only one is θ⁰ = 1 for any base)
+        let T = 7
+        let p = randomBackwardBlock(g, seed: 51)
+        let x = randomBackwardInput(T: T, C: g.hidden, seed: 52)
+        let own = RoPE(headDim: g.headDim, theta: 1e6, scaling: nil, positions: T)
+        let shared = RoPE(headDim: g.headDim, theta: 1e4, scaling: nil, positions: T, alternateBases: [1e6])
+        let plain = try DecoderBlock(geometry: g, capacity: T)
+        g.ropeTheta = 1e6
+        let layered = try DecoderBlock(geometry: g, capacity: T)
+        let y1 = try plain.forward(x, parameters: p, rope: own)
+        let y2 = try layered.forward(x, parameters: p, rope: shared)
+        #expect(y1 == y2 && !y1.data.contains(where: \.isNaN))
+        var g1 = BlockGradients(like: p), g2 = BlockGradients(like: p)
+        let dx1 = try plain.backward(y1, parameters: p, rope: own, gradients: &g1)
+        let dx2 = try layered.backward(y2, parameters: p, rope: shared, gradients: &g2)
+        #expect(dx1 == dx2)
+        for m in LinearKind.allCases { #expect(g1[m] == g2[m], "\(m)") }
+        // And the base matters: the 1e4 tables give another output.
+        #expect(try plain.forward(x, parameters: p, rope: shared) != y1)
     }
 
     /// The tape is reused across samples of different lengths: a shorter sample after a longer one must

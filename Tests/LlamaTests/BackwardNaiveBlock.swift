@@ -14,6 +14,8 @@ struct NaiveBackwardBlock {
     var b: [[Double]?]
     var normIn: [Double]
     var normPost: [Double]
+    /// QK-norm's and the sandwich norms' weights, when the geometry has them.
+    var normQ: [Double]?, normK: [Double]?, normAttentionOutput: [Double]?, normMLPOutput: [Double]?
     let cos: [Double], sin: [Double]
 
     /// RoPE tables for positions 0..<`positions` in float64, from theta and the scaling alone (see
@@ -24,6 +26,10 @@ struct NaiveBackwardBlock {
         b = p.biases.map { $0?.data.map(Double.init) }
         normIn = p.inputNorm.data.map(Double.init)
         normPost = p.postAttentionNorm.data.map(Double.init)
+        normQ = p.queryNorm?.data.map(Double.init)
+        normK = p.keyNorm?.data.map(Double.init)
+        normAttentionOutput = p.attentionOutputNorm?.data.map(Double.init)
+        normMLPOutput = p.mlpOutputNorm?.data.map(Double.init)
         (cos, sin) = Naive.ropeTables(Naive.inverseFrequencies(headDim: geometry.headDim, theta: theta, scaling: scaling),
                                       positions: positions)
     }
@@ -74,8 +80,13 @@ struct NaiveBackwardBlock {
     func forward(_ x: [Double], T: Int) -> [Double] {
         let C = g.hidden, F = g.intermediate, hd = g.headDim
         let xn1 = rmsnorm(x, normIn, T: T, C: C)
-        let q = rope(linear(xn1, .q, T: T), heads: g.heads, T: T)
-        let k = rope(linear(xn1, .k, T: T), heads: g.kvHeads, T: T)
+        // QK-norm: each head's hd values of q and k normed on their own, before RoPE.
+        func headNorm(_ x: [Double], _ w: [Double]?, heads: Int) -> [Double] {
+            guard let w else { return x }
+            return rmsnorm(x, w, T: T * heads, C: hd)
+        }
+        let q = rope(headNorm(linear(xn1, .q, T: T), normQ, heads: g.heads), heads: g.heads, T: T)
+        let k = rope(headNorm(linear(xn1, .k, T: T), normK, heads: g.kvHeads), heads: g.kvHeads, T: T)
         let v = linear(xn1, .v, T: T)
         let qw = g.qWidth, kw = g.kvWidth
         var attn = [Double](repeating: 0, count: T * qw)
@@ -101,7 +112,7 @@ struct NaiveBackwardBlock {
                 }
             }
         }
-        let o = linear(attn, .o, T: T)
+        let o = normAttentionOutput.map { rmsnorm(linear(attn, .o, T: T), $0, T: T, C: C) } ?? linear(attn, .o, T: T)
         let hres = zip(x, o).map { $0 + $1 }
         let xn2 = rmsnorm(hres, normPost, T: T, C: C)
         let gt = linear(xn2, .gate, T: T), up = linear(xn2, .up, T: T)
@@ -113,7 +124,7 @@ struct NaiveBackwardBlock {
             case .geluTanh: act[i] = 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) * up[i]
             }
         }
-        let down = linear(act, .down, T: T)
+        let down = normMLPOutput.map { rmsnorm(linear(act, .down, T: T), $0, T: T, C: C) } ?? linear(act, .down, T: T)
         return zip(hres, down).map { $0 + $1 }
     }
 }

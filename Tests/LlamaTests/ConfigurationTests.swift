@@ -123,20 +123,23 @@ private func refusal(_ json: String) -> LlamaError? {
         try a.checkSupported()
     }
 
-    /// What the description can say but this version does not compute is refused, every feature named.
+    /// What the description can say but this version does not compute is refused, every feature named;
+    /// Gemma 3's sandwich norms, QK-norm and per-layer RoPE bases are computed.
     @Test func unsupportedArchitectureFeaturesAreNamed() throws {
         var a = try decode(llama()).architecture
         a.normPlacement = .sandwich
         a.qkNorm = true
-        a.finalLogitSoftcap = 30
         a.layers[0].ropeTheta = 1e6
+        try a.checkSupported()
+        a.finalLogitSoftcap = 30
         #expect {
             try a.checkSupported()
         } throws: { e in
             let s = String(describing: e)
-            return s.contains("sandwich") && s.contains("QK-norm") && s.contains("final logit") && s.contains("RoPE base per layer")
-                && !s.contains("attention logit") && !s.contains("\n")
+            return s.contains("final logit soft-capping") && !s.contains("attention logit") && !s.contains("\n")
         }
+        a.attentionSoftcap = 50
+        #expect(throws: LlamaError.self) { try a.checkSupported() }
     }
 
     @Test func refusals() throws {

@@ -11,6 +11,11 @@ import Tensor
 /// layout and wrong on HF checkpoints.) The rotation is orthogonal: its backward is the rotation by −p·θᵢ.
 public struct RoPE: Sendable {
     public let headDim: Int
+    /// The base θ of these tables.
+    public let theta: Double
+    /// Tables of the other bases some layers use (Gemma 3's sliding layers), unscaled, by base; a block
+    /// picks its own with `table(theta:)`.
+    public private(set) var alternates: [Double: RoPE] = [:]
     /// How many positions the tables cover (0..<positions).
     public let positions: Int
     /// θᵢ, i = 0..<HD/2, after scaling.
@@ -19,15 +24,38 @@ public struct RoPE: Sendable {
     public let cosTable: [Float]
     public let sinTable: [Float]
 
-    /// Tables for the configuration's head width, theta and scaling, covering `positions` positions.
+    /// Tables for the configuration's head width, theta and scaling, covering `positions` positions, and
+    /// for every other base its layers use (`Architecture.LayerAttention.ropeTheta`, without scaling).
     public init(configuration: LlamaConfiguration, positions: Int) {
         self.init(headDim: configuration.headDim, theta: configuration.ropeTheta,
                   scaling: configuration.ropeScaling, positions: positions)
+        for base in Set(configuration.architecture.layers.map(\.ropeTheta)) where base != theta {
+            alternates[base] = RoPE(headDim: headDim, theta: base, scaling: nil, positions: positions)
+        }
+    }
+
+    /// Tables of base `theta` (with `scaling`) and unscaled ones of each of `alternateBases`.
+    public init(headDim: Int, theta: Double, scaling: LlamaConfiguration.RopeScaling?, positions: Int, alternateBases: [Double]) {
+        self.init(headDim: headDim, theta: theta, scaling: scaling, positions: positions)
+        for base in alternateBases where base != theta {
+            alternates[base] = RoPE(headDim: headDim, theta: base, scaling: nil, positions: positions)
+        }
+    }
+
+    /// The tables of base `theta` (these when nil or equal to `self.theta`). A base the tables were not built
+    /// for is a programming error: the model builds every base its layers name.
+    public func table(theta base: Double?) -> RoPE {
+        guard let base, base != theta else { return self }
+        guard let other = alternates[base] else {
+            preconditionFailure("RoPE: no tables for base \(base) (built for \(theta) and \(alternates.keys.sorted()))")
+        }
+        return other
     }
 
     public init(headDim: Int, theta: Double, scaling: LlamaConfiguration.RopeScaling?, positions: Int) {
         precondition(headDim > 0 && headDim % 2 == 0 && positions >= 0, "RoPE: head_dim \(headDim), positions \(positions)")
         self.headDim = headDim
+        self.theta = theta
         self.positions = positions
         let half = headDim / 2
         // transformers: 1 / (base ** (arange(0, dim, 2).float() / dim)), all in float32.
