@@ -22,6 +22,9 @@ public struct GGUFTokenizerMetadata: Sendable, Equatable {
     public var addEOSToken: Bool?
     public var addSpacePrefix: Bool?
     public var chatTemplate: String?
+    /// `general.architecture` (the tokenizer of some architectures, e.g. Gemma's, is read with their own
+    /// conventions); nil when the file has none.
+    public var architecture: String?
 }
 
 extension GGUFFile {
@@ -74,6 +77,7 @@ extension GGUFFile {
         m.addEOSToken = try bool(p + "add_eos_token")
         m.addSpacePrefix = try bool(p + "add_space_prefix")
         m.chatTemplate = metadata["tokenizer.chat_template"] != nil ? try string("tokenizer.chat_template") : nil
+        m.architecture = metadata["general.architecture"] != nil ? try string("general.architecture") : nil
         return m
     }
 }

@@ -38,12 +38,16 @@ public struct GGUFTokenizerSpec: Sendable, Equatable {
     public var addSpacePrefix: Bool?
     /// `tokenizer.chat_template`, carried into `tokenizer_config.json`.
     public var chatTemplate: String?
+    /// `general.architecture`: a `llama` (SentencePiece) vocabulary of `gemma`, `gemma2` or `gemma3` is
+    /// built the way transformers' GGUF loader builds Gemma's (see `GGUFTokenizer`); other values, or nil,
+    /// change nothing.
+    public var architecture: String?
 
     public init(model: String, pre: String? = nil, tokens: [String], scores: [Float]? = nil,
                 tokenTypes: [Int32]? = nil, merges: [String]? = nil,
                 bosTokenID: Int? = nil, eosTokenID: Int? = nil, unknownTokenID: Int? = nil,
                 paddingTokenID: Int? = nil, addBOS: Bool? = nil, addEOS: Bool? = nil,
-                addSpacePrefix: Bool? = nil, chatTemplate: String? = nil) {
+                addSpacePrefix: Bool? = nil, chatTemplate: String? = nil, architecture: String? = nil) {
         self.model = model
         self.pre = pre
         self.tokens = tokens
@@ -58,6 +62,7 @@ public struct GGUFTokenizerSpec: Sendable, Equatable {
         self.addEOS = addEOS
         self.addSpacePrefix = addSpacePrefix
         self.chatTemplate = chatTemplate
+        self.architecture = architecture
     }
 }
 
@@ -92,6 +97,14 @@ extension Tokenizer {
 /// Token types: control and unknown tokens are special added tokens, user-defined ones plain added
 /// tokens, all matched in the raw text (llama.cpp and transformers' GGUF loader agree). Without
 /// `token_type`, the BOS/EOS/unknown/padding tokens are the special ones.
+///
+/// Gemma (`architecture` `gemma`, `gemma2`, `gemma3` with a `llama` vocabulary), as transformers' GGUF
+/// loader builds it (`integrations/gguf`, `gemma_tokenizer`), since the file lists no merges and its
+/// whitespace tokens are spelled differently from the original tokenizer: a token of whitespace that holds
+/// a space (Gemma's runs of 2 to 31 spaces, stored as real spaces) is respelled as that many ▁ and becomes
+/// an ordinary vocabulary entry, not an added token; the merges are every split of any token (all types)
+/// into two tokens, ordered by the token's position in the file (Gemma's scores do not give its merge
+/// order), longer left part first; no ▁ is prepended (the file says `add_space_prefix` false).
 ///
 /// BOS/EOS: added by the post-processor exactly when `add_bos_token` / `add_eos_token` say; where the
 /// file is silent, llama.cpp's defaults: a `llama` model adds BOS, a `gpt2` model adds it only for the
@@ -166,6 +179,10 @@ private struct Resolved {
     let ignoreMerges: Bool
     /// The added tokens in id order: (id, special).
     let added: [(Int, Bool)]
+    /// Gemma's conventions (see `GGUFTokenizer`).
+    let gemma: Bool
+    /// The vocabulary's tokens: `spec.tokens`, with Gemma's space runs respelled as ▁ runs.
+    let vocabTokens: [String]
 
     static let key = "tokenizer.ggml."
 
@@ -225,12 +242,19 @@ private struct Resolved {
         if isLlama && spec.scores == nil { throw TokenizerError("\(k)model \"llama\" needs \(k)scores") }
         if !isLlama && spec.merges == nil { throw TokenizerError("\(k)model \"gpt2\" needs \(k)merges") }
 
+        gemma = isLlama && ["gemma", "gemma2", "gemma3"].contains(spec.architecture ?? "")
+        vocabTokens = gemma ? spec.tokens.map(respelledSpaceRun) : spec.tokens
+        // A user-defined token respelled away (Gemma's "  ") is no longer in the vocabulary as written,
+        // so transformers adds no token for it.
+        let written = gemma ? Set(vocabTokens.map { Array($0.utf8) }) : []
+
         var added: [(Int, Bool)] = []
         let namedSpecial = Set([bos, eos, unk, pad].compactMap { $0 })
         for i in 0..<n {
             switch types[i] {
             case .control, .unknown: added.append((i, true))
-            case .userDefined: added.append((i, false))
+            case .userDefined:
+                if !gemma || written.contains(Array(spec.tokens[i].utf8)) { added.append((i, false)) }
             default:
                 if spec.tokenTypes == nil && namedSpecial.contains(i) { added.append((i, true)) }
             }
@@ -365,8 +389,8 @@ private struct Resolved {
     /// Token → id by exact UTF-8 bytes (String equality would merge canonically equivalent tokens).
     func vocabularyIndex() throws -> [[UInt8]: Int] {
         var index: [[UInt8]: Int] = [:]
-        index.reserveCapacity(spec.tokens.count)
-        for (i, t) in spec.tokens.enumerated() {
+        index.reserveCapacity(vocabTokens.count)
+        for (i, t) in vocabTokens.enumerated() {
             let bytes = Array(t.utf8)
             if let j = index[bytes] { throw TokenizerError("\(Resolved.key)tokens has \"\(t)\" twice (ids \(j) and \(i))") }
             index[bytes] = i
@@ -376,9 +400,11 @@ private struct Resolved {
 
     func modelJSON() throws -> JSONValue {
         let index = try vocabularyIndex()
-        let vocab = JSONValue.object(spec.tokens.enumerated().map { ($0.element, .number(String($0.offset))) })
+        let vocab = JSONValue.object(vocabTokens.enumerated().map { ($0.element, .number(String($0.offset))) })
         let merges: [JSONValue]
-        if isLlama {
+        if gemma {
+            merges = fileOrderMerges(index).map { .array([.string($0.0), .string($0.1)]) }
+        } else if isLlama {
             merges = scoreMerges(index).map { .array([.string($0.0), .string($0.1)]) }
         } else {
             merges = try (spec.merges ?? []).enumerated().map { rank, m in
@@ -427,6 +453,26 @@ private struct Resolved {
         return found.map { (spec.tokens[$0.left], spec.tokens[$0.right]) }
     }
 
+    /// Gemma's merges as transformers derives them (`generate_merges` with each token's score the negated
+    /// file position): every split of any token into two tokens, tokens in file order, within one token
+    /// the longer left part first.
+    func fileOrderMerges(_ index: [[UInt8]: Int]) -> [(String, String)] {
+        var found: [(String, String)] = []
+        for t in vocabTokens {
+            let bytes = Array(t.utf8)
+            var cuts: [Int] = []
+            var cut = 0
+            for s in t.unicodeScalars.dropLast() {
+                cut += UTF8.width(s)
+                if index[Array(bytes[..<cut])] != nil && index[Array(bytes[cut...])] != nil { cuts.append(cut) }
+            }
+            for c in cuts.reversed() {
+                found.append((String(decoding: bytes[..<c], as: UTF8.self), String(decoding: bytes[c...], as: UTF8.self)))
+            }
+        }
+        return found
+    }
+
     // MARK: tokenizer_config.json
 
     func configJSON() -> JSONValue {
@@ -443,5 +489,23 @@ private struct Resolved {
         if isLlama { members.append(("legacy", .bool(true))) }
         members.append(("tokenizer_class", .string("PreTrainedTokenizerFast")))
         return .object(members)
+    }
+}
+
+/// Gemma's respelling in transformers' GGUF loader: a token made only of whitespace (Python's
+/// `str.isspace`) that holds a space becomes that many ▁ (one per scalar); others are unchanged.
+private func respelledSpaceRun(_ t: String) -> String {
+    let scalars = t.unicodeScalars
+    guard scalars.contains(" "), scalars.allSatisfy(isPythonSpace) else { return t }
+    return String(repeating: "\u{2581}", count: scalars.count)
+}
+
+/// Python's `str.isspace` for one scalar: bidirectional class WS, B or S, or general category Zs.
+private func isPythonSpace(_ s: Unicode.Scalar) -> Bool {
+    switch s.value {
+    case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
+        return true
+    default:
+        return false
     }
 }

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ReaderTests {
     /// The documents of Fixtures/datasets/c4-mini.json.gz (see scripts/make_datasets_fixtures.py).
