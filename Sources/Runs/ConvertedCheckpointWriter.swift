@@ -334,6 +334,6 @@ extension GGUFTokenizerSpec {
                   tokenTypes: m.tokenTypes?.map { Int32(truncatingIfNeeded: $0) }, merges: m.merges,
                   bosTokenID: m.bosTokenID, eosTokenID: m.eosTokenID, unknownTokenID: m.unknownTokenID,
                   paddingTokenID: m.paddingTokenID, addBOS: m.addBOSToken, addEOS: m.addEOSToken,
-                  addSpacePrefix: m.addSpacePrefix, chatTemplate: m.chatTemplate)
+                  addSpacePrefix: m.addSpacePrefix, chatTemplate: m.chatTemplate, architecture: m.architecture)
     }
 }
