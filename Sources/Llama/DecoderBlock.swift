@@ -307,6 +307,23 @@ public final class DecoderBlock {
             }
             if let adapter, adapter.adapts(m) { adapter.forward(m, out: out, inp: inp, rows: N) }
         }
+        // out (N, C) = residual + f, f = inp·W_mᵀ + b_m, or rmsnorm(f; norm) under sandwich norms (keeping f and
+        // its rstd for the backward). With pre-norms, out starts as the residual and the GEMM accumulates.
+        func addSublayer(_ m: LinearKind, _ inp: UnsafePointer<Float>, inFeatures: Int, residual: UnsafePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, projection: UnsafeMutablePointer<Float>, norm: Tensor?,
+                         rstd: UnsafeMutablePointer<Float>) {
+            guard g.normPlacement == .sandwich, let norm else {
+                out.update(from: residual, count: N * C)
+                project(m, out, inp, inFeatures: inFeatures, outFeatures: C, accumulate: true)
+                return
+            }
+            project(m, projection, inp, inFeatures: inFeatures, outFeatures: C)
+            norm.data.withUnsafeBufferPointer { w in
+                backend.rmsNorm(out: out, rstd: rstd, inp: projection, weight: w.baseAddress!, rows: N, channels: C,
+                                eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
+            }
+            for i in 0..<(N * C) { out[i] += residual[i] }
+        }
         if entry == .input {
             p.inputNorm.data.withUnsafeBufferPointer { w in
                 backend.rmsNorm(out: xn1, rstd: rstd1, inp: x, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
@@ -353,19 +370,9 @@ public final class DecoderBlock {
         }
 
         if entry <= .oProjection {
-            if g.normPlacement == .sandwich {
-                // h = x + rmsnorm(attn·W_oᵀ + b_o; w_ao)
-                project(.o, attentionProjection, attn, inFeatures: qw, outFeatures: C)
-                p.attentionOutputNorm!.data.withUnsafeBufferPointer { w in
-                    backend.rmsNorm(out: h, rstd: rstdA, inp: attentionProjection, weight: w.baseAddress!, rows: N, channels: C,
-                                    eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
-                }
-                for i in 0..<(N * C) { h[i] += x[i] }
-            } else {
-                // h = x + attn·W_oᵀ + b_o: start from x and let the GEMM accumulate.
-                h.update(from: x, count: N * C)
-                project(.o, h, attn, inFeatures: qw, outFeatures: C, accumulate: true)
-            }
+            // h = x + attn·W_oᵀ + b_o (sandwich: x + rmsnorm(attn·W_oᵀ + b_o; w_ao))
+            addSublayer(.o, attn, inFeatures: qw, residual: x, out: h, projection: attentionProjection,
+                        norm: p.attentionOutputNorm, rstd: rstdA)
         }
         p.postAttentionNorm.data.withUnsafeBufferPointer { w in
             backend.rmsNorm(out: xn2, rstd: rstd2, inp: h, weight: w.baseAddress!, rows: N, channels: C, eps: g.rmsNormEps,
@@ -380,18 +387,8 @@ public final class DecoderBlock {
         completed = .downInput
         if stop == .downInput { return }
 
-        if g.normPlacement == .sandwich {
-            // y = h + rmsnorm(act·W_downᵀ; w_mo)
-            project(.down, mlpProjection, act, inFeatures: F, outFeatures: C)
-            p.mlpOutputNorm!.data.withUnsafeBufferPointer { w in
-                backend.rmsNorm(out: y, rstd: rstdM, inp: mlpProjection, weight: w.baseAddress!, rows: N, channels: C,
-                                eps: g.rmsNormEps, weightOffset: g.normWeightOffset)
-            }
-            for i in 0..<(N * C) { y[i] += h[i] }
-        } else {
-            y.update(from: h, count: N * C)
-            project(.down, y, act, inFeatures: F, outFeatures: C, accumulate: true)
-        }
+        // y = h + act·W_downᵀ (sandwich: h + rmsnorm(act·W_downᵀ; w_mo))
+        addSublayer(.down, act, inFeatures: F, residual: h, out: y, projection: mlpProjection, norm: p.mlpOutputNorm, rstd: rstdM)
         completed = .output                                                                   // y (N, C)
     }
 
