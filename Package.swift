@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "JSON", "Tensor", "SafeTensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "SafeTensors"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "GGUF", "JSON", "Llama", "Tensor", "SafeTensors", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors", "Pruning", "Runs"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Llama", "Datasets", "Tokenizers", "JSON", "SafeTensors", "GGUF", "Pruning", "Runs"]),
         // Seeded corrupt inputs against the library and the llm-prune binary (see scripts/fuzz_campaign.sh).
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors", "Runs"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.

@@ -106,9 +106,28 @@ public struct Architecture: Sendable, Equatable {
 extension LlamaConfiguration {
     /// The architecture this configuration describes, with each model type's semantics (see the type's
     /// documentation for how `attention_bias` and the sliding-window keys read per type).
+    ///
+    /// gemma3_text is transformers' `Gemma3DecoderLayer`: sandwich norms of the form (1 + w)·x̂ (q and k
+    /// normed per head too), a GELU-tanh gate, embeddings times √hidden (as a float32 scalar), attention
+    /// scaled by `query_pre_attn_scalar`^−½, sliding layers on base `rope_local_base_freq` and full ones on
+    /// `rope_theta`.
     public var architecture: Architecture {
-        let layers = (0..<numHiddenLayers).map { Architecture.LayerAttention(window: attentionWindow(layer: $0), ropeTheta: ropeTheta) }
-        return Architecture(attentionScale: Architecture.defaultAttentionScale(headDim: headDim), layers: layers,
-                            qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
+        let layers = (0..<numHiddenLayers).map { l -> Architecture.LayerAttention in
+            let window = attentionWindow(layer: l)
+            let theta = modelType == .gemma3Text && layerTypes?[l] == "sliding_attention" ? (ropeLocalBaseFreq ?? ropeTheta) : ropeTheta
+            return Architecture.LayerAttention(window: window, ropeTheta: theta)
+        }
+        switch modelType {
+        case .llama, .mistral, .qwen2:
+            return Architecture(attentionScale: Architecture.defaultAttentionScale(headDim: headDim), layers: layers,
+                                qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
+        case .gemma3Text:
+            return Architecture(normPlacement: .sandwich, normForm: .offset, activation: .geluTanh, qkNorm: true,
+                                embeddingScale: Float(Double(hiddenSize).squareRoot()),
+                                attentionScale: Float(1 / (queryPreAttnScalar ?? Double(headDim)).squareRoot()),
+                                attentionSoftcap: attnLogitSoftcapping.map(Float.init),
+                                finalLogitSoftcap: finalLogitSoftcapping.map(Float.init),
+                                layers: layers, qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
+        }
     }
 }

@@ -49,12 +49,38 @@ public struct DecoderBlockWeights: Sendable, Equatable {
         layer: Int, configuration c: LlamaConfiguration,
         q: Tensor, k: Tensor, v: Tensor, o: Tensor, gate: Tensor, up: Tensor, down: Tensor,
         qBias: Tensor? = nil, kBias: Tensor? = nil, vBias: Tensor? = nil, oBias: Tensor? = nil,
-        inputNorm: Tensor, postAttentionNorm: Tensor
+        inputNorm: Tensor, postAttentionNorm: Tensor, queryNorm: Tensor? = nil, keyNorm: Tensor? = nil,
+        attentionOutputNorm: Tensor? = nil, mlpOutputNorm: Tensor? = nil
     ) throws {
         self.init(layer: layer, weights: [q, k, v, o, gate, up, down],
                   biases: [qBias, kBias, vBias, oBias, nil, nil, nil],
-                  inputNorm: inputNorm, postAttentionNorm: postAttentionNorm)
+                  inputNorm: inputNorm, postAttentionNorm: postAttentionNorm, queryNorm: queryNorm, keyNorm: keyNorm,
+                  attentionOutputNorm: attentionOutputNorm, mlpOutputNorm: mlpOutputNorm)
         try validate(configuration: c)
+    }
+
+    /// The weight of a block norm by role (nil when the block has none); `postAttentionNorm` is `.mlpInput`.
+    public subscript(norm role: BlockNorm) -> Tensor? {
+        get {
+            switch role {
+            case .input: return inputNorm
+            case .query: return queryNorm
+            case .key: return keyNorm
+            case .attentionOutput: return attentionOutputNorm
+            case .mlpInput: return postAttentionNorm
+            case .mlpOutput: return mlpOutputNorm
+            }
+        }
+        set {
+            switch role {
+            case .input: if let newValue { inputNorm = newValue }
+            case .query: queryNorm = newValue
+            case .key: keyNorm = newValue
+            case .attentionOutput: attentionOutputNorm = newValue
+            case .mlpInput: if let newValue { postAttentionNorm = newValue }
+            case .mlpOutput: mlpOutputNorm = newValue
+            }
+        }
     }
 
     /// Block weights without a configuration (kernel tests, Wanda++ on a bare block); check them with
@@ -107,8 +133,15 @@ public struct DecoderBlockWeights: Sendable, Equatable {
         guard weights.count == 7, biases.count == 7 else {
             throw LlamaError.invalidInput("block \(layer) holds \(weights.count) weights and \(biases.count) bias slots, not 7")
         }
-        try check(inputNorm, LlamaTensorNames.inputNorm(layer: layer), [c.hiddenSize])
-        try check(postAttentionNorm, LlamaTensorNames.postAttentionNorm(layer: layer), [c.hiddenSize])
+        let a = c.architecture
+        for role in BlockNorm.allCases {
+            let name = LlamaTensorNames.norm(role, layer: layer, architecture: a)
+            if role.isPresent(in: a) {
+                try check(self[norm: role], name, [role.width(c)])
+            } else if self[norm: role] != nil {
+                throw LlamaError.unusedTensors([name])
+            }
+        }
         for kind in LinearKind.allCases {
             let shape = kind.shape(c)
             try check(self[kind], LlamaTensorNames.weight(kind, layer: layer), shape)
@@ -158,14 +191,15 @@ public struct DecoderBlockWeights: Sendable, Equatable {
         try checkOptional("MLP output norm", mlpOutputNorm, wanted: sandwich, count: g.hidden)
     }
 
-    /// The block's tensors under their checkpoint names (for export and round trips).
-    public func namedTensors() -> [(name: String, tensor: Tensor)] {
-        var out: [(name: String, tensor: Tensor)] = [(LlamaTensorNames.inputNorm(layer: layer), inputNorm)]
-        for kind in LinearKind.allCases {
-            if kind == .gate { out.append((LlamaTensorNames.postAttentionNorm(layer: layer), postAttentionNorm)) }
-            out.append((LlamaTensorNames.weight(kind, layer: layer), self[kind]))
-            if let b = bias(kind) { out.append((LlamaTensorNames.bias(kind, layer: layer), b)) }
+    /// The block's tensors under their checkpoint names in a configuration (for export and round trips).
+    public func namedTensors(configuration c: LlamaConfiguration) -> [(name: String, tensor: Tensor)] {
+        let a = c.architecture
+        return LlamaTensorNames.blockEntries(layer: layer, configuration: c).compactMap { entry in
+            switch entry {
+            case .norm(let role): return self[norm: role].map { (LlamaTensorNames.norm(role, layer: layer, architecture: a), $0) }
+            case .weight(let kind): return (LlamaTensorNames.weight(kind, layer: layer), self[kind])
+            case .bias(let kind): return bias(kind).map { (LlamaTensorNames.bias(kind, layer: layer), $0) }
+            }
         }
-        return out
     }
 }

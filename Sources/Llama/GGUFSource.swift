@@ -29,7 +29,7 @@ public final class GGUFWeights: WeightSource, @unchecked Sendable {
         var names: [String] = []
         var map: [String: String] = [:]
         for g in file.tensorNames {
-            var hf = GGUFTensorNaming.huggingFaceName(g) ?? g
+            var hf = GGUFTensorNaming.huggingFaceName(g, normPlacement: configuration.architecture.normPlacement) ?? g
             // Two tensors under one HF name (e.g. `output_norm.weight` and a literal `model.norm.weight`):
             // the later one is listed as `gguf:<name>`, so the strict check reports it as unused instead of
             // one silently shadowing the other.
@@ -51,11 +51,22 @@ public final class GGUFWeights: WeightSource, @unchecked Sendable {
 
     public func floats(_ name: String) throws -> [Float] {
         guard let g = ggufNameOf[name] else { throw LlamaError.missingTensor(name) }
-        let data: [Float]
+        var data: [Float]
         do { data = try file.floats(g) } catch { throw LlamaError.checkpoint(String(describing: error)) }
+        if let shift = normShift(ggufName: g) {
+            for i in data.indices { data[i] -= shift }
+        }
         guard let heads = permutedHeads(ggufName: g) else { return data }
         let rows = try shape(of: name).first ?? 1
         return try GGUFTensorNaming.permuteRows(data, rows: rows, heads: heads, toHuggingFace: true, tensor: name)
+    }
+
+    /// What llama.cpp's converter added to norm tensor `g` (Gemma's (1 + w) norms are stored as 1 + w, so
+    /// that llama.cpp multiplies by the stored value), or nil. `floats` subtracts it, as transformers' GGUF
+    /// loader does, and a GGUF export adds it back.
+    public func normShift(ggufName g: String) -> Float? {
+        guard configuration.architecture.normForm == .offset, g.hasSuffix("norm.weight") else { return nil }
+        return 1
     }
 
     /// The head count whose rows llama.cpp permuted in tensor `g`, or nil when it did not.
@@ -70,31 +81,46 @@ public final class GGUFWeights: WeightSource, @unchecked Sendable {
 /// The mapping between llama.cpp's tensor names and Hugging Face's for LLaMA-family models, and the q/k
 /// row permutation of llama.cpp's converter.
 public enum GGUFTensorNaming {
-    static let blockParts: [(gguf: String, hf: String)] = [
-        ("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"),
-        ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
-        ("attn_output", "self_attn.o_proj"), ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
-        ("ffn_down", "mlp.down_proj"),
+    /// llama.cpp's block tensor names and the block part each stands for: a norm by role (its HF name
+    /// depends on the architecture's norm placement, `BlockNorm.moduleName`) or a linear layer.
+    static let blockParts: [(gguf: String, part: LlamaTensorNames.BlockEntry)] = [
+        ("attn_norm", .norm(.input)), ("attn_q_norm", .norm(.query)), ("attn_k_norm", .norm(.key)),
+        ("post_attention_norm", .norm(.attentionOutput)), ("ffn_norm", .norm(.mlpInput)), ("post_ffw_norm", .norm(.mlpOutput)),
+        ("attn_q", .weight(.q)), ("attn_k", .weight(.k)), ("attn_v", .weight(.v)), ("attn_output", .weight(.o)),
+        ("ffn_gate", .weight(.gate)), ("ffn_up", .weight(.up)), ("ffn_down", .weight(.down)),
     ]
     static let topLevel: [(gguf: String, hf: String)] = [
         ("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head"),
     ]
 
+    /// The module path of a block part under `model.layers.N.` for a norm placement; nil for a norm blocks
+    /// of that placement do not have (the sandwich norms of a pre-norm model).
+    private static func modulePath(_ part: LlamaTensorNames.BlockEntry, _ placement: Architecture.NormPlacement) -> String? {
+        switch part {
+        case .norm(let role):
+            let a = Architecture(normPlacement: placement, qkNorm: true, attentionScale: 1, layers: [])
+            return role.isPresent(in: a) ? role.moduleName(a) : nil
+        case .weight(let kind), .bias(let kind): return kind.modulePath
+        }
+    }
+
     /// The Hugging Face name of a llama.cpp tensor name (`blk.3.attn_q.weight` →
-    /// `model.layers.3.self_attn.q_proj.weight`), or nil for names outside the LLaMA table.
-    public static func huggingFaceName(_ g: String) -> String? {
+    /// `model.layers.3.self_attn.q_proj.weight`; `blk.3.ffn_norm.weight` → `post_attention_layernorm` with
+    /// pre-norms, `pre_feedforward_layernorm` with sandwich norms), or nil for names outside the table.
+    public static func huggingFaceName(_ g: String, normPlacement: Architecture.NormPlacement = .pre) -> String? {
         let parts = g.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard let suffix = parts.last, suffix == "weight" || suffix == "bias" else { return nil }
         if parts.count == 2, let t = topLevel.first(where: { $0.gguf == parts[0] }) { return "\(t.hf).\(suffix)" }
         if parts.count == 4, parts[0] == "blk", let n = Int(parts[1]), n >= 0, String(n) == parts[1],
            let b = blockParts.first(where: { $0.gguf == parts[2] }) {
-            return "model.layers.\(n).\(b.hf).\(suffix)"
+            if case .norm = b.part, suffix != "weight" { return nil }
+            return modulePath(b.part, normPlacement).map { "model.layers.\(n).\($0).\(suffix)" }
         }
         return nil
     }
 
     /// The llama.cpp name of a Hugging Face tensor name (the inverse of `huggingFaceName`).
-    public static func ggufName(_ hf: String) -> String? {
+    public static func ggufName(_ hf: String, normPlacement: Architecture.NormPlacement = .pre) -> String? {
         let suffix: String
         if hf.hasSuffix(".weight") { suffix = "weight" } else if hf.hasSuffix(".bias") { suffix = "bias" } else { return nil }
         let stem = String(hf.dropLast(suffix.count + 1))
@@ -104,7 +130,7 @@ public enum GGUFTensorNaming {
         let rest = stem.dropFirst(prefix.count)
         guard let dot = rest.firstIndex(of: "."), let n = Int(rest[..<dot]) else { return nil }
         let module = String(rest[rest.index(after: dot)...])
-        guard let b = blockParts.first(where: { $0.hf == module }) else { return nil }
+        guard let b = blockParts.first(where: { modulePath($0.part, normPlacement) == module }) else { return nil }
         return "blk.\(n).\(b.gguf).\(suffix)"
     }
 
@@ -151,8 +177,8 @@ extension LlamaConfiguration {
             }
         }
         let arch = try gguf { try file.string("general.architecture") }
-        guard arch == "llama" || arch == "qwen2" else {
-            throw LlamaError.unsupportedOption("GGUF general.architecture '\(arch)' (supported: llama, qwen2)")
+        guard ["llama", "qwen2", "gemma3"].contains(arch) else {
+            throw LlamaError.unsupportedOption("GGUF general.architecture '\(arch)' (supported: llama, qwen2, gemma3)")
         }
         func required(_ key: String) throws -> Int {
             guard let v = try gguf({ try file.int("\(arch).\(key)") }) else {
@@ -169,7 +195,7 @@ extension LlamaConfiguration {
             return n
         }
         var config: [String: JSONValue] = [
-            "model_type": .string(arch),
+            "model_type": .string(arch == "gemma3" ? "gemma3_text" : arch),
             "hidden_size": JSONValue(try required("embedding_length")),
             "num_hidden_layers": JSONValue(try required("block_count")),
             "num_attention_heads": JSONValue(try required("attention.head_count")),
@@ -186,6 +212,12 @@ extension LlamaConfiguration {
             config["vocab_size"] = JSONValue(tokens.count)
         } else if let e = file.info("token_embd.weight"), e.shape.count == 2 {
             config["vocab_size"] = JSONValue(e.shape[0])
+        }
+        if arch == "gemma3" {
+            // transformers' GGUF loader reads these two; the layer pattern, the sliding layers' RoPE base and
+            // query_pre_attn_scalar are not in the file and take Gemma3TextConfig's defaults (6, 10,000, 256).
+            if let v = try gguf({ try file.int("gemma3.attention.sliding_window") }) { config["sliding_window"] = JSONValue(v) }
+            if let v = try gguf({ try file.int("gemma3.attention.key_length") }) { config["head_dim"] = JSONValue(v) }
         }
         if arch == "llama" {
             if let keyLength = try gguf({ try file.int("llama.attention.key_length") }) {

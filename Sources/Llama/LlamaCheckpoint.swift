@@ -118,13 +118,18 @@ public struct LlamaCheckpoint {
         func bias(_ kind: LinearKind) throws -> Tensor? {
             kind.hasBias(c) ? try tensor(LlamaTensorNames.bias(kind, layer: layer), [kind.shape(c)[0]]) : nil
         }
+        let a = c.architecture
+        func norm(_ role: BlockNorm) throws -> Tensor {
+            try tensor(LlamaTensorNames.norm(role, layer: layer, architecture: a), [role.width(c)])
+        }
+        func optionalNorm(_ role: BlockNorm) throws -> Tensor? { role.isPresent(in: a) ? try norm(role) : nil }
         return try DecoderBlockWeights(
             layer: layer, configuration: c,
             q: weight(.q), k: weight(.k), v: weight(.v), o: weight(.o),
             gate: weight(.gate), up: weight(.up), down: weight(.down),
             qBias: bias(.q), kBias: bias(.k), vBias: bias(.v), oBias: bias(.o),
-            inputNorm: tensor(LlamaTensorNames.inputNorm(layer: layer), [c.hiddenSize]),
-            postAttentionNorm: tensor(LlamaTensorNames.postAttentionNorm(layer: layer), [c.hiddenSize]))
+            inputNorm: norm(.input), postAttentionNorm: norm(.mlpInput), queryNorm: optionalNorm(.query),
+            keyNorm: optionalNorm(.key), attentionOutputNorm: optionalNorm(.attentionOutput), mlpOutputNorm: optionalNorm(.mlpOutput))
     }
 
     /// Reads the embedding table, the final norm and the head (when not tied) one at a time and throws

@@ -2,7 +2,7 @@ import Foundation
 import JSON
 
 /// The architecture of a LLaMA-family decoder as Hugging Face's config.json describes it, for the model
-/// types `llama`, `mistral` and `qwen2`, with transformers' defaults and per-type semantics.
+/// types `llama`, `mistral`, `qwen2` and `gemma3_text`, with transformers' defaults and per-type semantics.
 ///
 /// Decoding refuses what the forward pass does not compute (other RoPE types, MLP biases, activations other
 /// than SiLU, quantization) with a `LlamaError` naming the option, rather than silently computing another model.
@@ -14,6 +14,11 @@ import JSON
 ///   `sliding_attention` (by default the layers with index ≥ `max_window_layers`).
 /// - `mistral`: no attention biases; a non-null `sliding_window` applies to every layer (an absent key
 ///   means 4096, as in `MistralConfig`; only an explicit null turns the window off).
+/// - `gemma3_text` (`Gemma3TextConfig`): the Gemma 3 recipe (see `architecture`); `layer_types` (by
+///   default every sixth layer `full_attention`, the others `sliding_attention` with `sliding_window`,
+///   4096 when absent); RoPE base `rope_theta` on full layers and `rope_local_base_freq` (10,000) on sliding
+///   ones, or transformers 5's `rope_parameters` per layer type; attention scaled by
+///   `query_pre_attn_scalar`^−½ (256); `attention_bias` biases q, k, v and o.
 ///
 /// RoPE parameters are read from transformers 5's `rope_parameters` dict or the older `rope_theta` +
 /// `rope_scaling` (whose kind is under `rope_type` or `type`), with `rope_scaling` taking priority as in
@@ -21,6 +26,7 @@ import JSON
 public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public enum ModelType: String, Codable, Sendable, CaseIterable {
         case llama, mistral, qwen2
+        case gemma3Text = "gemma3_text"
     }
 
     /// How the rotary inverse frequencies are rescaled for long contexts.
@@ -62,20 +68,28 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var useSlidingWindow: Bool?
     /// qwen2's `max_window_layers` (nil for other types).
     public var maxWindowLayers: Int?
-    /// qwen2's `layer_types` when the file gives them (`full_attention` / `sliding_attention`).
+    /// qwen2's `layer_types` when the file gives them; gemma3_text's always (`full_attention` /
+    /// `sliding_attention`).
     public var layerTypes: [String]?
+    /// gemma3_text: the attention scale is `query_pre_attn_scalar`^−½ (nil for other types).
+    public var queryPreAttnScalar: Double?
+    /// gemma3_text: the RoPE base of sliding layers (nil for other types).
+    public var ropeLocalBaseFreq: Double?
+    /// gemma3_text's soft-caps (nil: none; the block refuses them).
+    public var finalLogitSoftcapping: Double?
+    public var attnLogitSoftcapping: Double?
 
     /// Whether q, k and v projections carry biases.
     public var hasQKVBias: Bool {
         switch modelType {
-        case .llama: return attentionBias
+        case .llama, .gemma3Text: return attentionBias
         case .qwen2: return true
         case .mistral: return false
         }
     }
 
-    /// Whether the o projection carries a bias (llama's `attention_bias` covers o too).
-    public var hasOutputBias: Bool { modelType == .llama && attentionBias }
+    /// Whether the o projection carries a bias (llama's and gemma3's `attention_bias` cover o too).
+    public var hasOutputBias: Bool { (modelType == .llama || modelType == .gemma3Text) && attentionBias }
 
     /// How many query heads share one key/value head.
     public var queryGroupSize: Int { numAttentionHeads / numKeyValueHeads }
@@ -94,6 +108,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                 return layer < layerTypes.count && layerTypes[layer] == "sliding_attention" ? window : nil
             }
             return layer >= (maxWindowLayers ?? 28) ? window : nil
+        case .gemma3Text:
+            guard let layerTypes, layer < layerTypes.count else { return nil }
+            return layerTypes[layer] == "sliding_attention" ? slidingWindow : nil
         }
     }
 
@@ -127,6 +144,13 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case maxWindowLayers = "max_window_layers"
         case layerTypes = "layer_types"
         case quantizationConfig = "quantization_config"
+        case hiddenActivation = "hidden_activation"
+        case queryPreAttnScalar = "query_pre_attn_scalar"
+        case ropeLocalBaseFreq = "rope_local_base_freq"
+        case slidingWindowPattern = "sliding_window_pattern"
+        case finalLogitSoftcapping = "final_logit_softcapping"
+        case attnLogitSoftcapping = "attn_logit_softcapping"
+        case useBidirectionalAttention = "use_bidirectional_attention"
     }
 
     public init(from decoder: Decoder) throws {
@@ -138,9 +162,21 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         if c.contains(.quantizationConfig), try !c.decodeNil(forKey: .quantizationConfig) {
             throw LlamaError.unsupportedOption("quantization_config is present (quantized checkpoints are not supported)")
         }
-        let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
-        guard act == "silu" else {
-            throw LlamaError.unsupportedOption("hidden_act '\(act)' (only silu is supported)")
+        if type == .gemma3Text {
+            // Gemma names it hidden_activation (hidden_act is an older alias it also reads).
+            let act = try c.decodeIfPresent(String.self, forKey: .hiddenActivation)
+                ?? c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "gelu_pytorch_tanh"
+            guard act == "gelu_pytorch_tanh" else {
+                throw LlamaError.unsupportedOption("hidden_activation '\(act)' (gemma3_text: only gelu_pytorch_tanh is supported)")
+            }
+            if try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) == true {
+                throw LlamaError.unsupportedOption("use_bidirectional_attention = true (only causal attention is supported)")
+            }
+        } else {
+            let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+            guard act == "silu" else {
+                throw LlamaError.unsupportedOption("hidden_act '\(act)' (only silu is supported)")
+            }
         }
         if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw LlamaError.unsupportedOption("mlp_bias = true (biases on gate/up/down projections)")
@@ -157,11 +193,13 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case .llama: defaultMaxPositions = 2048
         case .mistral: defaultMaxPositions = 4096 * 32
         case .qwen2: defaultMaxPositions = 32768
+        case .gemma3Text: defaultMaxPositions = 131072
         }
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? defaultMaxPositions
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-        attentionBias = type == .llama ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        attentionBias = type == .llama || type == .gemma3Text ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
+        // Gemma3TextConfig ties the head by default; the LLaMA family does not.
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? (type == .gemma3Text)
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
         if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) {
             eosTokenIds = [one]
@@ -209,7 +247,20 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
 
         // RoPE: rope_scaling (older files) wins over rope_parameters (transformers 5), as in transformers.
         let scalingDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeScaling)
-        let parameterDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeParameters)
+        var parameterDict = try c.decodeIfPresent([String: ConfigValue].self, forKey: .ropeParameters)
+        // gemma3_text in transformers 5: rope_parameters per layer type; the full layers' entry is the model's
+        // RoPE (scaling included), the sliding layers' base is rope_local_base_freq.
+        var localBase: Double?
+        if type == .gemma3Text, let perType = parameterDict, case .object(let full)? = perType["full_attention"] {
+            if case .object(let sliding)? = perType["sliding_attention"] {
+                if let v = sliding["rope_theta"] { localBase = try v.number("rope_theta") }
+                let kind = try (sliding["rope_type"] ?? sliding["type"]).map { try $0.string("rope_type") } ?? "default"
+                guard kind == "default" else {
+                    throw LlamaError.unsupportedOption("rope scaling '\(kind)' on sliding layers (only default is supported there)")
+                }
+            }
+            parameterDict = full
+        }
         let rope = scalingDict ?? parameterDict ?? [:]
         if rope.values.contains(where: { if case .object = $0 { return true } else { return false } }) {
             throw LlamaError.unsupportedOption("per-layer-type rope_parameters (one RoPE for all layers is supported)")
@@ -276,15 +327,34 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             useSlidingWindow = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? false
             maxWindowLayers = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
             layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
-            if let layerTypes {
-                guard layerTypes.count == numHiddenLayers else {
-                    throw LlamaError.invalidConfiguration(
-                        "layer_types has \(layerTypes.count) entries for \(numHiddenLayers) layers")
-                }
-                if let bad = layerTypes.first(where: { $0 != "full_attention" && $0 != "sliding_attention" }) {
-                    throw LlamaError.unsupportedOption("layer type '\(bad)' (supported: full_attention, sliding_attention)")
-                }
+        case .gemma3Text:
+            slidingWindow = window
+            useSlidingWindow = nil; maxWindowLayers = nil
+            // Gemma3TextConfig: every sliding_window_pattern-th layer (6) is full, the others sliding.
+            let pattern = try c.decodeIfPresent(Int.self, forKey: .slidingWindowPattern) ?? 6
+            guard pattern > 0 else { throw LlamaError.invalidConfiguration("sliding_window_pattern \(pattern) must be positive") }
+            layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
+                ?? (0..<numHiddenLayers).map { ($0 + 1) % pattern == 0 ? "full_attention" : "sliding_attention" }
+        }
+        if let layerTypes {
+            guard layerTypes.count == numHiddenLayers else {
+                throw LlamaError.invalidConfiguration("layer_types has \(layerTypes.count) entries for \(numHiddenLayers) layers")
             }
+            if let bad = layerTypes.first(where: { $0 != "full_attention" && $0 != "sliding_attention" }) {
+                throw LlamaError.unsupportedOption("layer type '\(bad)' (supported: full_attention, sliding_attention)")
+            }
+        }
+        if type == .gemma3Text {
+            queryPreAttnScalar = try c.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar) ?? 256
+            ropeLocalBaseFreq = try localBase ?? c.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq) ?? 10000
+            finalLogitSoftcapping = try c.decodeIfPresent(Double.self, forKey: .finalLogitSoftcapping)
+            attnLogitSoftcapping = try c.decodeIfPresent(Double.self, forKey: .attnLogitSoftcapping)
+            for (key, v) in [("query_pre_attn_scalar", queryPreAttnScalar), ("rope_local_base_freq", ropeLocalBaseFreq),
+                             ("final_logit_softcapping", finalLogitSoftcapping), ("attn_logit_softcapping", attnLogitSoftcapping)] {
+                if let v, !(v.isFinite && v > 0) { throw LlamaError.invalidConfiguration("\(key) \(v) must be positive and finite") }
+            }
+        } else {
+            queryPreAttnScalar = nil; ropeLocalBaseFreq = nil; finalLogitSoftcapping = nil; attnLogitSoftcapping = nil
         }
     }
 
@@ -311,10 +381,10 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                           "low_freq_factor": .number(low), "high_freq_factor": .number(high),
                           "original_max_position_embeddings": .number(Double(original))], forKey: .ropeScaling)
         }
-        if modelType == .llama {
+        if modelType == .llama || modelType == .gemma3Text {
             try c.encode(attentionBias, forKey: .attentionBias)
-            try c.encode(false, forKey: .mlpBias)
         }
+        if modelType == .llama { try c.encode(false, forKey: .mlpBias) }
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
         if eosTokenIds.count == 1 {
@@ -322,7 +392,11 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         } else if !eosTokenIds.isEmpty {
             try c.encode(eosTokenIds, forKey: .eosTokenId)
         }
-        try c.encode("silu", forKey: .hiddenAct)
+        if modelType == .gemma3Text {
+            try c.encode("gelu_pytorch_tanh", forKey: .hiddenActivation)
+        } else {
+            try c.encode("silu", forKey: .hiddenAct)
+        }
         try c.encodeIfPresent(torchDtype, forKey: .torchDtype)
         switch modelType {
         case .llama:
@@ -334,6 +408,13 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             try c.encodeIfPresent(useSlidingWindow, forKey: .useSlidingWindow)
             try c.encodeIfPresent(maxWindowLayers, forKey: .maxWindowLayers)
             try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
+        case .gemma3Text:
+            try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
+            try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
+            try c.encodeIfPresent(queryPreAttnScalar, forKey: .queryPreAttnScalar)
+            try c.encodeIfPresent(ropeLocalBaseFreq, forKey: .ropeLocalBaseFreq)
+            if let finalLogitSoftcapping { try c.encode(finalLogitSoftcapping, forKey: .finalLogitSoftcapping) } else { try c.encodeNil(forKey: .finalLogitSoftcapping) }
+            if let attnLogitSoftcapping { try c.encode(attnLogitSoftcapping, forKey: .attnLogitSoftcapping) } else { try c.encodeNil(forKey: .attnLogitSoftcapping) }
         }
     }
 
@@ -412,7 +493,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         }
         let integerKeys: [CodingKeys] = [
             .hiddenSize, .numHiddenLayers, .numAttentionHeads, .numKeyValueHeads, .headDim, .intermediateSize,
-            .vocabSize, .maxPositionEmbeddings, .bosTokenId, .slidingWindow, .maxWindowLayers,
+            .vocabSize, .maxPositionEmbeddings, .bosTokenId, .slidingWindow, .maxWindowLayers, .slidingWindowPattern,
         ]
         var checked: [(String, JSONValue)] = integerKeys.compactMap { k in root[k.rawValue].map { (k.rawValue, $0) } }
         if case .array(let ids)? = root[CodingKeys.eosTokenId.rawValue] {

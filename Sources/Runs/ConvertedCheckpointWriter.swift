@@ -242,7 +242,13 @@ public final class ConvertedCheckpointWriter {
         guard case .object(var members) = try JSONValueEncoder().encode(c) else {
             throw PruningError("cannot encode config.json")
         }
-        let architecture = c.modelType == .qwen2 ? "Qwen2ForCausalLM" : c.modelType == .mistral ? "MistralForCausalLM" : "LlamaForCausalLM"
+        let architecture: String
+        switch c.modelType {
+        case .llama: architecture = "LlamaForCausalLM"
+        case .mistral: architecture = "MistralForCausalLM"
+        case .qwen2: architecture = "Qwen2ForCausalLM"
+        case .gemma3Text: architecture = "Gemma3ForCausalLM"
+        }
         members.append(("architectures", .array([.string(architecture)])))
         return .object(members)
     }
@@ -272,6 +278,9 @@ public final class ConvertedCheckpointWriter {
             try GGUFWriter.write(metadata: metadata, tensors: specs, to: url) { spec in
                 let name = hfName[spec.name]!
                 var values = try self.stored(name)
+                if let shift = weights.normShift(ggufName: spec.name) {
+                    for i in values.indices { values[i] += shift }
+                }
                 if let heads = weights.permutedHeads(ggufName: spec.name) {
                     values = try GGUFTensorNaming.permuteRows(values, rows: spec.shape.first ?? 1, heads: heads,
                                                               toHuggingFace: false, tensor: name)

@@ -94,6 +94,20 @@ import TestSupport
         for odd in ["rope_freqs.weight", "blk.x.attn_q.weight", "blk.01.attn_q.weight", "blk.1.attn_q.scale", "blk.1.attn_qkv.weight"] {
             #expect(GGUFTensorNaming.huggingFaceName(odd) == nil, "\(odd)")
         }
+        // Sandwich norms (Gemma 3): ffn_norm is the MLP input's norm, post_attention_norm the attention output's.
+        let gemma = [
+            ("blk.4.ffn_norm.weight", "model.layers.4.pre_feedforward_layernorm.weight"),
+            ("blk.4.post_attention_norm.weight", "model.layers.4.post_attention_layernorm.weight"),
+            ("blk.4.post_ffw_norm.weight", "model.layers.4.post_feedforward_layernorm.weight"),
+            ("blk.4.attn_q_norm.weight", "model.layers.4.self_attn.q_norm.weight"),
+            ("blk.4.attn_k_norm.weight", "model.layers.4.self_attn.k_norm.weight"),
+            ("blk.4.attn_norm.weight", "model.layers.4.input_layernorm.weight"),
+        ]
+        for (g, h) in gemma {
+            #expect(GGUFTensorNaming.huggingFaceName(g, normPlacement: .sandwich) == h)
+            #expect(GGUFTensorNaming.ggufName(h, normPlacement: .sandwich) == g)
+        }
+        #expect(GGUFTensorNaming.huggingFaceName("blk.4.attn_norm.bias") == nil)
     }
 
     /// A tensor the LLaMA table does not know keeps its GGUF name and is refused as unused, not dropped.

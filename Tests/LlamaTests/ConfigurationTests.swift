@@ -123,6 +123,41 @@ private func refusal(_ json: String) -> LlamaError? {
         try a.checkSupported()
     }
 
+    /// gemma3_text as Gemma3TextConfig reads it: the Gemma 3 recipe, every sixth layer full by default, the
+    /// two RoPE bases (also from transformers 5's per-layer-type rope_parameters), the attention scale from
+    /// query_pre_attn_scalar, a tied head by default; encoding round-trips.
+    @Test func gemma3TextConfiguration() throws {
+        let json = #"""
+        {"model_type": "gemma3_text", "hidden_size": 64, "num_hidden_layers": 7, "num_attention_heads": 4,
+         "num_key_value_heads": 1, "head_dim": 32, "intermediate_size": 100, "vocab_size": 300,
+         "sliding_window": 16, "rope_theta": 1000000, "query_pre_attn_scalar": 64}
+        """#
+        let c = try decode(json)
+        #expect(c.modelType == .gemma3Text && c.tieWordEmbeddings && c.maxPositionEmbeddings == 131072)
+        #expect(c.layerTypes == ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
+                                 "sliding_attention", "full_attention", "sliding_attention"])
+        let a = c.architecture
+        #expect(a.normPlacement == .sandwich && a.normForm == .offset && a.activation == .geluTanh && a.qkNorm)
+        #expect(a.embeddingScale == Float(Double(64).squareRoot()) && a.attentionScale == 0.125)
+        #expect(a.layers[5] == .init(window: nil, ropeTheta: 1e6) && a.layers[6] == .init(window: 16, ropeTheta: 10000))
+        #expect(a.attentionSoftcap == nil && a.finalLogitSoftcap == nil && !a.qkvBias)
+        try a.checkSupported()
+        #expect(BlockGeometry(configuration: c, layer: 0).ropeTheta == 10000)
+        // The norm names follow the placement: Gemma's post_attention_layernorm is the attention output's.
+        #expect(LlamaTensorNames.norm(.mlpInput, layer: 2, architecture: a) == "model.layers.2.pre_feedforward_layernorm.weight")
+        #expect(LlamaTensorNames.norm(.attentionOutput, layer: 2, architecture: a) == "model.layers.2.post_attention_layernorm.weight")
+        #expect(LlamaTensorNames.block(layer: 0, configuration: c).count == 13)
+        let again = try LlamaConfiguration(jsonData: try JSONValueEncoder().encode(c).text().data(using: .utf8)!)
+        #expect(again == c)
+        // transformers 5 writes per-layer-type RoPE parameters.
+        let t5 = try decode(llama(#", "layer_types": ["sliding_attention", "full_attention", "sliding_attention"], "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1000000}, "sliding_attention": {"rope_type": "default", "rope_theta": 10000}}"#,
+                                  type: "gemma3_text"))
+        #expect(t5.ropeTheta == 1e6 && t5.ropeLocalBaseFreq == 10000 && t5.attentionWindow(layer: 0) == 4096 && t5.attentionWindow(layer: 1) == nil)
+        // Soft-capping is described, and refused when the model is opened.
+        #expect(try decode(llama(#", "final_logit_softcapping": 30.0"#, type: "gemma3_text")).architecture.finalLogitSoftcap == 30)
+        #expect(refusal(llama(#", "hidden_activation": "gelu""#, type: "gemma3_text")) != nil)
+    }
+
     /// What the description can say but this version does not compute is refused, every feature named;
     /// Gemma 3's sandwich norms, QK-norm and per-layer RoPE bases are computed.
     @Test func unsupportedArchitectureFeaturesAreNamed() throws {

@@ -150,7 +150,7 @@ private func naiveBlock(_ x: Tensor, _ w: DecoderBlockWeights, _ c: LlamaConfigu
         zeroed.data = [Float](repeating: 0, count: zeroed.count)
         w[.up] = zeroed
         #expect(w.up == zeroed)
-        #expect(w.namedTensors().map(\.name) == LlamaTensorNames.block(layer: 0, configuration: c).map(\.name))
+        #expect(w.namedTensors(configuration: c).map(\.name) == LlamaTensorNames.block(layer: 0, configuration: c).map(\.name))
         #expect(throws: LlamaError.shapeMismatch(tensor: "model.layers.0.self_attn.k_proj.weight", expected: [16, 24], found: [32, 24])) {
             try DecoderBlockWeights(layer: 0, configuration: c, q: w.q, k: w.q, v: w.v, o: w.o, gate: w.gate, up: w.up,
                                     down: w.down, qBias: w.qBias, kBias: w.kBias, vBias: w.vBias, oBias: w.oBias,
