@@ -10,16 +10,18 @@ For the three real models in ../shared/models, Fixtures/llama/shared-<model>-ref
 `input_ids` (I64, 2 x 48), `logits` (F32, 2 x 48 x V) and `nll` (F32, 2 x 47: the next-token negative
 log-likelihood, -log softmax(logits[:, t])[ids[:, t + 1]]).
 
-Run from anywhere: $PYTHON scripts/make_llama_fixtures.py
+Run from anywhere: $PYTHON scripts/make_llama_fixtures.py [--only name,name]
+(--only remakes just those tiny checkpoints; qwen3-qknorm and gemma3-sandwich were made with transformers 5.24.)
 """
+import argparse
 import json
 import os
 import shutil
 
 import torch
 from safetensors.torch import save_file
-from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "Fixtures", "llama")
@@ -69,6 +71,19 @@ TINY = {
         vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=True,
         sliding_window=6, max_window_layers=1)),
+    # Qwen3: QK-norm (w·x̂ on each head of q and k), no biases
+    "qwen3-qknorm": (Qwen3Config, Qwen3ForCausalLM, dict(
+        vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=12, rope_theta=1000000.0, tie_word_embeddings=True)),
+    # Gemma 3: sandwich norms (1 + w), QK-norm, GELU-tanh, √hidden embeddings, query_pre_attn_scalar ≠ head_dim,
+    # sliding layers (window 5, base 1,000) around a full one (base 100,000), MQA, head_dim ≠ hidden / heads
+    "gemma3-sandwich": (Gemma3TextConfig, Gemma3ForCausalLM, dict(
+        vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=24, sliding_window=5,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 100000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1000.0}},
+        hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True)),
 }
 
 
@@ -79,7 +94,9 @@ def randomize(model, seed):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
+                # Gemma's norms multiply by 1 + w: its stored weights sit near 0.
+                shift = 0 if model.config.model_type.startswith("gemma") else 1
+                p.copy_(shift + 0.3 * torch.randn(p.shape, generator=g))
             elif name.endswith("bias"):
                 p.copy_(0.5 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in name:
@@ -89,7 +106,10 @@ def randomize(model, seed):
 
 
 def make_tiny(name, config_cls, model_cls, kwargs, seed):
-    config = config_cls(**COMMON, **kwargs)
+    common = dict(COMMON)
+    if "hidden_activation" in kwargs:
+        del common["hidden_act"]
+    config = config_cls(**common, **kwargs)
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     randomize(model, seed)
@@ -126,11 +146,17 @@ def make_shared(model_name, seed):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="comma-separated tiny fixture names to remake (default: all, and the shared ones)")
+    args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     os.makedirs(OUT, exist_ok=True)
     for i, (name, (config_cls, model_cls, kwargs)) in enumerate(TINY.items()):
-        make_tiny(name, config_cls, model_cls, kwargs, seed=i + 1)
-    for i, model_name in enumerate(["stories260K", "llama2xs", "aidreams260K"]):
-        make_shared(model_name, seed=100 + i)
+        if only is None or name in only:
+            make_tiny(name, config_cls, model_cls, kwargs, seed=i + 1)
+    if only is None:
+        for i, model_name in enumerate(["stories260K", "llama2xs", "aidreams260K"]):
+            make_shared(model_name, seed=100 + i)
 
 
 if __name__ == "__main__":

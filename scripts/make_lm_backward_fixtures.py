@@ -13,7 +13,8 @@ Each file holds, for 2 sequences of 20 random token ids (torch.Generator seed 0)
   grad.embeds                            (2, 20, C) dL/d(embedding output)
   grad.<layer>.<module>.weight           dL/dW of every block matrix, module in q_proj ... down_proj
 
-Usage: $PYTHON scripts/make_lm_backward_fixtures.py [--out Fixtures/lmbackward]
+Usage: $PYTHON scripts/make_lm_backward_fixtures.py [--out Fixtures/lmbackward] [--only name,name]
+(qwen3-qknorm and gemma3-sandwich: Qwen3 QK-norm and the whole Gemma 3 block, made with transformers 5.24.)
 """
 import argparse
 import os
@@ -22,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
-NAMES = ["llama-gqa", "llama-mha-untied", "llama-attnbias", "qwen2-bias", "mistral-window"]
+NAMES = ["llama-gqa", "llama-mha-untied", "llama-attnbias", "qwen2-bias", "mistral-window", "qwen3-qknorm", "gemma3-sandwich"]
 MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
@@ -31,9 +32,12 @@ def main():
     ap = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--out", default=os.path.join(root, "Fixtures", "lmbackward"))
+    ap.add_argument("--only", help="comma-separated names to remake (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for name in NAMES:
+        if args.only and name not in args.only.split(","):
+            continue
         model = AutoModelForCausalLM.from_pretrained(os.path.join(root, "Fixtures", "llama", name),
                                                      torch_dtype=torch.float32, attn_implementation="eager")
         model.eval()

@@ -118,9 +118,9 @@ extension LlamaConfiguration {
             return Architecture.LayerAttention(window: window, ropeTheta: theta)
         }
         switch modelType {
-        case .llama, .mistral, .qwen2:
-            return Architecture(attentionScale: Architecture.defaultAttentionScale(headDim: headDim), layers: layers,
-                                qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
+        case .llama, .mistral, .qwen2, .qwen3:
+            return Architecture(qkNorm: modelType == .qwen3, attentionScale: Architecture.defaultAttentionScale(headDim: headDim),
+                                layers: layers, qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
         case .gemma3Text:
             return Architecture(normPlacement: .sandwich, normForm: .offset, activation: .geluTanh, qkNorm: true,
                                 embeddingScale: Float(Double(hiddenSize).squareRoot()),

@@ -163,7 +163,8 @@ public enum GGUFTensorNaming {
 }
 
 extension LlamaConfiguration {
-    /// The configuration a GGUF file's `<arch>.*` metadata describes (architectures `llama` and `qwen2`),
+    /// The configuration a GGUF file's `<arch>.*` metadata describes (architectures `llama`, `qwen2`, `qwen3`
+    /// and `gemma3`, the last as `gemma3_text`),
     /// with the keys transformers' GGUF loader reads: `context_length`, `block_count`,
     /// `feed_forward_length`, `embedding_length`, `attention.head_count(_kv)`,
     /// `attention.layer_norm_rms_epsilon`, `rope.freq_base`, `rope.dimension_count` (head_dim, llama),
@@ -177,8 +178,8 @@ extension LlamaConfiguration {
             }
         }
         let arch = try gguf { try file.string("general.architecture") }
-        guard ["llama", "qwen2", "gemma3"].contains(arch) else {
-            throw LlamaError.unsupportedOption("GGUF general.architecture '\(arch)' (supported: llama, qwen2, gemma3)")
+        guard ["llama", "qwen2", "qwen3", "gemma3"].contains(arch) else {
+            throw LlamaError.unsupportedOption("GGUF general.architecture '\(arch)' (supported: llama, qwen2, qwen3, gemma3)")
         }
         func required(_ key: String) throws -> Int {
             guard let v = try gguf({ try file.int("\(arch).\(key)") }) else {
@@ -217,7 +218,9 @@ extension LlamaConfiguration {
             // transformers' GGUF loader reads these two; the layer pattern, the sliding layers' RoPE base and
             // query_pre_attn_scalar are not in the file and take Gemma3TextConfig's defaults (6, 10,000, 256).
             if let v = try gguf({ try file.int("gemma3.attention.sliding_window") }) { config["sliding_window"] = JSONValue(v) }
-            if let v = try gguf({ try file.int("gemma3.attention.key_length") }) { config["head_dim"] = JSONValue(v) }
+        }
+        if arch == "gemma3" || arch == "qwen3" {
+            if let v = try gguf({ try file.int("\(arch).attention.key_length") }) { config["head_dim"] = JSONValue(v) }
         }
         if arch == "llama" {
             if let keyLength = try gguf({ try file.int("llama.attention.key_length") }) {

@@ -2,7 +2,7 @@ import Foundation
 import JSON
 
 /// The architecture of a LLaMA-family decoder as Hugging Face's config.json describes it, for the model
-/// types `llama`, `mistral`, `qwen2` and `gemma3_text`, with transformers' defaults and per-type semantics.
+/// types `llama`, `mistral`, `qwen2`, `qwen3` and `gemma3_text`, with transformers' defaults and per-type semantics.
 ///
 /// Decoding refuses what the forward pass does not compute (other RoPE types, MLP biases, activations other
 /// than SiLU, quantization) with a `LlamaError` naming the option, rather than silently computing another model.
@@ -14,6 +14,8 @@ import JSON
 ///   `sliding_attention` (by default the layers with index ≥ `max_window_layers`).
 /// - `mistral`: no attention biases; a non-null `sliding_window` applies to every layer (an absent key
 ///   means 4096, as in `MistralConfig`; only an explicit null turns the window off).
+/// - `qwen3`: Qwen2's windows, QK-norm (w·x̂ per head of q and k), and `attention_bias` biasing q, k, v and o
+///   (false by default).
 /// - `gemma3_text` (`Gemma3TextConfig`): the Gemma 3 recipe (see `architecture`); `layer_types` (by
 ///   default every sixth layer `full_attention`, the others `sliding_attention` with `sliding_window`,
 ///   4096 when absent); RoPE base `rope_theta` on full layers and `rope_local_base_freq` (10,000) on sliding
@@ -25,7 +27,7 @@ import JSON
 /// transformers. Encoding writes the older form, which transformers 4 and 5 both read.
 public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public enum ModelType: String, Codable, Sendable, CaseIterable {
-        case llama, mistral, qwen2
+        case llama, mistral, qwen2, qwen3
         case gemma3Text = "gemma3_text"
     }
 
@@ -82,14 +84,14 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     /// Whether q, k and v projections carry biases.
     public var hasQKVBias: Bool {
         switch modelType {
-        case .llama, .gemma3Text: return attentionBias
+        case .llama, .qwen3, .gemma3Text: return attentionBias
         case .qwen2: return true
         case .mistral: return false
         }
     }
 
     /// Whether the o projection carries a bias (llama's and gemma3's `attention_bias` cover o too).
-    public var hasOutputBias: Bool { (modelType == .llama || modelType == .gemma3Text) && attentionBias }
+    public var hasOutputBias: Bool { [.llama, .qwen3, .gemma3Text].contains(modelType) && attentionBias }
 
     /// How many query heads share one key/value head.
     public var queryGroupSize: Int { numAttentionHeads / numKeyValueHeads }
@@ -102,7 +104,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             return nil
         case .mistral:
             return slidingWindow
-        case .qwen2:
+        case .qwen2, .qwen3:
             guard useSlidingWindow == true, let window = slidingWindow else { return nil }
             if let layerTypes {
                 return layer < layerTypes.count && layerTypes[layer] == "sliding_attention" ? window : nil
@@ -192,12 +194,12 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         switch type {
         case .llama: defaultMaxPositions = 2048
         case .mistral: defaultMaxPositions = 4096 * 32
-        case .qwen2: defaultMaxPositions = 32768
+        case .qwen2, .qwen3: defaultMaxPositions = 32768
         case .gemma3Text: defaultMaxPositions = 131072
         }
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? defaultMaxPositions
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-        attentionBias = type == .llama || type == .gemma3Text ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
+        attentionBias = [.llama, .qwen3, .gemma3Text].contains(type) ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
         // Gemma3TextConfig ties the head by default; the LLaMA family does not.
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? (type == .gemma3Text)
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
@@ -322,7 +324,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             slidingWindow = nil; useSlidingWindow = nil; maxWindowLayers = nil; layerTypes = nil
         case .mistral:
             slidingWindow = window; useSlidingWindow = nil; maxWindowLayers = nil; layerTypes = nil
-        case .qwen2:
+        case .qwen2, .qwen3:
             slidingWindow = window
             useSlidingWindow = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? false
             maxWindowLayers = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
@@ -381,7 +383,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                           "low_freq_factor": .number(low), "high_freq_factor": .number(high),
                           "original_max_position_embeddings": .number(Double(original))], forKey: .ropeScaling)
         }
-        if modelType == .llama || modelType == .gemma3Text {
+        if [.llama, .qwen3, .gemma3Text].contains(modelType) {
             try c.encode(attentionBias, forKey: .attentionBias)
         }
         if modelType == .llama { try c.encode(false, forKey: .mlpBias) }
@@ -403,7 +405,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             break
         case .mistral:
             if let slidingWindow { try c.encode(slidingWindow, forKey: .slidingWindow) } else { try c.encodeNil(forKey: .slidingWindow) }
-        case .qwen2:
+        case .qwen2, .qwen3:
             try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
             try c.encodeIfPresent(useSlidingWindow, forKey: .useSlidingWindow)
             try c.encodeIfPresent(maxWindowLayers, forKey: .maxWindowLayers)

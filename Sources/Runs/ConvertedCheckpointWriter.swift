@@ -247,6 +247,7 @@ public final class ConvertedCheckpointWriter {
         case .llama: architecture = "LlamaForCausalLM"
         case .mistral: architecture = "MistralForCausalLM"
         case .qwen2: architecture = "Qwen2ForCausalLM"
+        case .qwen3: architecture = "Qwen3ForCausalLM"
         case .gemma3Text: architecture = "Gemma3ForCausalLM"
         }
         members.append(("architectures", .array([.string(architecture)])))
