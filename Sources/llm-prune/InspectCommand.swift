@@ -5,6 +5,7 @@ import SafeTensors
 import Llama
 import Pruning
 import Runs
+import Evaluation
 
 enum InspectCommand {
     static let spec = CommandSpec(
@@ -62,9 +63,13 @@ enum InspectCommand {
                                calibrationIsText: format != "tokens",
                                evaluation: a.string("eval-file").map { (URL(fileURLWithPath: $0), evalSeqlen) },
                                writesOutput: true, prunedElementBytes: dtypeBytes))
-        // Evaluation holds the whole model in float32 plus one window's activations and logits.
+        // Evaluation holds the whole model in float32 plus one window's activations and one head slab's
+        // logits (the NLL is fused with the head a slab of rows at a time, `FusedNLL`), besides the runtime,
+        // the mapped checkpoint and the tokenizer.
         let window = min(2048, c.maxPositionEmbeddings)
-        let evaluationBytes = 4 * (parameters + window * (c.vocabSize + 6 * c.hiddenSize + 3 * c.intermediateSize))
+        let evaluationBytes = 4 * (parameters + window * (6 * c.hiddenSize + 3 * c.intermediateSize)
+                                   + min(window, FusedNLL.rowsPerSlab) * c.vocabSize)
+            + estimate.runtimeBytes + estimate.mappedBytes + estimate.tokenizerBytes
         if a.flag("json") {
             print(jsonLine([
                 "model_type": c.modelType.rawValue, "hidden_size": c.hiddenSize, "layers": c.numHiddenLayers,
@@ -84,7 +89,7 @@ enum InspectCommand {
         head         \(c.tieWordEmbeddings ? "tied to the embeddings" : "separate lm_head"), context \(c.maxPositionEmbeddings)
         parameters   \(parameters) (\(prunable) in the seven linear layers of the blocks)
         dtypes       \(dtypeSummary) in \(fileCount) file(s)
-        memory       eval: \(formatBytes(evaluationBytes)) (float32 weights + activations and logits of one window of \(window))
+        memory       eval: \(formatBytes(evaluationBytes)) (float32 weights, activations of one window of \(window), one head slab's logits, mapped files, tokenizer)
                      prune (\(methodName)): \(formatBytes(estimate.totalBytes)) (a run with --output, calibration \(nsamples) x \(seqlen))
                      \(estimate.description)
         blas         \(BLASRuntime.current.summary)
