@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Produces the SmolLM2-135M rows of docs/RESULTS.md: every method and pattern pruned from the shared GGUF,
+# Produces the SmolLM2-135M rows of docs/RESULTS.md (and, with MODEL set, another GGUF's: Gemma 3 270M's with
+# MODEL=models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf): every method and pattern pruned from the GGUF,
 # calibrated on NSAMPLES x SEQLEN tokens of wiki.valid.tokens (seed 0), written as float32 Hugging Face
 # folders under OUT, then evaluated on the first WINDOWS windows of 2048 of WikiText-2 test
 # (WINDOWS=all for the whole text). One table row per run, with prune wall time and peak RSS.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 out=$1; methods=$2; patterns=$3; ns=${4:-32}; sl=${5:-512}; windows=${6:-16}; shift $(( $# < 6 ? $# : 6 ))
 bin=${BIN:-.build/release/llm-prune}
-gguf=$SHARED/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+gguf=${MODEL:-$SHARED/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}
 mw=(); [ "$windows" = all ] || mw=(--max-windows "$windows")
 mkdir -p "$out"
 for pattern in $patterns; do

@@ -1,17 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Gemma 3 270M (fetched by `make setup` into models/) through the command line: prune writes a Gemma 3
 /// Hugging Face folder that eval reads back, and the memory estimate prune prints holds to ±25 % of the
 /// measured peak (the 262,144-token vocabulary: a 671 MB float32 embedding table, a head evaluated a slab
 /// of rows at a time).
 @Suite struct Gemma3CommandLineTests {
-    private func gemma3() throws -> String {
-        let url = try packageRoot().appendingPathComponent("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
-        try #require(FileManager.default.fileExists(atPath: url.path), "missing \(url.path): run `make setup` (scripts/fetch_gemma3.sh)")
-        return url.path
-    }
-
     /// prune's summary line on stdout, "peak memory 1.70 GiB, estimate 1.33 GiB" → (1.70, 1.33) in bytes.
     private func peakAndEstimate(_ output: String) -> (Double, Double)? {
         // Progress lines end in carriage returns; the summary line may follow one.
@@ -27,7 +22,7 @@ import Testing
     }
 
     @Test func pruneWritesAGemma3FolderThatEvalReadsAndTheEstimateHolds() throws {
-        let model = try gemma3()
+        let model = try gemma3GGUF().path
         let scratch = try scratchFolder()
         defer { try? FileManager.default.removeItem(at: scratch) }
         let output = scratch.appendingPathComponent("gemma-wanda")

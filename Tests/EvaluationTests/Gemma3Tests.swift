@@ -12,13 +12,6 @@ import TestSupport
 private let packageRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// Gemma 3 270M's GGUF, which `make setup` (scripts/fetch_gemma3.sh) puts in the repository's ignored
-/// `models/` folder; a missing file fails the test.
-private func gemma3() throws -> URL {
-    let url = packageRoot.appendingPathComponent("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
-    try #require(FileManager.default.fileExists(atPath: url.path), "missing \(url.path): run `make setup` (scripts/fetch_gemma3.sh)")
-    return url
-}
 
 /// The second real family, end to end: Gemma 3 270M from its llama.cpp GGUF (architecture gemma3: sandwich
 /// norms stored as 1 + w, QK-norm, GELU-tanh, √hidden embeddings, five sliding layers of window 512 on
@@ -27,7 +20,7 @@ private func gemma3() throws -> URL {
 /// scripts/gemma3_reference.py).
 @Suite struct Gemma3Tests {
     @Test func opensStrictlyWithTheGemma3Architecture() throws {
-        let checkpoint = try LlamaCheckpoint(model: try gemma3())
+        let checkpoint = try LlamaCheckpoint(model: try gemma3GGUF())
         let c = checkpoint.configuration
         #expect(c.modelType == .gemma3Text && c.numHiddenLayers == 18 && c.hiddenSize == 640 && c.headDim == 256)
         #expect(c.numAttentionHeads == 4 && c.numKeyValueHeads == 1 && c.vocabSize == 262_144 && c.tieWordEmbeddings)
@@ -38,7 +31,7 @@ private func gemma3() throws -> URL {
         // llama.cpp stored the norms as 1 + w; the loaded weights are w again (Gemma's are mostly near 0 or
         // above, never near −1).
         let block = try checkpoint.loadBlock(0)
-        let stored = try GGUFFile(url: try gemma3()).floats("blk.0.post_ffw_norm.weight")
+        let stored = try GGUFFile(url: try gemma3GGUF()).floats("blk.0.post_ffw_norm.weight")
         #expect(block.mlpOutputNorm?.data == stored.map { $0 - 1 })
         #expect(block.queryNorm?.count == 256 && block.attentionOutputNorm?.count == 640)
     }
@@ -49,7 +42,7 @@ private func gemma3() throws -> URL {
         let run = try #require(runs.first { $0["seqlen"]?.intValue == 512 })
         let expected = try #require(run["window_mean_nll"]?.arrayValue).compactMap(\.doubleValue)
         #expect(expected.count == 2)
-        let (checkpoint, tokenizer) = try ModelInput.open(try gemma3())
+        let (checkpoint, tokenizer) = try ModelInput.open(try gemma3GGUF())
         let windows = try EvaluationWindows(
             dataset: .wikitext2, file: packageRoot.deletingLastPathComponent().appendingPathComponent("shared/text/wikitext-2-raw/wiki.test.raw"),
             seqlen: 512, encode: { tokenizer.encode($0) }, bosTokenID: nil)

