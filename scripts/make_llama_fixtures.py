@@ -11,7 +11,8 @@ For the three real models in ../shared/models, Fixtures/llama/shared-<model>-ref
 log-likelihood, -log softmax(logits[:, t])[ids[:, t + 1]]).
 
 Run from anywhere: $PYTHON scripts/make_llama_fixtures.py [--only name,name]
-(--only remakes just those tiny checkpoints; qwen3-qknorm and gemma3-sandwich were made with transformers 5.24.)
+(--only remakes just those tiny checkpoints; qwen3-qknorm, gemma3-sandwich and gemma2-softcap were made with
+transformers 5.24.)
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ import shutil
 
 import torch
 from safetensors.torch import save_file
-from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +85,13 @@ TINY = {
         rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 100000.0},
                          "sliding_attention": {"rope_type": "default", "rope_theta": 1000.0}},
         hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True)),
+    # Gemma 2: sandwich (1 + w) norms, GELU-tanh, √hidden embeddings, every second layer sliding (window 5),
+    # attention scores soft-capped (cap 3, active at these sizes) and the logits too (cap 20)
+    "gemma2-softcap": (Gemma2Config, Gemma2ForCausalLM, dict(
+        vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=16, sliding_window=5, rope_theta=10000.0,
+        attn_logit_softcapping=3.0, final_logit_softcapping=20.0, hidden_activation="gelu_pytorch_tanh",
+        tie_word_embeddings=True)),
 }
 
 

@@ -14,7 +14,8 @@ Each file holds, for 2 sequences of 20 random token ids (torch.Generator seed 0)
   grad.<layer>.<module>.weight           dL/dW of every block matrix, module in q_proj ... down_proj
 
 Usage: $PYTHON scripts/make_lm_backward_fixtures.py [--out Fixtures/lmbackward] [--only name,name]
-(qwen3-qknorm and gemma3-sandwich: Qwen3 QK-norm and the whole Gemma 3 block, made with transformers 5.24.)
+(qwen3-qknorm, gemma3-sandwich, gemma2-softcap: Qwen3 QK-norm, the whole Gemma 3 block, Gemma 2's soft-caps;
+made with transformers 5.24.)
 """
 import argparse
 import os
@@ -23,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
-NAMES = ["llama-gqa", "llama-mha-untied", "llama-attnbias", "qwen2-bias", "mistral-window", "qwen3-qknorm", "gemma3-sandwich"]
+NAMES = ["llama-gqa", "llama-mha-untied", "llama-attnbias", "qwen2-bias", "mistral-window", "qwen3-qknorm", "gemma3-sandwich", "gemma2-softcap"]
 MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 

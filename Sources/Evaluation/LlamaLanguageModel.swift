@@ -9,7 +9,7 @@ extension LlamaModel: CausalLanguageModel {
         let h = try Profile.phase("eval forward") { try hiddenStates(tokens) }
         return Profile.phase("eval NLL") {
             FusedNLL.sum(hidden: h, head: head ?? embeddings, tokens: tokens, precision: computePrecision,
-                         buffers: reusedBuffers.headSlabs)
+                         softcap: configuration.architecture.finalLogitSoftcap, buffers: reusedBuffers.headSlabs)
         }
     }
 }
@@ -25,7 +25,7 @@ public enum FusedNLL {
     /// hidden: (B, T, C); head: (V, C). Targets must lie in 0..<V (the caller checked the tokens). `buffers`,
     /// when given, lends the slab buffers of an earlier call of the same shapes (same bits either way).
     public static func sum(hidden: Tensor, head: Tensor, tokens: [[Int]], precision: ComputePrecision = .float32,
-                           buffers: Reusable<HeadSlabs>? = nil) -> Double {
+                           softcap: Float? = nil, buffers: Reusable<HeadSlabs>? = nil) -> Double {
         let b = tokens.count, t = tokens.first?.count ?? 0
         let c = head.shape[1], v = head.shape[0]
         precondition(hidden.count == b * t * c, "FusedNLL: hidden \(hidden.shape) for \(b)×\(t) tokens of width \(c)")
@@ -33,13 +33,14 @@ public enum FusedNLL {
         // Rows are the positions that predict a token: (i, j < T−1), contiguous within each window.
         let predicted = t - 1
         let rows = b * predicted
-        let make = { HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v, precision: precision) }
+        let make = { HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: v, precision: precision,
+                               softcap: softcap) }
         guard let buffers else {
             var slabs = make()
             return sum(hidden: hidden, head: head, tokens: tokens, slabs: &slabs)
         }
         return buffers.borrow(make: make, reusable: { $0.matches(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c,
-                                                                  vocabulary: v, precision: precision) }) { slabs in
+                                                                  vocabulary: v, precision: precision, softcap: softcap) }) { slabs in
             sum(hidden: hidden, head: head, tokens: tokens, slabs: &slabs)
         }
     }

@@ -266,7 +266,8 @@ public struct LogLikelihoodScorer {
         let w = model.head ?? model.embeddings
         let n = sources.count
         var logp = [Double](repeating: 0, count: n), greedy = [Bool](repeating: false, count: n)
-        var slabs = HeadSlabs(rowsPerSlab: headRows, maxRows: n, channels: c, vocabulary: v, precision: model.computePrecision)
+        var slabs = HeadSlabs(rowsPerSlab: headRows, maxRows: n, channels: c, vocabulary: v, precision: model.computePrecision,
+                              softcap: model.configuration.architecture.finalLogitSoftcap)
         hidden.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
                 logp.withUnsafeMutableBufferPointer { op in

@@ -92,13 +92,15 @@ public struct Architecture: Sendable, Equatable {
     public static func defaultAttentionScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
     /// The features this version computes in the block, the embedding and the head; the others are refused
-    /// when a model is opened, naming the feature, rather than computed as another model.
+    /// when a model is opened, naming the feature, rather than computed as another model. Every feature the
+    /// description can hold is computed today; a cap must be positive and finite.
     public func checkSupported() throws {
         var missing: [String] = []
-        if attentionSoftcap != nil { missing.append("attention logit soft-capping") }
-        if finalLogitSoftcap != nil { missing.append("final logit soft-capping") }
+        for (name, cap) in [("attention logit soft-cap", attentionSoftcap), ("final logit soft-cap", finalLogitSoftcap)] {
+            if let cap, !(cap.isFinite && cap > 0) { missing.append("\(name) \(cap) (must be positive and finite)") }
+        }
         if !missing.isEmpty {
-            throw LlamaError.unsupportedOption("architecture needs \(missing.joined(separator: ", ")), which this version does not compute")
+            throw LlamaError.invalidConfiguration(missing.joined(separator: ", "))
         }
     }
 }
@@ -114,15 +116,15 @@ extension LlamaConfiguration {
     public var architecture: Architecture {
         let layers = (0..<numHiddenLayers).map { l -> Architecture.LayerAttention in
             let window = attentionWindow(layer: l)
-            let theta = modelType == .gemma3Text && layerTypes?[l] == "sliding_attention" ? (ropeLocalBaseFreq ?? ropeTheta) : ropeTheta
+            let theta = layerTypes?[l] == "sliding_attention" ? (ropeLocalBaseFreq ?? ropeTheta) : ropeTheta
             return Architecture.LayerAttention(window: window, ropeTheta: theta)
         }
         switch modelType {
         case .llama, .mistral, .qwen2, .qwen3:
             return Architecture(qkNorm: modelType == .qwen3, attentionScale: Architecture.defaultAttentionScale(headDim: headDim),
                                 layers: layers, qkvBias: hasQKVBias, outputBias: hasOutputBias, tiedHead: tieWordEmbeddings)
-        case .gemma3Text:
-            return Architecture(normPlacement: .sandwich, normForm: .offset, activation: .geluTanh, qkNorm: true,
+        case .gemma2, .gemma3Text:
+            return Architecture(normPlacement: .sandwich, normForm: .offset, activation: .geluTanh, qkNorm: modelType == .gemma3Text,
                                 embeddingScale: Float(Double(hiddenSize).squareRoot()),
                                 attentionScale: Float(1 / (queryPreAttnScalar ?? Double(headDim)).squareRoot()),
                                 attentionSoftcap: attnLogitSoftcapping.map(Float.init),

@@ -24,6 +24,8 @@ public struct BlockGeometry: Sendable, Hashable {
     public var normPlacement: Architecture.NormPlacement
     /// An RMSNorm over each head of q and of k, before RoPE.
     public var qkNorm: Bool
+    /// cap · tanh(S / cap) on the attention scores (Gemma 2); nil for none.
+    public var attentionSoftcap: Float?
     /// The layer's RoPE base: the block rotates with `rope.table(theta:)` of the tables it is given (nil:
     /// the given tables themselves).
     public var ropeTheta: Double?
@@ -31,7 +33,8 @@ public struct BlockGeometry: Sendable, Hashable {
     public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Float,
                 attentionWindow: Int? = nil, normForm: Architecture.NormForm = .scaled,
                 activation: Architecture.Activation = .silu, attentionScale: Float? = nil,
-                normPlacement: Architecture.NormPlacement = .pre, qkNorm: Bool = false, ropeTheta: Double? = nil) {
+                normPlacement: Architecture.NormPlacement = .pre, qkNorm: Bool = false, ropeTheta: Double? = nil,
+                attentionSoftcap: Float? = nil) {
         self.hidden = hidden
         self.intermediate = intermediate
         self.heads = heads
@@ -45,6 +48,7 @@ public struct BlockGeometry: Sendable, Hashable {
         self.normPlacement = normPlacement
         self.qkNorm = qkNorm
         self.ropeTheta = ropeTheta
+        self.attentionSoftcap = attentionSoftcap
     }
 
     /// The geometry of block `layer` of a model: its sizes, and the layer's part of the architecture (its
@@ -58,7 +62,7 @@ public struct BlockGeometry: Sendable, Hashable {
                   kvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: Float(c.rmsNormEps),
                   attentionWindow: a.layers[layer].window, normForm: a.normForm, activation: a.activation,
                   attentionScale: a.attentionScale, normPlacement: a.normPlacement, qkNorm: a.qkNorm,
-                  ropeTheta: a.layers[layer].ropeTheta)
+                  ropeTheta: a.layers[layer].ropeTheta, attentionSoftcap: a.attentionSoftcap)
     }
 
     /// What an RMSNorm of this block adds to its stored weight (`RMSNorm`'s `weightOffset`).

@@ -51,7 +51,8 @@ public final class CausalLMBackward {
         rstdf = [Float](repeating: 0, count: n)
         dxf = xf; dy = xf; dx = xf
         let r = min(self.rowsPerChunk, n)
-        slabs = HeadSlabs(rowsPerSlab: r, maxRows: r, channels: C, vocabulary: c.vocabSize)
+        slabs = HeadSlabs(rowsPerSlab: r, maxRows: r, channels: C, vocabulary: c.vocabSize,
+                          softcap: c.architecture.finalLogitSoftcap)
         chunkGradients = [Float](repeating: 0, count: r * C)
         let g = BlockGeometry(configuration: c, layer: 0)
         gradients = BlockGradients(geometry: g, hasBias: LinearKind.allCases.map { $0.hasBias(c) })
@@ -137,7 +138,8 @@ public final class CausalLMBackward {
                 dxf.withUnsafeMutableBufferPointer { dp in
                     chunkGradients.withUnsafeMutableBufferPointer { gp in
                         slabs.forEach(hidden: xp.baseAddress!, head: hp.baseAddress!, rows: count, source: { sources[$0] }) { start, r, lp in
-                            total += CrossEntropy.backward(lp, targets: targets, from: start, rows: r, vocab: V, scale: scale)
+                            total += CrossEntropy.backward(lp, targets: targets, from: start, rows: r, vocab: V, scale: scale,
+                                                                   softcap: architecture.finalLogitSoftcap)
                             BLAS.gemm(m: r, n: C, k: V, a: lp, b: hp.baseAddress!, c: gp.baseAddress!)
                             for i in 0..<r {
                                 let d = dp.baseAddress! + sources[start + i] * C, g = gp.baseAddress! + i * C

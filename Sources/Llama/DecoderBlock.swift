@@ -356,13 +356,14 @@ public final class DecoderBlock {
                 if let c = continuing, c.prefixRows.contains(where: { $0 >= 0 }) {
                     backend.attention(out: attn, q: q, k: k, v: v, continuing: c, batch: B, length: T, heads: g.heads,
                                       kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
-                                      scale: g.attentionScale, precision: precision)
+                                      scale: g.attentionScale, softcap: g.attentionSoftcap, precision: precision)
                 } else {
                     // A block with a backward keeps attention float32: its backward recomputes P from q, k and
                     // L, which must then be the float32 softmax's.
                     backend.attention(out: attn, logSumExp: lse, q: q, k: k, v: v, batch: B, length: T,
                                       heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, window: g.attentionWindow,
-                                      scale: g.attentionScale, precision: hasBackward ? .float32 : precision)
+                                      scale: g.attentionScale, softcap: g.attentionSoftcap,
+                                      precision: hasBackward ? .float32 : precision)
                 }
             }
             completed = .oInput                                                               // attn (N, nh·hd), lse (B, nh, T)
@@ -556,7 +557,8 @@ public final class DecoderBlock {
             backend.attentionBackward(dq: dq + rq, dk: dk + rk, dv: dv + rk, dout: dattn + rq, out: attn + rq,
                                       logSumExp: lse + b * g.heads * T, q: q + rq, k: k + rk, v: v + rk,
                                       length: T, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim,
-                                      window: g.attentionWindow, scale: g.attentionScale, workspace: attentionWorkspace!)
+                                      window: g.attentionWindow, scale: g.attentionScale, softcap: g.attentionSoftcap,
+                                      workspace: attentionWorkspace!)
         }
         // q, k = RoPE(·): a rotation, whose backward is the rotation by the opposite angle.
         backend.rope(dq, table: rope, batch: B, length: T, heads: g.heads, sign: -1, offsets: nil)

@@ -16,6 +16,9 @@ import JSON
 ///   means 4096, as in `MistralConfig`; only an explicit null turns the window off).
 /// - `qwen3`: Qwen2's windows, QK-norm (w·x̂ per head of q and k), and `attention_bias` biasing q, k, v and o
 ///   (false by default).
+/// - `gemma2` (`Gemma2Config`): Gemma 3's recipe without QK-norm, every second layer sliding, one RoPE base,
+///   and soft-capping of the attention scores (`attn_logit_softcapping`, 50) and the logits
+///   (`final_logit_softcapping`, 30), both on by default.
 /// - `gemma3_text` (`Gemma3TextConfig`): the Gemma 3 recipe (see `architecture`); `layer_types` (by
 ///   default every sixth layer `full_attention`, the others `sliding_attention` with `sliding_window`,
 ///   4096 when absent); RoPE base `rope_theta` on full layers and `rope_local_base_freq` (10,000) on sliding
@@ -28,7 +31,11 @@ import JSON
 public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public enum ModelType: String, Codable, Sendable, CaseIterable {
         case llama, mistral, qwen2, qwen3
+        case gemma2
         case gemma3Text = "gemma3_text"
+
+        /// Gemma 2 and 3: sandwich (1 + w) norms, GELU-tanh, √hidden embeddings, query_pre_attn_scalar.
+        public var isGemma: Bool { self == .gemma2 || self == .gemma3Text }
     }
 
     /// How the rotary inverse frequencies are rescaled for long contexts.
@@ -84,14 +91,14 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     /// Whether q, k and v projections carry biases.
     public var hasQKVBias: Bool {
         switch modelType {
-        case .llama, .qwen3, .gemma3Text: return attentionBias
+        case .llama, .qwen3, .gemma2, .gemma3Text: return attentionBias
         case .qwen2: return true
         case .mistral: return false
         }
     }
 
     /// Whether the o projection carries a bias (llama's and gemma3's `attention_bias` cover o too).
-    public var hasOutputBias: Bool { [.llama, .qwen3, .gemma3Text].contains(modelType) && attentionBias }
+    public var hasOutputBias: Bool { [.llama, .qwen3, .gemma2, .gemma3Text].contains(modelType) && attentionBias }
 
     /// How many query heads share one key/value head.
     public var queryGroupSize: Int { numAttentionHeads / numKeyValueHeads }
@@ -110,7 +117,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                 return layer < layerTypes.count && layerTypes[layer] == "sliding_attention" ? window : nil
             }
             return layer >= (maxWindowLayers ?? 28) ? window : nil
-        case .gemma3Text:
+        case .gemma2, .gemma3Text:
             guard let layerTypes, layer < layerTypes.count else { return nil }
             return layerTypes[layer] == "sliding_attention" ? slidingWindow : nil
         }
@@ -164,7 +171,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         if c.contains(.quantizationConfig), try !c.decodeNil(forKey: .quantizationConfig) {
             throw LlamaError.unsupportedOption("quantization_config is present (quantized checkpoints are not supported)")
         }
-        if type == .gemma3Text {
+        if type.isGemma {
             // Gemma names it hidden_activation (hidden_act is an older alias it also reads).
             let act = try c.decodeIfPresent(String.self, forKey: .hiddenActivation)
                 ?? c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "gelu_pytorch_tanh"
@@ -195,13 +202,14 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case .llama: defaultMaxPositions = 2048
         case .mistral: defaultMaxPositions = 4096 * 32
         case .qwen2, .qwen3: defaultMaxPositions = 32768
+        case .gemma2: defaultMaxPositions = 8192
         case .gemma3Text: defaultMaxPositions = 131072
         }
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? defaultMaxPositions
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-        attentionBias = [.llama, .qwen3, .gemma3Text].contains(type) ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
+        attentionBias = [.llama, .qwen3, .gemma2, .gemma3Text].contains(type) ? (try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false) : false
         // Gemma3TextConfig ties the head by default; the LLaMA family does not.
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? (type == .gemma3Text)
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? type.isGemma
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
         if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) {
             eosTokenIds = [one]
@@ -329,11 +337,12 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             useSlidingWindow = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? false
             maxWindowLayers = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
             layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
-        case .gemma3Text:
+        case .gemma2, .gemma3Text:
             slidingWindow = window
             useSlidingWindow = nil; maxWindowLayers = nil
-            // Gemma3TextConfig: every sliding_window_pattern-th layer (6) is full, the others sliding.
-            let pattern = try c.decodeIfPresent(Int.self, forKey: .slidingWindowPattern) ?? 6
+            // Gemma3TextConfig: every sliding_window_pattern-th layer (6) is full, the others sliding;
+            // Gemma2Config: every second layer.
+            let pattern = try c.decodeIfPresent(Int.self, forKey: .slidingWindowPattern) ?? (type == .gemma2 ? 2 : 6)
             guard pattern > 0 else { throw LlamaError.invalidConfiguration("sliding_window_pattern \(pattern) must be positive") }
             layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
                 ?? (0..<numHiddenLayers).map { ($0 + 1) % pattern == 0 ? "full_attention" : "sliding_attention" }
@@ -346,11 +355,18 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                 throw LlamaError.unsupportedOption("layer type '\(bad)' (supported: full_attention, sliding_attention)")
             }
         }
-        if type == .gemma3Text {
+        if type.isGemma {
             queryPreAttnScalar = try c.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar) ?? 256
-            ropeLocalBaseFreq = try localBase ?? c.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq) ?? 10000
-            finalLogitSoftcapping = try c.decodeIfPresent(Double.self, forKey: .finalLogitSoftcapping)
-            attnLogitSoftcapping = try c.decodeIfPresent(Double.self, forKey: .attnLogitSoftcapping)
+            // Gemma 2 rotates every layer on rope_theta; Gemma 3's sliding layers have their own base.
+            ropeLocalBaseFreq = type == .gemma2 ? nil
+                : try localBase ?? c.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq) ?? 10000
+            // Gemma2Config caps by default (final 30, attention 50; null turns a cap off); Gemma 3 does not.
+            func cap(_ key: CodingKeys, _ gemma2Default: Double) throws -> Double? {
+                if c.contains(key) { return try c.decodeIfPresent(Double.self, forKey: key) }
+                return type == .gemma2 ? gemma2Default : nil
+            }
+            finalLogitSoftcapping = try cap(.finalLogitSoftcapping, 30)
+            attnLogitSoftcapping = try cap(.attnLogitSoftcapping, 50)
             for (key, v) in [("query_pre_attn_scalar", queryPreAttnScalar), ("rope_local_base_freq", ropeLocalBaseFreq),
                              ("final_logit_softcapping", finalLogitSoftcapping), ("attn_logit_softcapping", attnLogitSoftcapping)] {
                 if let v, !(v.isFinite && v > 0) { throw LlamaError.invalidConfiguration("\(key) \(v) must be positive and finite") }
@@ -383,7 +399,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
                           "low_freq_factor": .number(low), "high_freq_factor": .number(high),
                           "original_max_position_embeddings": .number(Double(original))], forKey: .ropeScaling)
         }
-        if [.llama, .qwen3, .gemma3Text].contains(modelType) {
+        if [.llama, .qwen3, .gemma2, .gemma3Text].contains(modelType) {
             try c.encode(attentionBias, forKey: .attentionBias)
         }
         if modelType == .llama { try c.encode(false, forKey: .mlpBias) }
@@ -394,7 +410,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         } else if !eosTokenIds.isEmpty {
             try c.encode(eosTokenIds, forKey: .eosTokenId)
         }
-        if modelType == .gemma3Text {
+        if modelType.isGemma {
             try c.encode("gelu_pytorch_tanh", forKey: .hiddenActivation)
         } else {
             try c.encode("silu", forKey: .hiddenAct)
@@ -410,7 +426,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             try c.encodeIfPresent(useSlidingWindow, forKey: .useSlidingWindow)
             try c.encodeIfPresent(maxWindowLayers, forKey: .maxWindowLayers)
             try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
-        case .gemma3Text:
+        case .gemma2, .gemma3Text:
             try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
             try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
             try c.encodeIfPresent(queryPreAttnScalar, forKey: .queryPreAttnScalar)

@@ -1,3 +1,4 @@
+import Foundation
 import Tensor
 
 /// A whole LLaMA-family causal language model in memory (float32):
@@ -117,7 +118,11 @@ public struct LlamaModel: Sendable {
     /// `CausalLanguageModel`, so `extension LlamaModel: CausalLanguageModel {}` is the whole conformance.)
     public func logits(_ tokens: [[Int]]) throws -> Tensor {
         let h = try hiddenStates(tokens)
-        return Linear.forward(h, weight: head ?? embeddings, precision: computePrecision)
+        var logits = Linear.forward(h, weight: head ?? embeddings, precision: computePrecision)
+        if let cap = configuration.architecture.finalLogitSoftcap {
+            for i in logits.data.indices { logits.data[i] = cap * Foundation.tanh(logits.data[i] / cap) }
+        }
+        return logits
     }
 
     /// (B, T − 1): the next-token negative log-likelihood −log p(tokens[b][t + 1] | tokens[b][...t]),
@@ -135,7 +140,8 @@ public struct LlamaModel: Sendable {
         }
         let rows = targets.count
         var nll = Tensor.uninitialized([b, max(t - 1, 0)])
-        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: vocab, precision: computePrecision)
+        var slabs = HeadSlabs(rowsPerSlab: rowsPerSlab, maxRows: rows, channels: c, vocabulary: vocab, precision: computePrecision,
+                              softcap: configuration.architecture.finalLogitSoftcap)
         h.data.withUnsafeBufferPointer { hp in
             w.data.withUnsafeBufferPointer { wp in
                 nll.data.withUnsafeMutableBufferPointer { np in

@@ -248,6 +248,7 @@ public final class ConvertedCheckpointWriter {
         case .mistral: architecture = "MistralForCausalLM"
         case .qwen2: architecture = "Qwen2ForCausalLM"
         case .qwen3: architecture = "Qwen3ForCausalLM"
+        case .gemma2: architecture = "Gemma2ForCausalLM"
         case .gemma3Text: architecture = "Gemma3ForCausalLM"
         }
         members.append(("architectures", .array([.string(architecture)])))

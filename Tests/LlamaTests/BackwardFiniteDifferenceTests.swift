@@ -111,6 +111,13 @@ private func gradientError(_ a: [Float], _ b: [Double]) -> Double { relativeErro
                                                                                 attentionScale: 1 / Float(10).squareRoot(),
                                                                                 normPlacement: .sandwich, qkNorm: true),
              bias: Array(repeating: false, count: 7)),
+        // Gemma 2's: sandwich norms without QK-norm, attention scores soft-capped at 2 (active: the scores here
+        // reach several units), a window.
+        Case(name: "Gemma 2: soft-capped attention", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 2,
+                                                                     rmsNormEps: 1e-6, attentionWindow: 5, normForm: .offset,
+                                                                     activation: .geluTanh, attentionScale: 0.4,
+                                                                     normPlacement: .sandwich, attentionSoftcap: 2),
+             bias: Array(repeating: false, count: 7)),
         // Qwen3's: QK-norm in the w·x̂ form, no biases.
         Case(name: "Qwen3: QK-norm", g: BlockGeometry(hidden: 8, intermediate: 12, heads: 4, kvHeads: 2, rmsNormEps: 1e-6, qkNorm: true),
              bias: Array(repeating: false, count: 7)),

@@ -100,7 +100,7 @@ struct NaiveBackwardBlock {
                 for j in lo...i {
                     var dot = 0.0
                     for d in 0..<hd { dot += q[i * qw + h * hd + d] * k[j * kw + kvh * hd + d] }
-                    s[j] = dot * scale
+                    s[j] = g.attentionSoftcap.map { Double($0) * Foundation.tanh(dot * scale / Double($0)) } ?? dot * scale
                 }
                 let m = s.maxOrNaN()!
                 let e = s.map { Foundation.exp($0 - m) }

@@ -105,7 +105,7 @@ private struct NaiveCausalLM {
     /// Loss and gradients against PyTorch autograd through transformers' whole model
     /// (scripts/make_lm_backward_fixtures.py).
     @Test(arguments: ["llama-gqa", "llama-mha-untied", "llama-attnbias", "qwen2-bias", "mistral-window", "qwen3-qknorm",
-                      "gemma3-sandwich"])
+                      "gemma3-sandwich", "gemma2-softcap"])
     func gradientsMatchPyTorchAutograd(_ name: String) throws {
         let model = try LlamaCheckpoint(directory: Paths.fixtures.appendingPathComponent(name)).loadModel()
         let c = model.configuration

@@ -158,23 +158,40 @@ private func refusal(_ json: String) -> LlamaError? {
         #expect(refusal(llama(#", "hidden_activation": "gelu""#, type: "gemma3_text")) != nil)
     }
 
-    /// What the description can say but this version does not compute is refused, every feature named;
-    /// Gemma 3's sandwich norms, QK-norm and per-layer RoPE bases are computed.
-    @Test func unsupportedArchitectureFeaturesAreNamed() throws {
+    /// Every feature the description can hold is computed (Gemma 3's sandwich norms, QK-norm and per-layer
+    /// RoPE bases, Gemma 2's soft-caps); a cap that is not positive and finite is refused, named, in one line.
+    @Test func architectureFeaturesAreComputedAndBadCapsRefused() throws {
         var a = try decode(llama()).architecture
         a.normPlacement = .sandwich
         a.qkNorm = true
         a.layers[0].ropeTheta = 1e6
-        try a.checkSupported()
         a.finalLogitSoftcap = 30
+        a.attentionSoftcap = 50
+        try a.checkSupported()
+        a.finalLogitSoftcap = 0
         #expect {
             try a.checkSupported()
         } throws: { e in
             let s = String(describing: e)
-            return s.contains("final logit soft-capping") && !s.contains("attention logit") && !s.contains("\n")
+            return s.contains("final logit soft-cap 0.0") && !s.contains("attention logit") && !s.contains("\n")
         }
-        a.attentionSoftcap = 50
+        a.finalLogitSoftcap = 30
+        a.attentionSoftcap = .nan
         #expect(throws: LlamaError.self) { try a.checkSupported() }
+    }
+
+    /// gemma2 as Gemma2Config reads it: Gemma 3's recipe without QK-norm, every second layer sliding, one RoPE
+    /// base, both soft-caps on by default (30 and 50) and off when null.
+    @Test func gemma2Configuration() throws {
+        let c = try decode(llama(#", "sliding_window": 8, "query_pre_attn_scalar": 16"#, type: "gemma2"))
+        #expect(c.layerTypes == ["sliding_attention", "full_attention", "sliding_attention"] && c.tieWordEmbeddings)
+        let a = c.architecture
+        #expect(a.normPlacement == .sandwich && a.normForm == .offset && a.activation == .geluTanh && !a.qkNorm)
+        #expect(a.finalLogitSoftcap == 30 && a.attentionSoftcap == 50 && a.attentionScale == 0.25)
+        #expect(a.layers == [.init(window: 8, ropeTheta: 10000), .init(window: nil, ropeTheta: 10000), .init(window: 8, ropeTheta: 10000)])
+        let uncapped = try decode(llama(#", "final_logit_softcapping": null, "attn_logit_softcapping": null"#, type: "gemma2"))
+        #expect(uncapped.architecture.finalLogitSoftcap == nil && uncapped.architecture.attentionSoftcap == nil)
+        #expect(try LlamaConfiguration(jsonData: try JSONValueEncoder().encode(c).text().data(using: .utf8)!) == c)
     }
 
     @Test func refusals() throws {

@@ -30,7 +30,7 @@ enum Paths {
 /// The tiny fixture checkpoints made by scripts/make_llama_fixtures.py.
 let tinyFixtures = [
     "llama-gqa", "llama-mha-untied", "llama-headdim", "llama-attnbias", "llama3-rope", "linear-rope",
-    "mistral-window", "qwen2-bias", "qwen3-qknorm", "gemma3-sandwich",
+    "mistral-window", "qwen2-bias", "qwen3-qknorm", "gemma3-sandwich", "gemma2-softcap",
 ]
 
 /// A reference file: input ids (B, T) and tensors by name.

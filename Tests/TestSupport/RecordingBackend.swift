@@ -66,17 +66,17 @@ public final class RecordingBackend: ComputeBackend, @unchecked Sendable {
     }
     public func attention(out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?, q: UnsafePointer<Float>,
                    k: UnsafePointer<Float>, v: UnsafePointer<Float>, batch: Int, length: Int, heads: Int, kvHeads: Int,
-                   headDim: Int, window: Int?, scale: Float, precision: ComputePrecision) {
+                   headDim: Int, window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision) {
         record("attention")
         cpu.attention(out: out, logSumExp: logSumExp, q: q, k: k, v: v, batch: batch, length: length, heads: heads,
-                      kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, precision: precision)
+                      kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, softcap: softcap, precision: precision)
     }
     public func attention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                    continuing: BlockContinuation, batch: Int, length: Int, heads: Int, kvHeads: Int, headDim: Int,
-                   window: Int?, scale: Float, precision: ComputePrecision) {
+                   window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision) {
         record("attentionContinuing")
         cpu.attention(out: out, q: q, k: k, v: v, continuing: continuing, batch: batch, length: length, heads: heads,
-                      kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, precision: precision)
+                      kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, softcap: softcap, precision: precision)
     }
     public func attentionWorkspace(capacity: Int, kvWidth: Int) -> any AttentionWorkspace {
         record("attentionWorkspace")
@@ -85,12 +85,12 @@ public final class RecordingBackend: ComputeBackend, @unchecked Sendable {
     public func attentionBackward(dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                            dout: UnsafePointer<Float>, out: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>,
                            q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, length: Int,
-                           heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+                           heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float, softcap: Float?,
                            workspace: any AttentionWorkspace) {
         record("attentionBackward")
         cpu.attentionBackward(dq: dq, dk: dk, dv: dv, dout: dout, out: out, logSumExp: logSumExp, q: q, k: k, v: v,
                               length: length, heads: heads, kvHeads: kvHeads, headDim: headDim, window: window,
-                              scale: scale, workspace: workspace)
+                              scale: scale, softcap: softcap, workspace: workspace)
     }
     public func gatedActivation(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                          count: Int, activation: Architecture.Activation) {

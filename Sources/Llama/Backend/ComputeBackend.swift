@@ -52,18 +52,18 @@ public protocol ComputeBackend: Sendable {
     /// Causal grouped-query attention (`Attention.forward`); logSumExp (B, NH, T) kept when given.
     func attention(out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?, q: UnsafePointer<Float>,
                    k: UnsafePointer<Float>, v: UnsafePointer<Float>, batch: Int, length: Int, heads: Int, kvHeads: Int,
-                   headDim: Int, window: Int?, scale: Float, precision: ComputePrecision)
+                   headDim: Int, window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision)
     /// The same over cached prefixes (`BlockContinuation`); no backward.
     func attention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                    continuing: BlockContinuation, batch: Int, length: Int, heads: Int, kvHeads: Int, headDim: Int,
-                   window: Int?, scale: Float, precision: ComputePrecision)
+                   window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision)
     /// Work memory of `attentionBackward` for sequences of up to `capacity` tokens.
     func attentionWorkspace(capacity: Int, kvWidth: Int) -> any AttentionWorkspace
     /// dq, dk, dv of one sequence (T tokens) from dout, the forward's out, log-sum-exp and rotated q, k.
     func attentionBackward(dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                            dout: UnsafePointer<Float>, out: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>,
                            q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, length: Int,
-                           heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+                           heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float, softcap: Float?,
                            workspace: any AttentionWorkspace)
 
     /// out = g(gate) ⊙ up over n elements.
@@ -154,17 +154,17 @@ public struct CPUBackend: ComputeBackend {
 
     public func attention(out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?, q: UnsafePointer<Float>,
                           k: UnsafePointer<Float>, v: UnsafePointer<Float>, batch: Int, length: Int, heads: Int, kvHeads: Int,
-                          headDim: Int, window: Int?, scale: Float, precision: ComputePrecision) {
+                          headDim: Int, window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision) {
         Attention.forward(out: out, logSumExp: logSumExp, q: q, k: k, v: v, batch: batch, length: length, heads: heads,
-                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale)
+                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale, softcap: softcap)
     }
 
     public func attention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
                           v: UnsafePointer<Float>, continuing c: BlockContinuation, batch: Int, length: Int, heads: Int,
-                          kvHeads: Int, headDim: Int, window: Int?, scale: Float, precision: ComputePrecision) {
+                          kvHeads: Int, headDim: Int, window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision) {
         Attention.forward(out: out, q: q, k: k, v: v, prefixKeys: c.keys, prefixValues: c.values, prefixStride: c.stride,
                           prefixRows: c.prefixRows, prefixLengths: c.offsets, batch: batch, length: length, heads: heads,
-                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale)
+                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale, softcap: softcap)
     }
 
     public func attentionWorkspace(capacity: Int, kvWidth: Int) -> any AttentionWorkspace {
@@ -174,13 +174,14 @@ public struct CPUBackend: ComputeBackend {
     public func attentionBackward(dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                                   dout: UnsafePointer<Float>, out: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>,
                                   q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, length: Int,
-                                  heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+                                  heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float, softcap: Float?,
                                   workspace: any AttentionWorkspace) {
         guard let scratch = workspace as? Attention.BackwardScratch else {
             preconditionFailure("CPUBackend: an attention workspace of another backend (\(type(of: workspace)))")
         }
         Attention.backward(dq: dq, dk: dk, dv: dv, dout: dout, out: out, lse: logSumExp, q: q, k: k, v: v, T: length,
-                           heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, scratch: scratch)
+                           heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, scale: scale, softcap: softcap,
+                           scratch: scratch)
     }
 
     public func gatedActivation(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,

@@ -4,7 +4,8 @@ import Tensor
 
 /// Causal grouped-query scaled dot-product attention, per sequence b and query head h:
 ///
-///     S = scale · Q_h K_gᵀ (scale 1/√HD unless given),   S[i, j] = −∞ unless i − window < j ≤ i,
+///     S = scale · Q_h K_gᵀ (scale 1/√HD unless given; with `softcap`, then cap · tanh(S / cap)),
+///     S[i, j] = −∞ unless i − window < j ≤ i,
 ///     P = softmax(S) row-wise (float32),   O_h = P V_g,
 ///
 /// where g = h / (NH / NKV) is the KV head that query head h shares (GQA; NKV = NH is plain multi-head
@@ -48,7 +49,7 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int, headDim hd: Int, window: Int?,
-        keyTile tile: Int = keyTile, precision: ComputePrecision = .float32, scale: Float? = nil
+        keyTile tile: Int = keyTile, precision: ComputePrecision = .float32, scale: Float? = nil, softcap: Float? = nil
     ) {
         precondition(nkv > 0 && nh % nkv == 0, "Attention: \(nh) heads, \(nkv) KV heads")
         precondition(tile > 0, "Attention: key tile \(tile)")
@@ -143,6 +144,7 @@ public enum Attention {
                         }
                         if a > 0 { row.update(repeating: 0, count: a) }
                         if e < width { (row + e).update(repeating: 0, count: width - e) }
+                        if let softcap { Self.capScores(row + a, count: e - a, cap: softcap) }
                         let old = rowMax[r]
                         let m = max(old, VectorMath.maximum(row + a, count: e - a))
                         let sum = VectorMath.expShifted(row + a, count: e - a, shift: m)
@@ -228,6 +230,12 @@ public enum Attention {
         }
     }
 
+    /// Gemma 2's soft-capping of attention scores, in place: s = cap · tanh(s / cap).
+    @inline(__always)
+    static func capScores(_ s: UnsafeMutablePointer<Float>, count n: Int, cap: Float) {
+        for i in 0..<n { s[i] = cap * Foundation.tanh(s[i] / cap) }
+    }
+
     /// Tensor form. q: (B, T, NH·HD), k, v: (B, T, NKV·HD) → (out (B, T, NH·HD), logSumExp (B, NH, T)).
     public static func forward(
         q: Tensor, k: Tensor, v: Tensor, heads nh: Int, kvHeads nkv: Int, window: Int? = nil, keyTile tile: Int = keyTile,
@@ -270,7 +278,7 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
         prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
-        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32, scale: Float? = nil
+        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32, scale: Float? = nil, softcap: Float? = nil
     ) {
         // bf16 as `Attention.forward` computes it: q, k, v (own and prefix) and the probabilities rounded
         // before the products, float32 accumulation; here always emulated (sgemm on the rounded values):
@@ -289,13 +297,13 @@ public enum Attention {
                     attend(out: out, q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, prefixKeys: pkp.baseAddress!,
                            prefixValues: pvp.baseAddress!, prefixStride: prefixStride, prefixRows: prefixRows,
                            prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv, headDim: hd,
-                           window: window, roundingProbabilities: true, scale: scale)
+                           window: window, roundingProbabilities: true, scale: scale, softcap: softcap)
                 } }
             } } }
         } else {
             attend(out: out, q: q, k: k, v: v, prefixKeys: prefixKeys, prefixValues: prefixValues, prefixStride: prefixStride,
                    prefixRows: prefixRows, prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv,
-                   headDim: hd, window: window, roundingProbabilities: false, scale: scale)
+                   headDim: hd, window: window, roundingProbabilities: false, scale: scale, softcap: softcap)
         }
     }
 
@@ -303,7 +311,7 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
         prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
-        headDim hd: Int, window: Int?, roundingProbabilities: Bool, scale: Float?
+        headDim hd: Int, window: Int?, roundingProbabilities: Bool, scale: Float?, softcap: Float?
     ) {
         let scale = scale ?? Architecture.defaultAttentionScale(headDim: hd)
         let group = nh / nkv
@@ -329,6 +337,7 @@ public enum Attention {
                 let lo = window.map { max(0, position - $0 + 1) } ?? 0
                 if lo > 0 { row.update(repeating: 0, count: lo) }
                 if position + 1 < width { (row + position + 1).update(repeating: 0, count: width - position - 1) }
+                if let softcap { Self.capScores(row + lo, count: position + 1 - lo, cap: softcap) }
                 let m = VectorMath.maximum(row + lo, count: position + 1 - lo)
                 inverse[i] = 1 / VectorMath.expShifted(row + lo, count: position + 1 - lo, shift: m)
             }
@@ -414,7 +423,8 @@ public enum Attention {
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, out: UnsafePointer<Float>, lse: UnsafePointer<Float>,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float? = nil, scratch: BackwardScratch
+        T: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float? = nil, softcap: Float? = nil,
+        scratch: BackwardScratch
     ) {
         let qw = heads * headDim, kw = kvHeads * headDim, group = heads / kvHeads
         let scale = scale ?? Architecture.defaultAttentionScale(headDim: headDim)
@@ -448,8 +458,18 @@ public enum Attention {
                         var d: Float = 0
                         let dor = doh + i * qw, orow = oh + i * qw
                         for c in 0..<headDim { d += dor[c] * orow[c] }
-                        _ = VectorMath.expShifted(pr + a, count: e - a, shift: l)
-                        for j in a..<e { dpr[j] = pr[j] * (dpr[j] - d) }
+                        if let cap = softcap {
+                            // S = cap·tanh(S₀/cap): P = exp(S − L), and dS₀ = dS · (1 − (S/cap)²).
+                            for j in a..<e {
+                                let s = cap * Foundation.tanh(pr[j] / cap)
+                                let p = Foundation.exp(s - l)
+                                pr[j] = p
+                                dpr[j] = p * (dpr[j] - d) * (1 - (s / cap) * (s / cap))
+                            }
+                        } else {
+                            _ = VectorMath.expShifted(pr + a, count: e - a, shift: l)
+                            for j in a..<e { dpr[j] = pr[j] * (dpr[j] - d) }
+                        }
                         if a > 0 {
                             pr.update(repeating: 0, count: a)
                             dpr.update(repeating: 0, count: a)

@@ -45,8 +45,11 @@ public enum CrossEntropy {
 
     /// For `rows` logit rows (row i predicts targets[from + i]): returns Σ CE (float64) and overwrites
     /// each row with scale · (softmax − onehot).
+    ///
+    /// With `softcap`, the rows hold capped logits z = cap · tanh(z₀ / cap) and become the gradient w.r.t. z₀:
+    /// scale · (softmax − onehot) · (1 − (z / cap)²).
     public static func backward(_ z: UnsafeMutablePointer<Float>, targets: [Int], from: Int, rows: Int, vocab v: Int,
-                                     scale: Float) -> Double {
+                                     scale: Float, softcap: Float? = nil) -> Double {
         var losses = [Double](repeating: 0, count: rows)
         losses.withUnsafeMutableBufferPointer { lp in
             targets.withUnsafeBufferPointer { tp in
@@ -56,6 +59,14 @@ public enum CrossEntropy {
                     let lse = CrossEntropy.logSumExp(row, count: v)
                     l[r] = lse - Double(row[tg[r]])
                     let shift = Float(lse)
+                    if let cap = softcap {
+                        for j in 0..<v {
+                            let c = row[j]
+                            let d = Foundation.exp(c - shift) * scale - (j == tg[r] ? scale : 0)
+                            row[j] = d * (1 - (c / cap) * (c / cap))
+                        }
+                        return
+                    }
                     _ = VectorMath.expShifted(row, count: v, shift: shift)
                     VectorMath.scale(row, count: v, by: scale)
                     row[tg[r]] -= scale

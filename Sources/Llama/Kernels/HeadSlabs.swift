@@ -1,3 +1,4 @@
+import Foundation
 import Tensor
 
 /// The language-model head over chosen rows of the hidden states, a slab of rows at a time: gather the rows,
@@ -10,13 +11,17 @@ public struct HeadSlabs {
     public let vocabulary: Int
     /// The number format of the head GEMM; with bfloat16 the head is rounded once per `forEach`.
     public let precision: ComputePrecision
+    /// Gemma 2's final soft-cap: the slab's logits are cap · tanh(z / cap); nil for none.
+    public let softcap: Float?
     /// (rowsPerSlab, C) gathered inputs and (rowsPerSlab, V) logits, allocated once.
     private var inputs: [Float]
     private var logits: [Float]
 
     /// Buffers for slabs of up to `rowsPerSlab` rows (at least 1; fewer when `maxRows` is smaller).
-    public init(rowsPerSlab: Int, maxRows: Int, channels: Int, vocabulary: Int, precision: ComputePrecision = .float32) {
+    public init(rowsPerSlab: Int, maxRows: Int, channels: Int, vocabulary: Int, precision: ComputePrecision = .float32,
+                softcap: Float? = nil) {
         self.precision = precision
+        self.softcap = softcap
         self.rowsPerSlab = max(1, min(rowsPerSlab, max(maxRows, 1)))
         self.channels = channels
         self.vocabulary = vocabulary
@@ -26,8 +31,10 @@ public struct HeadSlabs {
 
     /// Whether these buffers give the slabs that `init(rowsPerSlab:maxRows:...)` with these arguments would:
     /// the same slab height (the head GEMM's rows, on which its bits depend), width, vocabulary and format.
-    public func matches(rowsPerSlab: Int, maxRows: Int, channels c: Int, vocabulary v: Int, precision p: ComputePrecision) -> Bool {
+    public func matches(rowsPerSlab: Int, maxRows: Int, channels c: Int, vocabulary v: Int, precision p: ComputePrecision,
+                        softcap cap: Float? = nil) -> Bool {
         self.rowsPerSlab == max(1, min(rowsPerSlab, max(maxRows, 1))) && channels == c && vocabulary == v && precision == p
+            && softcap == cap
     }
 
     /// For rows 0..<rows, whose hidden state is row `source(r)` of `hidden` (N, C), and head (V, C):
@@ -52,6 +59,12 @@ public struct HeadSlabs {
                     } else {
                         Linear.forward(out: lp.baseAddress!, inp: ip.baseAddress!, weight: head, bias: nil,
                                        rows: count, inFeatures: c, outFeatures: v)
+                    }
+                    if let softcap {
+                        let z = lp.baseAddress!
+                        parallelChunks(count * v, minimumPerThread: 1 << 16) { r in
+                            for i in r { z[i] = softcap * Foundation.tanh(z[i] / softcap) }
+                        }
                     }
                     body(start, count, lp.baseAddress!)
                     start += count
