@@ -1,4 +1,3 @@
-import Foundation
 import Tensor
 
 /// A whole LLaMA-family causal language model in memory (float32):
@@ -120,7 +119,7 @@ public struct LlamaModel: Sendable {
         let h = try hiddenStates(tokens)
         var logits = Linear.forward(h, weight: head ?? embeddings, precision: computePrecision)
         if let cap = configuration.architecture.finalLogitSoftcap {
-            for i in logits.data.indices { logits.data[i] = cap * Foundation.tanh(logits.data[i] / cap) }
+            logits.data.withUnsafeMutableBufferPointer { Attention.capScores($0.baseAddress!, count: $0.count, cap: cap) }
         }
         return logits
     }

@@ -230,7 +230,8 @@ public enum Attention {
         }
     }
 
-    /// Gemma 2's soft-capping of attention scores, in place: s = cap · tanh(s / cap).
+    /// Gemma 2's soft-capping, in place: s = cap · tanh(s / cap) (attention scores here; the head's logits
+    /// in `HeadSlabs` and `LlamaModel.logits`).
     @inline(__always)
     static func capScores(_ s: UnsafeMutablePointer<Float>, count n: Int, cap: Float) {
         for i in 0..<n { s[i] = cap * Foundation.tanh(s[i] / cap) }

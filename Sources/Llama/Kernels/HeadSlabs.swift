@@ -1,4 +1,3 @@
-import Foundation
 import Tensor
 
 /// The language-model head over chosen rows of the hidden states, a slab of rows at a time: gather the rows,
@@ -63,7 +62,7 @@ public struct HeadSlabs {
                     if let softcap {
                         let z = lp.baseAddress!
                         parallelChunks(count * v, minimumPerThread: 1 << 16) { r in
-                            for i in r { z[i] = softcap * Foundation.tanh(z[i] / softcap) }
+                            Attention.capScores(z + r.lowerBound, count: r.count, cap: softcap)
                         }
                     }
                     body(start, count, lp.baseAddress!)
