@@ -14,6 +14,41 @@ public typealias MaskSelector = (
 /// one input, and each stage's input depends on the earlier stages.
 public let wandaPlusPlusStages: [[LinearKind]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
 
+/// How a stage-by-stage prune weighs G against ‖X‖ in S = (α·G + ‖X_j‖₂)·|W|.
+public enum ScoreRule: Sendable, Equatable, CustomStringConvertible {
+    /// α as given (the paper's α = 100): its balance with ‖X‖ depends on the calibration size, since ‖X‖
+    /// sums over all tokens while G is a mean over samples.
+    case fixed(Float)
+    /// α = β · mean_j(‖X_j‖) / mean_ij(G_ij) per matrix, i.e. S ∝ (β·G/mean(G) + ‖X‖/mean(‖X‖))·|W|:
+    /// the same balance at any calibration size; β = 0 is Wanda's score.
+    case relative(Float)
+
+    /// The α this rule gives a matrix whose G has mean `meanG` and whose input norms have mean `meanNorm`.
+    public func alpha(meanG: Double, meanNorm: Double) -> Float {
+        switch self {
+        case .fixed(let a): return a
+        case .relative(let beta):
+            return meanG > 0 && meanNorm.isFinite ? Float(Double(beta) * meanNorm / meanG) : 0
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .fixed(let a): return "α=\(a)"
+        case .relative(let b): return "β=\(b)"
+        }
+    }
+}
+
+/// One setting `--alpha auto` tried on a block: the weights it started from, its score rule, and the
+/// output error on the held-out samples Σₙ‖f_dense(X̂ₙ) − f(X̂ₙ)‖² of the block it pruned.
+public struct HeldOutCandidate: Sendable, Equatable {
+    /// "dense" (the block as it came) or "optimized" (after the rounds of regional optimization).
+    public var start: String
+    public var rule: ScoreRule
+    public var heldOutError: Double
+}
+
 /// What Wanda++ did to one block (for `pruning.json` and tests).
 public struct WandaPlusPlusBlockRecord: Sendable {
     /// The calibration sample indices of each round, in draw order.
@@ -24,6 +59,11 @@ public struct WandaPlusPlusBlockRecord: Sendable {
     public var gradientScores: [Tensor]?
     /// ‖X_j‖₂ per matrix of the final prune, when the caller asked to keep statistics.
     public var columnNorms: [[Float]]?
+    /// `--alpha auto`: every setting tried, in order, and the index of the one the final prune used.
+    public var candidates: [HeldOutCandidate] = []
+    public var chosen: Int?
+    /// The α each matrix's final score used (in `LinearKind` order; 0 without G).
+    public var alphas: [Float] = []
     /// Wall-clock seconds spent on gradients, on regional optimization steps, and on stage-by-stage pruning.
     public var gradientSeconds = 0.0
     public var optimizationSeconds = 0.0
@@ -31,6 +71,14 @@ public struct WandaPlusPlusBlockRecord: Sendable {
 
     /// The mean RO loss of each round.
     public var meanRoundLosses: [Double] { roLosses.map { $0.isEmpty ? .nan : $0.reduce(0, +) / Double($0.count) } }
+
+    /// The chosen candidate's held-out error over that of Wanda's score on the dense block (the candidate
+    /// "dense β=0"); nil without `--alpha auto`.
+    public var heldOutGainOverWanda: Double? {
+        guard let c = chosen, let w = candidates.first(where: { $0.start == "dense" && $0.rule == .relative(0) }),
+              w.heldOutError > 0 else { return nil }
+        return candidates[c].heldOutError / w.heldOutError
+    }
 }
 
 /// Wanda++ on one decoder block: regional gradient scores, regional optimization and the final
@@ -92,13 +140,20 @@ public struct WandaPlusPlusBlock {
         let sample = { (n: Int) in inputs.baseAddress! + n * tokens * C }
         let gradientCount = options.gradientSampleCount(of: samples)
         let allSamples = Array(0..<samples)
+        // `--alpha auto` holds out the last samples: G, the rounds and the candidates' prunes never see them.
+        let training = options.trainingCount(of: samples)
+        let heldOut = Array(training..<samples)
+        let dense = block
+        if !heldOut.isEmpty { work.keepHeldOutTargets(dense, samples: heldOut, sample: sample, rope: rope) }
 
         var G: [Tensor]? = nil
+        /// G of the dense block, kept for the candidates that start from it.
+        var denseG: [Tensor]? = nil
+        var optimized = false
         if options.variant.usesRegionalOptimization && options.roRounds > 0 {
-            let dense = block
             // The rounds' draws come first (the generator serves nothing else), so the first G pass, a
             // float32 forward of the dense block, can keep the RO targets of the samples they draw.
-            let draws = (0..<options.roRounds).map { _ in generator.sample(options.roSamples, from: samples) }
+            let draws = (0..<options.roRounds).map { _ in generator.sample(options.roSamples, from: training) }
             let drawn = Set(draws.joined())
             work.reserveDenseOutputs(samples: drawn.count)
             if options.variant.usesGradientScore {
@@ -110,6 +165,7 @@ public struct WandaPlusPlusBlock {
                     }
                 }
                 record.gradientSeconds += Date().timeIntervalSince(t0)
+                if !heldOut.isEmpty { denseG = G }
             }
             let optimizer = RMSprop(parameterCounts: block.weights.map(\.count), learningRate: options.roLearningRate)
             for (round, idx) in draws.enumerated() {
@@ -117,7 +173,7 @@ public struct WandaPlusPlusBlock {
                 let t0 = Date()
                 progress?("RO round \(round + 1)/\(options.roRounds) pruning")
                 _ = try Profile.phase("staged re-prune") {
-                    try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, alpha: options.alpha,
+                    try work.stagedPrune(&block, samples: idx, sample: sample, rope: rope, G: G, rule: .fixed(options.alpha),
                                          select: select, label: label, keepNorms: false)
                 }
                 let t1 = Date()
@@ -135,6 +191,7 @@ public struct WandaPlusPlusBlock {
                 record.pruneSeconds += t1.timeIntervalSince(t0)
                 record.optimizationSeconds += Date().timeIntervalSince(t1)
             }
+            optimized = true
         }
         if options.variant.usesGradientScore {
             // Recomputed on the block as the rounds left it (the only G of the RGS-only variant).
@@ -146,17 +203,57 @@ public struct WandaPlusPlusBlock {
                 }
             }
             record.gradientSeconds += Date().timeIntervalSince(t0)
+            if !optimized { denseG = G }
         }
+
+        var rule = ScoreRule.fixed(options.alpha)
+        if !heldOut.isEmpty {
+            // Each start (the dense block, and the block as the rounds left it) × each score rule, pruned
+            // stage by stage on the training samples and judged by its output error on the held-out ones.
+            let t0 = Date()
+            var starts: [(name: String, weights: DecoderBlockWeights, G: [Tensor]?)] = [("dense", dense, denseG)]
+            if optimized { starts.append(("optimized", block, G)) }
+            let rules: [ScoreRule] = options.variant.usesGradientScore
+                ? WandaPlusPlusOptions.relativeAlphaGrid.map { .relative($0) } + [.fixed(options.alpha)]
+                : [.relative(0)]
+            let training = Array(0..<training)
+            for start in starts {
+                for candidateRule in rules {
+                    progress?("held-out choice: \(start.name) \(candidateRule)")
+                    var candidate = start.weights
+                    _ = try Profile.phase("held-out choice") {
+                        try work.stagedPrune(&candidate, samples: training, sample: sample, rope: rope, G: start.G,
+                                             rule: candidateRule, select: select, label: label, keepNorms: false)
+                    }
+                    let error = work.heldOutError(candidate, samples: heldOut, sample: sample, rope: rope)
+                    guard error.isFinite else {
+                        throw WandaPlusPlusError("\(label): held-out output error of \(start.name) \(candidateRule) is not finite")
+                    }
+                    record.candidates.append(HeldOutCandidate(start: start.name, rule: candidateRule, heldOutError: error))
+                }
+            }
+            // Strictly lower error wins, so a tie keeps the earlier (simpler) setting.
+            let best = record.candidates.indices.min { record.candidates[$0].heldOutError < record.candidates[$1].heldOutError }!
+            record.chosen = best
+            rule = record.candidates[best].rule
+            if record.candidates[best].start == "dense" {
+                block = dense
+                G = denseG
+            }
+            record.pruneSeconds += Date().timeIntervalSince(t0)
+        }
+
         let t0 = Date()
         progress?("final prune")
-        let norms = try Profile.phase("staged re-prune") {
+        let final = try Profile.phase("staged re-prune") {
             try work.stagedPrune(&block, samples: allSamples, sample: sample, rope: rope, G: G,
-                                 alpha: options.alpha, select: select, label: label, keepNorms: keepStatistics)
+                                 rule: rule, select: select, label: label, keepNorms: keepStatistics)
         }
         record.pruneSeconds += Date().timeIntervalSince(t0)
+        record.alphas = final.alphas
         if keepStatistics {
             record.gradientScores = G
-            record.columnNorms = norms
+            record.columnNorms = final.norms
         }
         return record
     }
@@ -277,12 +374,12 @@ private final class Workspace {
     ///
     /// Each stage resumes from the activation the previous one saved per sample (attn for o, h for gate,
     /// up and down), so the block is run once in all rather than once per stage from its input.
-    /// Returns the norms of each matrix when `keepNorms`.
-    @discardableResult
+    /// Returns the α each matrix used, and the norms of each matrix when `keepNorms`.
     func stagedPrune(_ p: inout DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>,
-                     rope: RoPE, G: [Tensor]?, alpha: Float, select: MaskSelector, label: String,
-                     keepNorms: Bool) throws -> [[Float]]? {
+                     rope: RoPE, G: [Tensor]?, rule: ScoreRule, select: MaskSelector, label: String,
+                     keepNorms: Bool) throws -> (alphas: [Float], norms: [[Float]]?) {
         var kept: [[Float]] = Array(repeating: [], count: 7)
+        var alphas = [Float](repeating: 0, count: 7)
         let C = g.hidden
         tape.precision = statisticsPrecision
         defer { tape.precision = .float32 }
@@ -313,12 +410,47 @@ private final class Workspace {
                 throw WandaPlusPlusError("\(label): input feature \(j) of \(stage[0].projectionName) is not finite (NaN or overflow in the pruned block)")
             }
             for m in stage {
-                try pruneMatrix(&p.weights[m.index], kind: m, G: G?[m.index], norms: norms, alpha: alpha, select: select,
+                if let G { alphas[m.index] = rule.alpha(meanG: mean(G[m.index].data), meanNorm: mean(norms)) }
+                try pruneMatrix(&p.weights[m.index], kind: m, G: G?[m.index], norms: norms, alpha: alphas[m.index], select: select,
                                 name: "\(label) \(m.projectionName)")
                 if keepNorms { kept[m.index] = norms }
             }
         }
-        return keepNorms ? kept : nil
+        return (alphas, keepNorms ? kept : nil)
+    }
+
+    /// The dense block's outputs on the held-out samples, (h, T, C) in their order: what `heldOutError`
+    /// measures candidates against.
+    private var heldOutTargets: [Float] = []
+
+    func keepHeldOutTargets(_ dense: DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>, rope: RoPE) {
+        let n = tokens * g.hidden
+        heldOutTargets = [Float](repeating: 0, count: samples.count * n)
+        for (i, s) in samples.enumerated() {
+            tape.forward(sample(s), tokens: tokens, parameters: dense, rope: rope)
+            heldOutTargets.withUnsafeMutableBufferPointer { t in
+                _ = UnsafeMutableBufferPointer(rebasing: t[(i * n)..<((i + 1) * n)]).update(fromContentsOf: tape.output)
+            }
+        }
+    }
+
+    /// Σₙ ‖f_dense(X̂ₙ) − f(X̂ₙ)‖² over the held-out samples (the same list `keepHeldOutTargets` saw), in
+    /// float64, through float32 forwards.
+    func heldOutError(_ p: DecoderBlockWeights, samples: [Int], sample: (Int) -> UnsafePointer<Float>, rope: RoPE) -> Double {
+        let n = tokens * g.hidden
+        var error = 0.0
+        for (i, s) in samples.enumerated() {
+            tape.forward(sample(s), tokens: tokens, parameters: p, rope: rope)
+            let y = tape.output
+            heldOutTargets.withUnsafeBufferPointer { t in
+                let target = t.baseAddress! + i * n
+                for j in 0..<n {
+                    let d = Double(y[j]) - Double(target[j])
+                    error += d * d
+                }
+            }
+        }
+        return error
     }
 
     private func pruneMatrix(_ w: inout Tensor, kind: LinearKind, G: Tensor?, norms: [Float], alpha: Float, select: MaskSelector,
@@ -403,6 +535,11 @@ private final class Workspace {
         optimizer.finishStep()
         return loss
     }
+}
+
+/// The mean of `x` in float64 (NaN stays NaN).
+private func mean(_ x: [Float]) -> Double {
+    x.isEmpty ? 0 : x.reduce(0.0) { $0 + Double($1) } / Double(x.count)
 }
 
 /// A loss with 6 significant digits, for progress lines.

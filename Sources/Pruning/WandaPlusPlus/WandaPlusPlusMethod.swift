@@ -25,10 +25,11 @@ public final class WandaPlusPlusMethod: PruningMethod {
 
     /// The options the three variants read.
     public static let options = [
-        MethodOption("alpha", valueName: "x", help: "Wanda++: weight α of the regional gradient G in the score.", default: "100"),
+        MethodOption("alpha", valueName: "x|auto", help: "Wanda++: weight α of the regional gradient G in the score (α·G + ‖X‖)·|W|, or auto: each block tries Wanda's score, relative weights β = 0.25…4 (α = β·mean‖X‖/mean G) and the fixed α 100, from the dense block and from the block after regional optimization, and keeps the one with the lowest output error on held-out calibration samples.", default: "100"),
+        MethodOption("holdout", valueName: "n", help: "Wanda++ with --alpha auto: the last n calibration samples are held out (not used for G, regional optimization or the candidates' masks) to judge the candidates.", default: "max(1, nsamples/8)"),
         MethodOption("gradient-samples", valueName: "n", help: "Wanda++: G averages over the first n calibration samples.", default: "all"),
         MethodOption("ro-rounds", valueName: "n", help: "Wanda++: rounds of regional optimization per block.", default: "5"),
-        MethodOption("ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", default: "min(32, nsamples)"),
+        MethodOption("ro-samples", valueName: "n", help: "Wanda++: calibration samples drawn per round (one RMSprop step each).", default: "min(32, nsamples − holdout)"),
         MethodOption("ro-lr", valueName: "x", help: "Wanda++: RMSprop learning rate of regional optimization.", default: "3e-7"),
     ]
 
@@ -40,13 +41,23 @@ public final class WandaPlusPlusMethod: PruningMethod {
             .roOnly: "regional optimization with the Wanda score",
         ]
         return MethodRegistration(name: variant.rawValue, summary: summaries[variant] ?? variant.rawValue, options: options) { a in
+            let auto = a.values["alpha"] == "auto"
+            var plain = a
+            if auto { plain.values["alpha"] = nil }
+            if a.values["holdout"] != nil && !auto {
+                throw MethodOptionError("--holdout applies only with --alpha auto")
+            }
+            let holdout = try a.int("holdout", range: 1...Int.max, default: nil)
+            let heldOut = auto ? holdout ?? WandaPlusPlusOptions.defaultHoldout(of: a.sampleCount) : 0
             let o = WandaPlusPlusOptions(
                 variant: variant,
-                alpha: Float(try a.double("alpha", default: 100)),
+                alpha: Float(try plain.double("alpha", default: 100)),
                 roRounds: try a.int("ro-rounds", range: 0...10_000, default: 5)!,
-                roSamples: try a.int("ro-samples", range: 1...Int.max, default: min(32, a.sampleCount))!,
+                roSamples: try a.int("ro-samples", range: 1...Int.max, default: max(1, min(32, a.sampleCount - heldOut)))!,
                 roLearningRate: Float(try a.double("ro-lr", default: 3e-7)),
-                gradientSamples: try a.int("gradient-samples", range: 1...Int.max, default: nil))
+                gradientSamples: try a.int("gradient-samples", range: 1...Int.max, default: nil),
+                selectsOnHeldOut: auto,
+                holdoutSamples: holdout)
             return WandaPlusPlusMethod(options: o)
         }
     }
@@ -66,7 +77,11 @@ public final class WandaPlusPlusMethod: PruningMethod {
     public var settings: [String: String] {
         var s = ["wanda++.variant": options.variant.rawValue,
                  "wanda++.gradient_samples": options.gradientSamples.map(String.init) ?? "all"]
-        if options.variant.usesGradientScore { s["wanda++.alpha"] = "\(options.alpha)" }
+        if options.variant.usesGradientScore { s["wanda++.alpha"] = options.selectsOnHeldOut ? "auto" : "\(options.alpha)" }
+        if options.selectsOnHeldOut {
+            s["wanda++.holdout"] = options.holdoutSamples.map(String.init) ?? "max(1, nsamples/8)"
+            if options.variant.usesGradientScore { s["wanda++.fixed_alpha_candidate"] = "\(options.alpha)" }
+        }
         if options.variant.usesRegionalOptimization {
             s["wanda++.ro_rounds"] = String(options.roRounds)
             s["wanda++.ro_samples"] = String(options.roSamples)
@@ -90,6 +105,21 @@ public final class WandaPlusPlusMethod: PruningMethod {
             notes["wanda++.ro_loss_mean"] = json(blocks.map { records[$0]!.meanRoundLosses })
             notes["wanda++.ro_loss_last"] = json(blocks.map { records[$0]!.roLosses.map { $0.last ?? 0 } })
             notes["wanda++.ro_draws"] = json(blocks.map { records[$0]!.roundSamples })
+        }
+        if options.variant.usesGradientScore {
+            notes["wanda++.alpha_used"] = json(blocks.map { records[$0]!.alphas })
+        }
+        if options.selectsOnHeldOut {
+            // Per block: the chosen start and rule, its held-out error relative to Wanda's score on the
+            // dense block, and every candidate's error.
+            notes["wanda++.chosen"] = json(blocks.map { b -> String in
+                let r = records[b]!
+                return r.chosen.map { "\(r.candidates[$0].start) \(r.candidates[$0].rule)" } ?? ""
+            })
+            notes["wanda++.heldout_vs_wanda"] = json(blocks.map { records[$0]!.heldOutGainOverWanda ?? 1 })
+            notes["wanda++.heldout_errors"] = json(blocks.map { b in
+                records[b]!.candidates.map { ["\($0.start) \($0.rule)": $0.heldOutError] }
+            })
         }
         notes["wanda++.seconds"] = json(blocks.map { b -> [Double] in
             let r = records[b]!
@@ -132,7 +162,12 @@ public final class WandaPlusPlusMethod: PruningMethod {
         // inputs, or in a store of its own where the attention output is wider than the hidden size.
         let qWidth = c.numAttentionHeads * c.headDim
         let stageStore = qWidth > c.hiddenSize ? sampleCount * sequenceLength * qWidth : 0
+        // --alpha auto: a candidate's working copy and the dense outputs of the held-out samples (the dense
+        // block's G is the first of the two above, kept).
+        let holdout = options.holdoutCount(of: sampleCount)
+        let selection = holdout > 0 ? 4 * p + 4 * holdout * sequenceLength * c.hiddenSize : 0
         return 4 * p * (copies + g) + 5 * largest + tape + 4 * sequenceLength * c.hiddenSize * (1 + targets) + 4 * stageStore
+            + selection
     }
 
     public func prune(_ context: BlockPruningContext) throws -> BlockMethodReport {
