@@ -2,6 +2,7 @@ import Foundation
 import Llama
 import Pruning
 import Tensor
+import TestSupport
 import Testing
 
 /// `--alpha auto`: each block chooses its score rule and starting weights on held-out calibration samples.
@@ -53,7 +54,7 @@ import Testing
         #expect(record.candidates.map(\.rule) == starts.flatMap { _ in rules })
         #expect(record.candidates.allSatisfy { $0.heldOutError.isFinite && $0.heldOutError > 0 })
         let chosen = try #require(record.chosen)
-        let lowest = try #require(record.candidates.map(\.heldOutError).min())
+        let lowest = try #require(record.candidates.map(\.heldOutError).minOrNaN())
         #expect(record.candidates[chosen].heldOutError == lowest)
         #expect(record.alphas.count == 7)
         let gain = try #require(record.heldOutGainOverWanda)
