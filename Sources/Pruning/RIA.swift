@@ -55,7 +55,7 @@ public struct RIAPruning: LayerPruningMethod {
     }
 
     public func compress(_ weight: LayerWeight, statistics: InputStatistics?, pattern: SparsityPattern) throws {
-        var scores = try scores(weight, statistics)
+        var scores = try scores(weight, statistics: statistics)
         try scores.withUnsafeMutableBufferPointer { s in
             try applyMask(weight, scores: s, pattern: pattern, perMatrix: !perRow)
         }
@@ -72,7 +72,7 @@ public struct RIAPruning: LayerPruningMethod {
         context.report(LinearKind.down.modulePath)
         let start = DispatchTimeClock.now()
         let order = try context.withWeight(.down) { w -> [Int] in
-            let scores = try scores(w, stats[.down])
+            let scores = try scores(w, statistics: stats[.down])
             if let i = scores.withUnsafeBufferPointer({ FloatScan.firstNaN($0) }) {
                 throw PruningError("\(w.name): NaN score at row \(i / w.inFeatures), column \(i % w.inFeatures)")
             }
@@ -95,8 +95,8 @@ public struct RIAPruning: LayerPruningMethod {
         return BlockMethodReport(layerSeconds: seconds)
     }
 
-    /// RIA's scores of `weight` (out · in, row-major) from its input statistics.
-    func scores(_ weight: LayerWeight, _ statistics: InputStatistics?) throws -> [Float] {
+    /// RIA's scores of `weight` (out · in, row-major) from its input statistics (column squares).
+    public func scores(_ weight: LayerWeight, statistics: InputStatistics?) throws -> [Float] {
         guard let statistics, statistics.kind.contains(.columnSquares) else {
             throw PruningError("\(weight.name): no calibration statistics were collected")
         }
