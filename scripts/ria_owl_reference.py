@@ -18,7 +18,7 @@ Where this differs from the public code, on purpose (the project's rules, as in 
      partial group of w < M columns prunes max(0, w - N).
   2. Ties: stable ascending sort, lower index pruned first (reference_prune.select_pruned).
   3. Sums in float64: colsum, rowsum and the column importance (float64, rounded to float32 for colsum and
-     rowsum); the activation term sqrt(s)^a in float64 rounded to float32; a |W|/sum term whose sum is 0
+     rowsum); the activation term sqrt(s)^a in float64 rounded to float32; a term |W| over a zero sum
      counts as 0 (the code would divide 0 by 0). OWL's mean and comparison in float64 over the float32
      scores. s and the Wanda norm use the token count, not the code's sample count: a constant scale,
      which changes no RIA or OWL decision.
