@@ -95,6 +95,41 @@ import TestSupport
         }
     }
 
+    /// Every method prunes each block at the ratio OWL planned for it, in its own comparison groups (RIA:
+    /// the whole matrix; Wanda++: per row; SparseGPT: per block of 128 columns), and the plan does not
+    /// depend on the method.
+    @Test(arguments: ["ria", "wanda++", "sparsegpt"])
+    func everyMethodFollowsThePlan(_ name: String) throws {
+        let (checkpoint, calibration) = try stories260K(nsamples: 4)
+        let options = PruningOptions(pattern: .unstructured(0.6))
+        let method: PruningMethod = name == "wanda++"
+            ? WandaPlusPlusMethod(options: WandaPlusPlusOptions(roRounds: 1, roSamples: 2)) : try PruningMethods.make(name)
+        var blocks: [DecoderBlockWeights] = []
+        let summary = try BlockwisePruning.run(checkpoint: checkpoint, calibration: calibration, method: method,
+                                               options: options, planner: OWLPlanner()) { blocks.append($0) }
+        let wanda = try BlockwisePruning.run(checkpoint: checkpoint, calibration: calibration, method: WandaPruning(),
+                                             options: options, planner: OWLPlanner()) { _ in }
+        #expect(summary.plan != nil && summary.plan == wanda.plan)
+        for l in 0..<5 {
+            let r = try #require(Double(summary.plan?["\(l).up"] ?? ""))
+            #expect(abs(r - 0.6) > 1e-3, "block \(l) kept the base ratio")
+            for kind in LinearKind.allCases {
+                let w = blocks[l][kind]
+                let (rows, cols) = (w.shape[0], w.shape[1])
+                let expected: Int
+                switch name {
+                case "ria": expected = SparsityPattern.prunedCount(of: rows * cols, ratio: r)
+                case "sparsegpt":
+                    expected = stride(from: 0, to: cols, by: 128).reduce(0) {
+                        $0 + SparsityPattern.prunedCount(of: rows * min(128, cols - $1), ratio: r)
+                    }
+                default: expected = rows * SparsityPattern.prunedCount(of: cols, ratio: r)
+                }
+                #expect(SparsityCheck.zeroCount(w.data) == expected, "\(name) block \(l) \(kind)")
+            }
+        }
+    }
+
     /// The ratio formula on values worked by hand, and its refusals.
     @Test func ratioFormula() throws {
         // LOD 1, 2, 3, λ = 0.1: D = 0, 0.1, 0.2 → minus its mean 0.1, plus 0.5 → 0.4, 0.5, 0.6 → 0.6, 0.5, 0.4.
