@@ -50,7 +50,7 @@ public struct RIAPruning: LayerPruningMethod {
             MethodOption(flag: "ria-permute", help: "RIA, N:M only: reorder down_proj's input channels by RIA's channel reallocation before choosing its mask, folded into gate_proj's and up_proj's rows so the model computes the same function and down_proj is N:M as stored. The other six linears are not permuted: their inputs are the residual stream or the attention heads, which no single fold can reorder."),
         ]) { a in
         let exponent = try a.double("ria-a", default: 0.5)
-        guard exponent >= 0 else { throw MethodOptionError("option '--ria-a' needs a number >= 0, got '\(exponent)'") }
+        guard exponent >= 0 else { throw MethodOptionError("option '--ria-a' needs a number >= 0, got '\(a.values["ria-a"] ?? "")'") }
         return RIAPruning(exponent: exponent, perRow: a.flag("ria-per-row"), permutesDown: a.flag("ria-permute"))
     }
 

@@ -33,7 +33,7 @@ import Glibc
             (try arguments(method: "wanda", sparsity: "0.5", ["--owl", "--owl-m", "0"]), "error: option '--owl-m' needs a number > 0, got '0'"),
             (try arguments(method: "ria", sparsity: "0.5", ["--ria-permute"]),
              "error: --ria-permute reorders channels for N:M groups; it does not apply to the unstructured --sparsity 0.5"),
-            (try arguments(method: "ria", sparsity: "0.5", ["--ria-a", "-1"]), "error: option '--ria-a' needs a number >= 0, got '-1.0'"),
+            (try arguments(method: "ria", sparsity: "0.5", ["--ria-a", "-1"]), "error: option '--ria-a' needs a number >= 0, got '-1'"),
         ]
         for (args, message) in cases {
             let r = try run(args)
