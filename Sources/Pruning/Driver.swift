@@ -77,7 +77,7 @@ public struct PruningSummary: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var sampleCount: Int
     public var sequenceLength: Int
-    /// `CalibrationSet.source` and `.hash` (nil when the method read no calibration data).
+    /// `CalibrationSet.source` and `.hash` (nil when neither the method nor the planner read calibration data).
     public var calibrationSource: String?
     public var calibrationHash: String?
     public var blocks: [BlockPruningReport]
@@ -131,10 +131,13 @@ public enum BlockwisePruning {
         let runStart = DispatchTimeClock.now()
         let blockCount = c.numHiddenLayers
         let usesInputs = method.needsCalibrationInputs
+        // A planner may read the dense model's activations even when the method reads none (OWL with magnitude).
+        let planUsesInputs = planner?.needsCalibrationInputs ?? false
+        let readsCalibration = usesInputs || planUsesInputs
         var nsamples = 0, seqlen = 0
-        if usesInputs {
+        if readsCalibration {
             guard let calibration else {
-                throw PruningError("\(method.name) needs calibration data, but none was given")
+                throw PruningError("\(usesInputs ? method.name : planner!.name) needs calibration data, but none was given")
             }
             nsamples = calibration.nsamples
             seqlen = calibration.seqlen
@@ -145,7 +148,7 @@ public enum BlockwisePruning {
         }
         let perForward = options.resolvedSamplesPerForward(sampleCount: max(nsamples, 1), sequenceLength: seqlen)
         let stride = seqlen * c.hiddenSize
-        let activationCount = usesInputs ? nsamples * stride : 0
+        let activationCount = readsCalibration ? nsamples * stride : 0
         var current = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(activationCount, 1))
         var next = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(activationCount, 1))
         defer { current.deallocate(); next.deallocate() }
@@ -156,13 +159,15 @@ public enum BlockwisePruning {
         var startBlock = 0
         var plan = options.plan
         let blockPool = DecoderBlockPool(backend: options.backend)
-        /// The context in which block l is pruned (or, in the planning pass, observed).
-        func makeContext(_ l: Int, weights: DecoderBlockWeights, report: @escaping (String) -> Void) -> BlockPruningContext {
+        /// The context in which block l is pruned (or, in the planning pass, observed); `withInputs`: the
+        /// calibration inputs are in `current`.
+        func makeContext(_ l: Int, weights: DecoderBlockWeights, withInputs: Bool,
+                         report: @escaping (String) -> Void) -> BlockPruningContext {
             BlockPruningContext(
                 configuration: c, layer: l, layerCount: blockCount, weights: weights, plan: plan,
-                rope: rope, sampleCount: usesInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
+                rope: rope, sampleCount: withInputs ? nsamples : 0, sequenceLength: seqlen, samplesPerForward: perForward,
                 generator: generator, inputs: UnsafeBufferPointer(current),
-                scratch: usesInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
+                scratch: withInputs ? next : UnsafeMutableBufferPointer(start: nil, count: 0),
                 computePrecision: options.computePrecision,
                 blockPool: blockPool, progress: report)
         }
@@ -193,16 +198,16 @@ public enum BlockwisePruning {
         } else {
             if let planner {
                 // The dense model's own activations, block by block, for the planner.
-                if usesInputs, let calibration {
+                if planUsesInputs, let calibration {
                     try Profile.phase("embedding") { try embed(calibration, checkpoint: checkpoint, into: current) }
                 }
                 for l in 0..<blockCount {
                     progress?(ProgressUpdate(stage: "plan", completed: l, total: blockCount, unit: "blocks",
                                              detail: "\(planner.name): dense block \(l + 1)/\(blockCount)"))
                     let dense = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
-                    let observed = makeContext(l, weights: dense, report: { _ in })
+                    let observed = makeContext(l, weights: dense, withInputs: planUsesInputs, report: { _ in })
                     try planner.observe(observed)
-                    if usesInputs && l + 1 < blockCount { propagate(observed, weights: dense) }
+                    if planUsesInputs && l + 1 < blockCount { propagate(observed, weights: dense) }
                 }
                 plan = try planner.plan(from: plan, layerCount: blockCount)
             }
@@ -222,7 +227,7 @@ public enum BlockwisePruning {
             }
             report("loading")
             let weights = try Profile.phase("loading") { try checkpoint.loadBlock(l) }
-            let context = makeContext(l, weights: weights, report: report)
+            let context = makeContext(l, weights: weights, withInputs: usesInputs, report: report)
             let methodReport = try method.prune(context)
             generator = context.generator
             let pruned = context.weights
@@ -266,7 +271,7 @@ public enum BlockwisePruning {
             method: method.name, pattern: plan.description,
             plan: plan.isUniform ? nil : plan.exceptionsByKey, planner: planner?.name, seed: options.seed,
             sampleCount: nsamples, sequenceLength: seqlen,
-            calibrationSource: usesInputs ? calibration?.source : nil, calibrationHash: usesInputs ? calibration?.hash : nil,
+            calibrationSource: readsCalibration ? calibration?.source : nil, calibrationHash: readsCalibration ? calibration?.hash : nil,
             blocks: blocks, parameters: parameters, zeros: zeros,
             sparsity: parameters == 0 ? 0 : Double(zeros) / Double(parameters),
             seconds: DispatchTimeClock.seconds(since: runStart))

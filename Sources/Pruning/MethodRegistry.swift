@@ -1,14 +1,22 @@
 /// One option a method reads from the command line: `--name <valueName>`, its help line, and its default
-/// as `--help` shows it (a value, or a description such as "min(32, nsamples)").
+/// as `--help` shows it (a value, or a description such as "min(32, nsamples)"); or a flag `--name` that
+/// takes no value (`valueName` nil, no default: off unless given).
 public struct MethodOption: Sendable, Equatable {
     public var name: String
-    public var valueName: String
+    public var valueName: String?
     public var help: String
-    public var defaultText: String
+    public var defaultText: String?
 
     public init(_ name: String, valueName: String, help: String, default defaultText: String) {
         self.name = name; self.valueName = valueName; self.help = help; self.defaultText = defaultText
     }
+
+    /// A flag: present or absent.
+    public init(flag name: String, help: String) {
+        self.name = name; self.valueName = nil; self.help = help; self.defaultText = nil
+    }
+
+    public var isFlag: Bool { valueName == nil }
 }
 
 /// A bad method option value; the command line reports it as a usage error.
@@ -17,8 +25,8 @@ public struct MethodOptionError: Error, CustomStringConvertible, Equatable, Send
     public init(_ description: String) { self.description = description }
 }
 
-/// The option values a run gave (absent options are missing from `values`), read with typed, checked
-/// accessors.
+/// The option values a run gave (absent options are missing from `values`; a flag that was given maps to
+/// an empty value), read with typed, checked accessors.
 public struct MethodArguments: Sendable {
     public var values: [String: String]
     /// The run's calibration sample count (defaults may depend on it).
@@ -28,6 +36,9 @@ public struct MethodArguments: Sendable {
         self.values = values
         self.sampleCount = sampleCount
     }
+
+    /// Whether the flag `--name` was given.
+    public func flag(_ name: String) -> Bool { values[name] != nil }
 
     /// `--name` as a finite number, or `fallback` when absent.
     public func double(_ name: String, default fallback: Double) throws -> Double {
@@ -68,7 +79,9 @@ public enum PruningMethods {
         MagnitudePruning.registration,
         WandaPruning.registration,
         SparseGPTPruning.registration,
-    ] + WandaPlusPlusVariant.allCases.map(WandaPlusPlusMethod.registration)
+    ] + WandaPlusPlusVariant.allCases.map(WandaPlusPlusMethod.registration) + [
+        RIAPruning.registration,
+    ]
 
     public static var names: [String] { registered.map(\.name) }
 

@@ -118,7 +118,7 @@ extension LayerPruningMethod {
 }
 
 /// Zeroes the entries of `weight` the mask selects, after checking the scores for NaN.
-private func applyMask(_ weight: LayerWeight, scores: UnsafeMutableBufferPointer<Float>,
+func applyMask(_ weight: LayerWeight, scores: UnsafeMutableBufferPointer<Float>,
                        pattern: SparsityPattern, perMatrix: Bool) throws {
     if let i = FloatScan.firstNaN(UnsafeBufferPointer(scores)) {
         throw PruningError("\(weight.name): NaN score at row \(i / max(weight.inFeatures, 1)), column \(i % max(weight.inFeatures, 1)) (NaN in the weight or the calibration activations)")

@@ -108,4 +108,15 @@ public protocol SparsityPlanner: AnyObject {
     func observe(_ context: BlockPruningContext) throws
     /// The plan to prune with, from `base` (the run's uniform plan) and what `observe` saw.
     func plan(from base: SparsityPlan, layerCount: Int) throws -> SparsityPlan
+    /// Whether `observe` reads the calibration inputs; when true the driver embeds and propagates them in
+    /// the planning pass even for a method that reads none (magnitude). Default: true.
+    var needsCalibrationInputs: Bool { get }
+    /// The settings that decide the plan, for the run record and the resume identity (e.g. OWL's λ and M).
+    /// Default: none.
+    var settings: [String: String] { get }
+}
+
+extension SparsityPlanner {
+    public var needsCalibrationInputs: Bool { true }
+    public var settings: [String: String] { [:] }
 }

@@ -137,8 +137,12 @@ public enum PruningJob {
 
         // Refuse a run that cannot fit before any work is done.
         let evalSeqlen = o.evaluation.map { $0.seqlen ?? Calibration.defaultSequenceLength(maxPositionEmbeddings: c.maxPositionEmbeddings) }
+        let readsCalibration = o.method.needsCalibrationInputs || (o.planner?.needsCalibrationInputs ?? false)
+        // A planning pass over activations for a method that reads none (OWL with magnitude) holds what
+        // Wanda's block step holds: both activation buffers, the forward's temporaries, column statistics.
+        let estimatedMethod: PruningMethod = readsCalibration && !o.method.needsCalibrationInputs ? WandaPruning() : o.method
         let estimate = RunMemoryEstimate.estimate(
-            configuration: c, method: o.method, sampleCount: o.nsamples, sequenceLength: seqlen,
+            configuration: c, method: estimatedMethod, sampleCount: o.nsamples, sequenceLength: seqlen,
             inputs: .measuring(model: o.model, calibrationFile: o.calibrationFile, calibrationIsText: o.calibrationFormat != .tokens,
                                evaluation: o.evaluation.map { ($0.file, evalSeqlen!) }, writesOutput: o.output != nil,
                                prunedElementBytes: prunedElementBytes(checkpoint)),
@@ -150,9 +154,9 @@ public enum PruningJob {
         let zeroShotSuite = try o.zeroShot.map { try ZeroShotSuite(options: $0) }
 
         var calibration: CalibrationSet? = nil
-        if o.method.needsCalibrationInputs {
+        if readsCalibration {
             guard let file = o.calibrationFile else {
-                throw PruningError("\(o.method.name) needs calibration data: give --calibration-file")
+                throw PruningError("\(o.method.needsCalibrationInputs ? o.method.name : o.planner!.name) needs calibration data: give --calibration-file")
             }
             let source = try o.calibrationFormat.source(file, field: o.calibrationField)
             if case .tokens(let m) = source {
@@ -202,7 +206,10 @@ public enum PruningJob {
         let pruningOptions = PruningOptions(pattern: o.pattern, seed: o.seed, computePrecision: o.computePrecision)
         var identitySettings = o.settings
         if o.computePrecision != .float32 { identitySettings["compute_dtype"] = o.computePrecision.rawValue }
-        if let planner = o.planner { identitySettings["planner"] = planner.name }
+        if let planner = o.planner {
+            identitySettings["planner"] = planner.name
+            identitySettings.merge(planner.settings) { _, plan in plan }
+        }
         var writer: PrunedCheckpointWriter? = nil
         var runCheckpoint: RunCheckpoint? = nil
         var resumedAt: Int? = nil
@@ -277,6 +284,7 @@ public enum PruningJob {
             }
             results.merge(ZeroShotEvaluation.flatResults(zeroShot)) { _, new in new }
             notes.merge(o.method.runNotes) { _, method in method }
+            notes.merge(o.planner?.settings ?? [:]) { _, plan in plan }
             notes["memory_estimate_bytes"] = String(estimate.totalBytes)
             // Which BLAS kernels produced these weights (the last bits depend on them).
             for (k, v) in BLASRuntime.current.record { notes["blas.\(k)"] = v }

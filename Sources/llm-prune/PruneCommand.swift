@@ -42,6 +42,9 @@ enum PruneCommand {
             OptionSpec(name: "seqlen", valueName: "n", help: "Calibration sample length in tokens.", computedDefault: "min(2048, max_position_embeddings)"),
             OptionSpec(name: "seed", valueName: "n", help: "Seed of every random draw (calibration windows, Wanda++ rounds).", defaultValue: "0"),
         ] + PruningMethods.options.map(methodOptionSpec) + [
+            OptionSpec(name: "owl", valueName: nil, help: "OWL (outlier-weighted layerwise sparsity): before pruning, a pass over the dense model counts each block's outliers (Wanda scores above --owl-m times the block's mean score) and gives blocks with more outliers a lower ratio, averaging --sparsity and spanning ±--owl-lambda; every linear of a block is then pruned at its block's ratio by --method (any method; needs --calibration-file). Unstructured ratios only: not with N:M."),
+            OptionSpec(name: "owl-lambda", valueName: "x", help: "OWL: λ, the per-block ratios span --sparsity ± λ.", defaultValue: "0.08"),
+            OptionSpec(name: "owl-m", valueName: "x", help: "OWL: M, a Wanda score above M times its block's mean counts as an outlier.", defaultValue: "5"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet (its parent folders are created)."),
             OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
             OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
@@ -71,7 +74,8 @@ enum PruneCommand {
             throw UsageError("option '--method' must be one of \(methodNames.joined(separator: ", ")), got '\(name)'")
         }
         // Commands without these options (inspect) get the defaults: the estimate does not depend on them.
-        let given = a.values.filter { key, _ in PruningMethods.options.contains { $0.name == key } }
+        var given = a.values.filter { key, _ in PruningMethods.options.contains { $0.name == key } }
+        for o in PruningMethods.options where o.isFlag && a.flag(o.name) { given[o.name] = "" }
         let arguments = MethodArguments(values: given, sampleCount: try a.int("nsamples", range: 1...1_000_000) ?? 128)
         let method: PruningMethod
         do { method = try PruningMethods.make(name, arguments) } catch let e as MethodOptionError {
@@ -80,11 +84,30 @@ enum PruneCommand {
         return (method, method.settings)
     }
 
+    /// The OWL planner `--owl` asks for (nil without it), its options checked.
+    static func owlPlanner(_ a: ParsedArguments, pattern: SparsityPattern) throws -> OWLPlanner? {
+        guard a.flag("owl") else {
+            if a.values["owl-lambda"] != nil || a.values["owl-m"] != nil {
+                throw UsageError("--owl-lambda and --owl-m need --owl")
+            }
+            return nil
+        }
+        if case .nm = pattern {
+            throw UsageError("--owl sets unstructured ratios per block and does not apply to the N:M --sparsity \(pattern) (an N:M pattern is the same in every block)")
+        }
+        let lambda = try a.requiredDouble("owl-lambda")
+        let m = try a.requiredDouble("owl-m")
+        guard lambda >= 0, lambda < 0.5 else { throw UsageError("option '--owl-lambda' needs a number in [0, 0.5), got '\(a.values["owl-lambda"] ?? "")'") }
+        guard m > 0 else { throw UsageError("option '--owl-m' needs a number > 0, got '\(a.values["owl-m"] ?? "")'") }
+        return OWLPlanner(lambda: lambda, outlierMultiple: m)
+    }
+
     /// A method's option as the parser and `--help` take it.
     static func methodOptionSpec(_ o: MethodOption) -> OptionSpec {
-        Double(o.defaultText) != nil
-            ? OptionSpec(name: o.name, valueName: o.valueName, help: o.help, defaultValue: o.defaultText)
-            : OptionSpec(name: o.name, valueName: o.valueName, help: o.help, computedDefault: o.defaultText)
+        guard let defaultText = o.defaultText else { return OptionSpec(name: o.name, valueName: o.valueName, help: o.help) }
+        return Double(defaultText) != nil
+            ? OptionSpec(name: o.name, valueName: o.valueName, help: o.help, defaultValue: defaultText)
+            : OptionSpec(name: o.name, valueName: o.valueName, help: o.help, computedDefault: defaultText)
     }
 
     static func run(_ a: ParsedArguments) throws {
@@ -93,6 +116,10 @@ enum PruneCommand {
             throw UsageError("option '--sparsity': \(error)")
         }
         let (method, settings) = try makeMethod(try a.requiredString("method"), a)
+        if a.flag("ria-permute"), case .unstructured = pattern {
+            throw UsageError("--ria-permute reorders channels for N:M groups; it does not apply to the unstructured --sparsity \(pattern)")
+        }
+        let planner = try owlPlanner(a, pattern: pattern)
         let format = try a.requiredChoice("calibration-format", of: CalibrationFormat.self)
         var evaluation: (dataset: EvaluationDataset, file: URL, seqlen: Int?)? = nil
         if let file = a.string("eval-file") {
@@ -119,6 +146,7 @@ enum PruneCommand {
         do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
             throw UsageError("\(error)")
         }
+        job.planner = planner
         job.tokenizerDirectory = a.string("tokenizer").map { URL(fileURLWithPath: $0) }
         job.resume = a.flag("resume")
         job.atPoint = TestPauses.hook
@@ -144,6 +172,19 @@ enum PruneCommand {
         for k in LinearKind.allCases {
             if let count = counts[k], count > 0 { perKind[k.rawValue] = Double(zeros[k, default: 0]) / Double(count) }
         }
+        // Per block: achieved sparsity, and the planned patterns of its linears (one for OWL's plans).
+        let perBlock = s.blocks.map { b -> Double in
+            let count = b.layers.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return count == 0 ? 0 : Double(b.layers.reduce(0) { $0 + $1.zeros }) / Double(count)
+        }
+        let plannedPerBlock = s.blocks.map { b -> String in
+            var seen: [String] = []
+            for k in LinearKind.allCases {
+                let p = s.plan?["\(b.layer).\(k.rawValue)"] ?? pattern.description
+                if !seen.contains(p) { seen.append(p) }
+            }
+            return seen.joined(separator: ", ")
+        }
         if json {
             var o: [String: Any] = [
                 "method": method, "sparsity": pattern.description, "achieved_sparsity": s.sparsity,
@@ -151,7 +192,9 @@ enum PruneCommand {
                 "prune_seconds": s.seconds, "peak_memory_bytes": ResidentMemory.peakBytes(),
                 "memory_estimate_bytes": r.memoryEstimate.totalBytes, "nsamples": s.sampleCount, "seqlen": s.sequenceLength,
                 "seed": s.seed, "block_seconds": s.blocks.map(\.seconds), "compute": r.computeBackend,
+                "achieved_sparsity_by_block": perBlock,
             ]
+            if s.plan != nil { o["planned_sparsity_by_block"] = plannedPerBlock; o["planner"] = s.planner ?? "" }
             if let h = s.calibrationHash { o["calibration_hash"] = h }
             if let p = r.perplexity {
                 o["perplexity"] = p.perplexity; o["eval_seqlen"] = p.seqlen; o["eval_tokens"] = p.tokens; o["eval_windows"] = p.windows
@@ -165,6 +208,12 @@ enum PruneCommand {
         for k in LinearKind.allCases {
             guard let fraction = perKind[k.rawValue] else { continue }
             print("  \(k.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(format: "%.4f", fraction))")
+        }
+        if s.plan != nil {
+            print("per block (\(s.planner ?? "plan")):")
+            for (b, fraction) in zip(s.blocks, perBlock) {
+                print("  block \(b.layer) \(String(format: "%.4f", fraction)) (planned \(plannedPerBlock[b.layer]))")
+            }
         }
         if let p = r.perplexity {
             print(String(format: "perplexity %.4f (seqlen %d, %d tokens, %d windows)", p.perplexity, p.seqlen, p.tokens, p.windows))

@@ -129,7 +129,7 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
     /// Every registered method is made by its name, with its settings as the run record keeps them; a bad
     /// option value is a one-line error naming the option; an unknown name lists the methods.
     @Test func everyRegisteredMethodIsMadeByName() throws {
-        #expect(PruningMethods.names == ["magnitude", "wanda", "sparsegpt", "wanda++", "wanda++-rgs", "wanda++-ro"])
+        #expect(PruningMethods.names == ["magnitude", "wanda", "sparsegpt", "wanda++", "wanda++-rgs", "wanda++-ro", "ria"])
         for name in PruningMethods.names { #expect(try PruningMethods.make(name).name == name) }
         let s = try PruningMethods.make("sparsegpt", MethodArguments(values: ["blocksize": "64", "percdamp": "0.1"]))
         #expect(s.settings == ["blocksize": "64", "percdamp": "0.1"])
@@ -141,10 +141,11 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
         #expect(throws: PruningError("invalid SparseGPT damping -1.0: it must be a non-negative number")) {
             _ = try PruningMethods.make("sparsegpt", MethodArguments(values: ["percdamp": "-1"]))
         }
-        #expect(throws: PruningError("unknown pruning method 'obs'; expected one of magnitude, wanda, sparsegpt, wanda++, wanda++-rgs, wanda++-ro")) {
+        #expect(throws: PruningError("unknown pruning method 'obs'; expected one of magnitude, wanda, sparsegpt, wanda++, wanda++-rgs, wanda++-ro, ria")) {
             _ = try PruningMethods.make("obs")
         }
         // Each option once, in registration order (the prune command's --help lists them so).
-        #expect(PruningMethods.options.map(\.name) == ["percdamp", "blocksize", "alpha", "gradient-samples", "ro-rounds", "ro-samples", "ro-lr"])
+        #expect(PruningMethods.options.map(\.name) == ["percdamp", "blocksize", "alpha", "gradient-samples", "ro-rounds", "ro-samples", "ro-lr",
+                                                  "ria-a", "ria-per-row", "ria-permute"])
     }
 }
