@@ -6,7 +6,8 @@
 # (WINDOWS=all for the whole text). One table row per run, with prune wall time and peak RSS.
 # Usage: scripts/results_smollm2.sh OUT "METHODS" "PATTERNS" [NSAMPLES] [SEQLEN] [WINDOWS] [extra prune flags...]
 #   e.g. scripts/results_smollm2.sh out/runs/smollm2 "wanda sparsegpt" "2:4 0.5" 32 512 16
-# Checkpoints are kept (the zero-shot and fine-tuning tables read them); KEEP=0 removes each after its row.
+# Checkpoints are kept (the zero-shot and fine-tuning tables read them); KEEP=0 removes each after its row
+# (its pruning.json stays beside it as <tag>.pruning.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
@@ -26,7 +27,7 @@ for pattern in $patterns; do
     wall=$(echo "$(date +%s.%N) - $start" | bc)
     ecmd="llm-prune eval --model $dir --dataset wikitext2 --data-file $SHARED/text/wikitext-2-raw/wiki.test.raw --seqlen 2048 ${mw[*]} --json"
     eval_=$($bin ${ecmd#llm-prune } --quiet)
-    echo "$prune" > "$dir.prune.json"; echo "$eval_" > "$dir.eval.json"
+    echo "$prune" > "$dir.prune.json"; echo "$eval_" > "$dir.eval.json"; cp "$dir/pruning.json" "$dir.pruning.json"
     python3 - "$method" "$pattern" "$prune" "$eval_" "$wall" "$cmd" "$ecmd" <<'PYEOF'
 import json, sys
 method, pattern, p, e, wall, cmd, ecmd = sys.argv[1:]

@@ -145,7 +145,7 @@ private func gaussians(_ n: Int, seed: UInt64) -> [Float] {
             _ = try PruningMethods.make("obs")
         }
         // Each option once, in registration order (the prune command's --help lists them so).
-        #expect(PruningMethods.options.map(\.name) == ["percdamp", "blocksize", "alpha", "gradient-samples", "ro-rounds", "ro-samples", "ro-lr",
+        #expect(PruningMethods.options.map(\.name) == ["percdamp", "blocksize", "alpha", "holdout", "gradient-samples", "ro-rounds", "ro-samples", "ro-lr",
                                                   "ria-a", "ria-per-row", "ria-permute"])
     }
 }
