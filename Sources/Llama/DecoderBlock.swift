@@ -210,6 +210,10 @@ public final class DecoderBlock {
     public var residual: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: h, count: rows * geometry.hidden) }
     /// The block output (N, C).
     public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: y, count: rows * geometry.hidden) }
+    /// The keys after RoPE (N, nkv·hd): what a KV cache keeps of this pass's rows.
+    public var keys: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: k, count: rows * geometry.kvWidth) }
+    /// The values (N, nkv·hd).
+    public var values: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: v, count: rows * geometry.kvWidth) }
 
     /// Every saved activation by name (tests compare them with a reference): inputRstd (N), normedInput,
     /// q, k (after RoPE), v, lse (B, nh, T), attention, residual (h), postAttentionRstd (N),
