@@ -668,11 +668,13 @@ public final class DecoderBlock {
     /// CPU time per sample).
     public static let singleThreadedBLASBelow = 1 << 24
 
-    /// Opens a single-threaded BLAS scope when the pass is small (see above); true when it did.
+    /// Opens a single-threaded BLAS scope when the pass is small (see above); true when it did. A pass of
+    /// one row (a decode step) stays open: its products are matrix-vector ones, split across the cores
+    /// (`BLAS.matrixVector`) because they are bound by reading the weights.
     private func enterBLASPolicy(_ N: Int) -> Bool {
         let g = geometry
         let work = N * g.hidden * max(g.intermediate, g.qWidth)
-        guard work < Self.singleThreadedBLASBelow else { return false }
+        guard work < Self.singleThreadedBLASBelow, N > 1 else { return false }
         BLAS.enterSingleThreaded()
         return true
     }
