@@ -55,16 +55,15 @@ import TestSupport
         Self.expectClose(try Self.distribution(SamplingOptions(temperature: 1, topP: 0.3)), [0: 1], "top-p 0.3")
     }
 
-    /// Top-k before top-p: top-4 leaves 0.45, 0.25, 0.15, 0.1 (sum 0.95); renormalized ascending sums are
-    /// 0.105, 0.263, 0.526, 1; with top-p 0.6 those ≤ 0.4 go, so 0.45 and 0.25 stay. Top-p alone at 0.6
-    /// (sums 0.05, 0.15, 0.30, 0.55, 1; ≤ 0.4 go) would keep 0.45, 0.25 too, but top-p 0.7 tells the orders
-    /// apart: after top-4, sums ≤ 0.3 go (0.105, 0.263) and 0.15 stays; alone, sums ≤ 0.3 go (0.05, 0.15,
-    /// 0.30) and 0.15 goes.
+    /// Top-k before top-p: top-4 leaves 0.45, 0.25, 0.15, 0.1 (sum 0.95), whose renormalized ascending sums
+    /// are 0.105, 0.263, 0.526, 1. With top-p 0.6 those ≤ 0.4 go: 0.45 and 0.25 stay. With top-p 0.88 those
+    /// ≤ 0.12 go: 0.1 alone, and 0.45, 0.25, 0.15 stay; top-p first (sums 0.05, 0.15, 0.30, 0.55, 1: only
+    /// 0.05 goes) then top-4 would keep 0.1 too. Top-p 0.69 alone drops the sums ≤ 0.31 (0.05, 0.15, 0.30).
     @Test func topKThenTopP() throws {
         Self.expectClose(try Self.distribution(SamplingOptions(temperature: 1, topK: 4, topP: 0.6)),
                          [0: 0.45 / 0.7, 1: 0.25 / 0.7], "top-k 4, top-p 0.6")
-        Self.expectClose(try Self.distribution(SamplingOptions(temperature: 1, topK: 4, topP: 0.7)),
-                         [0: 0.45 / 0.85, 1: 0.25 / 0.85, 2: 0.15 / 0.85], "top-k 4, top-p 0.7")
+        Self.expectClose(try Self.distribution(SamplingOptions(temperature: 1, topK: 4, topP: 0.88)),
+                         [0: 0.45 / 0.85, 1: 0.25 / 0.85, 2: 0.15 / 0.85], "top-k 4, top-p 0.88")
         Self.expectClose(try Self.distribution(SamplingOptions(temperature: 1, topP: 0.69)),
                          [0: 0.45 / 0.7, 1: 0.25 / 0.7], "top-p 0.69 alone")
     }

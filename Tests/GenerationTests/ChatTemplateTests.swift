@@ -1,0 +1,86 @@
+import Foundation
+import Generation
+import JSON
+import Llama
+import Runs
+import Testing
+import TestSupport
+import Tokenizers
+
+/// Chat templates against transformers' `apply_chat_template(add_generation_prompt=True)`
+/// (Fixtures/generate/reference.json): SmolLM2-135M-Instruct's ChatML template (from the shared GGUF) and
+/// Gemma 3's and Gemma 2's instruct templates, rendered text and ids with the models' own tokenizers.
+@Suite struct ChatTemplateTests {
+    @Test func renderingEqualsTransformers() throws {
+        let cases = try #require(try Paths.reference()["chat"]?.arrayValue)
+        #expect(cases.count == 9)
+        var tokenizers: [String: Tokenizer] = [:]
+        for c in cases {
+            let name = try #require(c["template_name"]?.stringValue)
+            let source = try #require(c["template"]?.stringValue)
+            let template = try ChatTemplate(source: source)
+            #expect(template.family == (name == "smollm2" ? .chatML : .gemma), "\(name)")
+            let messages = try #require(c["messages"]?.arrayValue).map {
+                ChatMessage(role: $0["role"]?.stringValue ?? "", content: $0["content"]?.stringValue ?? "")
+            }
+            let modelPath = try #require(c["tokenizer_model"]?.stringValue)
+            let tokenizer: Tokenizer
+            if let t = tokenizers[modelPath] {
+                tokenizer = t
+            } else {
+                let url = modelPath.hasPrefix("models/gemma-3") ? try gemma3GGUF() : try Paths.repository(modelPath)
+                tokenizer = try ModelInput.open(url).1
+                tokenizers[modelPath] = tokenizer
+            }
+            if let error = c["error"]?.stringValue {
+                #expect(error == "System role not supported")
+                #expect(throws: GenerationError("this Gemma chat template does not accept a system message")) {
+                    try template.encode(messages, tokenizer: tokenizer)
+                }
+                continue
+            }
+            let bos = tokenizer.bosTokenID.flatMap(tokenizer.token(for:))
+            #expect(try template.render(messages, bosToken: bos) == c["text"]?.stringValue, "\(name) \(messages)")
+            #expect(try template.encode(messages, tokenizer: tokenizer) == (c["ids"]?.ints ?? [-1]), "\(name) \(messages)")
+        }
+    }
+
+    /// SmolLM2's template writes its own system turn when the conversation has none.
+    @Test func defaultSystemTurnIsFound() throws {
+        let url = try Paths.repository("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        let checkpoint = try LlamaCheckpoint(model: url)
+        let source = try #require(try ModelInput.chatTemplate(for: checkpoint, at: url, tokenizerDirectory: nil))
+        let template = try ChatTemplate(source: source)
+        #expect(template == ChatTemplate(family: .chatML,
+                                         defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        // Gemma 3 270M is a base model: its GGUF holds no template; stories260K's folder neither.
+        #expect(try ModelInput.chatTemplate(for: try LlamaCheckpoint(model: try gemma3GGUF()), at: try gemma3GGUF(),
+                                            tokenizerDirectory: nil) == nil)
+        let stories = try Paths.repository("../shared/models/stories260K")
+        #expect(try ModelInput.chatTemplate(for: try LlamaCheckpoint(model: stories), at: stories, tokenizerDirectory: nil) == nil)
+    }
+
+    /// A template of another family (LLaMA 3's headers) is refused, quoting its first 60 characters.
+    @Test func unsupportedTemplateIsNamed() throws {
+        let llama3 = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+            + "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' %}{% endfor %}"
+        #expect(throws: GenerationError(
+            "unsupported chat template (neither ChatML nor Gemma turns): \"{% set loop_messages = messages %}{% for message in loop_mes…\"")) {
+            try ChatTemplate(source: llama3)
+        }
+        #expect(throws: GenerationError("unsupported chat template (neither ChatML nor Gemma turns): \"[INST] \\n\"")) {
+            try ChatTemplate(source: "[INST] \n")
+        }
+    }
+
+    /// Roles outside system/user/assistant, and Gemma turns that do not alternate, are errors.
+    @Test func badConversationsAreRefused() throws {
+        let gemma = ChatTemplate(family: .gemma)
+        #expect(throws: GenerationError("chat role 'tool' is not system, user or assistant")) {
+            try gemma.render([ChatMessage(role: "tool", content: "x")], bosToken: "<bos>")
+        }
+        #expect(throws: GenerationError("Gemma chats alternate user and assistant turns, starting with the user")) {
+            try gemma.render([ChatMessage(role: "assistant", content: "x")], bosToken: "<bos>")
+        }
+    }
+}
