@@ -40,13 +40,18 @@ public struct BlockContinuation {
     public var keys: UnsafePointer<Float>
     public var values: UnsafePointer<Float>
     public var stride: Int
+    /// Work memory the attention uses instead of allocating its own when it is large enough:
+    /// `Attention.continuationScratchFloats` (a decode step's, sized once by its owner).
+    public var scratch: UnsafeMutableBufferPointer<Float>?
 
-    public init(offsets: [Int], prefixRows: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int) {
+    public init(offsets: [Int], prefixRows: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int,
+                scratch: UnsafeMutableBufferPointer<Float>? = nil) {
         self.offsets = offsets
         self.prefixRows = prefixRows
         self.keys = keys
         self.values = values
         self.stride = stride
+        self.scratch = scratch
     }
 }
 

@@ -19,8 +19,9 @@ import Tensor
 /// (`DecoderBlockWeights`) and the head's through `headWeight`, the one place a packed storage type
 /// replaces.
 ///
-/// All buffers (cache, blocks, hidden states, logits) are sized at init for `capacity` positions; a pass
-/// of one token allocates nothing of its own. Not thread-safe: one decoder per sequence.
+/// All buffers (cache, blocks, hidden states, logits, the cached-prefix attention's scores) are sized at
+/// init for `capacity` positions; a pass of one token allocates nothing of its own. Not thread-safe: one
+/// decoder per sequence.
 public final class IncrementalDecoder {
     public let model: LlamaModel
     /// The most positions the sequence may reach (prompt + generated tokens).
@@ -38,6 +39,8 @@ public final class IncrementalDecoder {
     /// (C): the last position's state after the final norm; (V): its logits.
     private let normed: UnsafeMutablePointer<Float>
     private let logitsBuffer: UnsafeMutablePointer<Float>
+    /// The cached-prefix attention's work memory for one-token passes at any position.
+    private let attentionScratch: UnsafeMutableBufferPointer<Float>
     // One-sequence continuation arguments, mutated in place so a pass allocates no arrays.
     private var offsets = [0]
     private var prefixRows = [-1]
@@ -64,6 +67,10 @@ public final class IncrementalDecoder {
         normed.initialize(repeating: 0, count: c.hiddenSize)
         logitsBuffer = .allocate(capacity: c.vocabSize)
         logitsBuffer.initialize(repeating: 0, count: c.vocabSize)
+        let heads = geometries.map(\.heads).max() ?? 1
+        attentionScratch = .allocate(capacity: Attention.continuationScratchFloats(batch: 1, length: 1, heads: heads,
+                                                                                   longestPrefix: capacity))
+        attentionScratch.initialize(repeating: 0)
         // One-token blocks made now: the first generated token then finds them in the pool.
         for g in Set(geometries) { _ = try pool.block(geometry: g, rows: 1, length: 1) }
     }
@@ -73,6 +80,7 @@ public final class IncrementalDecoder {
         hidden.deinitialize(count: capacity * c.hiddenSize); hidden.deallocate()
         normed.deinitialize(count: c.hiddenSize); normed.deallocate()
         logitsBuffer.deinitialize(count: c.vocabSize); logitsBuffer.deallocate()
+        attentionScratch.deallocate()
     }
 
     /// The (V, C) matrix of the head: `lm_head.weight`, or the embedding table when tied.
@@ -115,7 +123,8 @@ public final class IncrementalDecoder {
             let block = try pool.block(geometry: geometries[layer], rows: n, length: n)
             block.precision = model.computePrecision
             let continuation = BlockContinuation(offsets: offsets, prefixRows: prefixRows, keys: cache.keys(layer: layer),
-                                                 values: cache.values(layer: layer), stride: capacity)
+                                                 values: cache.values(layer: layer), stride: capacity,
+                                                 scratch: attentionScratch)
             block.forward(hidden, batch: 1, tokens: n, parameters: weights, rope: rope, continuing: continuation)
             cache.store(layer: layer, keys: block.keys, values: block.values, rows: n)
             hidden.update(from: block.output.baseAddress!, count: n * width)
