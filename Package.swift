@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors", "Runs"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
         .testTarget(name: "CLITests"),
-        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Llama", "Tensor", "Tokenizers", "Runs", "JSON"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Llama", "Tensor", "Tokenizers", "Runs", "Pruning", "JSON"]),
         .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),

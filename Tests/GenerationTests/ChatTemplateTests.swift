@@ -2,6 +2,7 @@ import Foundation
 import Generation
 import JSON
 import Llama
+import Pruning
 import Runs
 import Testing
 import TestSupport
@@ -81,6 +82,32 @@ import Tokenizers
         }
         #expect(throws: GenerationError("Gemma chats alternate user and assistant turns, starting with the user")) {
             try gemma.render([ChatMessage(role: "assistant", content: "x")], bosToken: "<bos>")
+        }
+    }
+}
+
+/// Where a Hugging Face folder keeps its template: chat_template.jinja, else tokenizer_config.json's
+/// `chat_template` (a string, or a list whose `default` entry is taken).
+@Suite struct ChatTemplateSourceTests {
+    static func source(files: [String: String]) throws -> String? {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("llm-prune-chat-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for (name, text) in files { try text.write(to: folder.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        let model = try Paths.repository("../shared/models/stories260K")
+        return try ModelInput.chatTemplate(for: try LlamaCheckpoint(model: model), at: model, tokenizerDirectory: folder)
+    }
+
+    @Test func foldersHoldTheirTemplateInThreeWays() throws {
+        #expect(try Self.source(files: ["tokenizer_config.json": #"{"chat_template": "<|im_start|>A"}"#]) == "<|im_start|>A")
+        #expect(try Self.source(files: ["tokenizer_config.json":
+            #"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#]) == "D")
+        #expect(try Self.source(files: ["tokenizer_config.json": #"{"chat_template": "C"}"#, "chat_template.jinja": "J"]) == "J")
+        #expect(try Self.source(files: ["tokenizer_config.json": #"{"bos_token": "<s>"}"#]) == nil)
+        #expect(try Self.source(files: [:]) == nil)
+        #expect(throws: PruningError.self) { try Self.source(files: ["tokenizer_config.json": #"{"chat_template": 3}"#]) }
+        #expect(throws: PruningError.self) {
+            try Self.source(files: ["tokenizer_config.json": #"{"chat_template": [{"name": "tool_use", "template": "T"}]}"#])
         }
     }
 }
