@@ -3,10 +3,11 @@
 
 - "greedy": `model.generate(do_sample=False, max_new_tokens=32)` in float32 (eager attention) from prompt ids:
   the shared stories260K (prompts encoded by its tokenizer, BOS included; generation stops at its EOS, which
-  is kept as transformers returns it) and the tiny Gemma 3 and Gemma 2 checkpoints of Fixtures/llama (random
-  prompt ids; EOS disabled, so 32 tokens each). Each case records the smallest gap between the two largest
-  logits over its steps (greedy is fragile only where that gap nears float rounding) and, for stories260K,
-  the text the new tokens add to the prompt's decode (what `generate` streams).
+  is kept as transformers returns it), the tiny Gemma 3 and Gemma 2 checkpoints of Fixtures/llama (random
+  prompt ids; EOS disabled, so 32 tokens each) and Gemma 3 270M's GGUF (dequantized by transformers' loader).
+  Each case records the smallest gap between the two largest logits over its steps (greedy is fragile only
+  where that gap nears float rounding) and, for the real models, the text the new tokens add to the
+  prompt's decode (what `generate` streams).
 - "chat": `tokenizer.apply_chat_template(messages, add_generation_prompt=True)` as text and as ids for the
   chat templates of the families `generate --chat` renders: SmolLM2-135M-Instruct's (the shared GGUF's
   tokenizer.chat_template, ids from transformers' tokenizer of that GGUF), Gemma 3 instruct's and Gemma 2
@@ -133,6 +134,19 @@ def greedy_cases():
         assert len(new) == NEW_TOKENS
         cases.append(dict(model="Fixtures/llama/" + name, prompt=prompt, new_tokens=new, stop_tokens=[],
                           min_top2_gap=gap))
+    # Gemma 3 270M (base) as transformers loads its GGUF: 18 layers, sliding windows of 512, tied 262K head.
+    tok = AutoTokenizer.from_pretrained(GEMMA3_DIR, gguf_file=GEMMA3_FILE)
+    model = AutoModelForCausalLM.from_pretrained(GEMMA3_DIR, gguf_file=GEMMA3_FILE, dtype=torch.float32).eval()
+    text = "The capital of France is"
+    prompt = tok(text)["input_ids"]
+    eos = model.generation_config.eos_token_id
+    stops = eos if isinstance(eos, list) else [eos]
+    new, gap = greedy(model, prompt, eos)
+    head = tok.decode(prompt, skip_special_tokens=True)
+    full = tok.decode(prompt + new, skip_special_tokens=True)
+    assert full.startswith(head)
+    cases.append(dict(model="models/gemma-3-270m/" + GEMMA3_FILE, prompt_text=text, prompt=prompt, new_tokens=new,
+                      stop_tokens=stops, min_top2_gap=gap, text=full[len(head):]))
     return cases
 
 

@@ -8,17 +8,24 @@ import TestSupport
 
 /// Greedy generation against transformers' `generate(do_sample=False)` (Fixtures/generate/reference.json):
 /// the same 32 new tokens (or fewer, ending at the EOS transformers stops at) from the same prompt ids, on
-/// stories260K and the tiny Gemma 3 (5-token sliding window, crossed many times) and Gemma 2 (soft-caps)
-/// checkpoints; for stories260K also the streamed text against transformers' decode.
+/// stories260K, the tiny Gemma 3 (5-token sliding window, crossed many times) and Gemma 2 (soft-caps)
+/// checkpoints and Gemma 3 270M's GGUF; for the real models also the streamed text against transformers'
+/// decode.
 @Suite struct GreedyReferenceTests {
     static func cases() throws -> [JSONValue] { try #require(try Paths.reference()["greedy"]?.arrayValue) }
 
+    /// A case's model: a path from the repository root, Gemma 3 270M where `make setup` puts it.
+    static func modelURL(_ c: JSONValue) throws -> URL {
+        let path = try #require(c["model"]?.stringValue)
+        return path.hasPrefix("models/gemma-3-270m/") ? try gemma3GGUF() : try Paths.repository(path)
+    }
+
     @Test func greedyTokensEqualTransformers() throws {
         let cases = try Self.cases()
-        #expect(cases.count == 5)
+        #expect(cases.count == 6)
         for c in cases {
             let modelPath = try #require(c["model"]?.stringValue)
-            let model = try LlamaCheckpoint(model: try Paths.repository(modelPath)).loadModel()
+            let model = try LlamaCheckpoint(model: try Self.modelURL(c)).loadModel()
             let prompt = try #require(c["prompt"]).ints
             let expected = try #require(c["new_tokens"]).ints
             let stops = Set(try #require(c["stop_tokens"]).ints)
@@ -34,7 +41,7 @@ import TestSupport
     /// A stop token ends generation right after it is chosen (transformers' outputs end with their EOS).
     @Test func stopTokenEndsGeneration() throws {
         let c = try #require(try Self.cases().first)
-        let model = try LlamaCheckpoint(model: try Paths.repository(try #require(c["model"]?.stringValue))).loadModel()
+        let model = try LlamaCheckpoint(model: try Self.modelURL(c)).loadModel()
         let expected = try #require(c["new_tokens"]).ints
         let stop = expected[9]
         let end = expected.firstIndex(of: stop)! + 1
@@ -44,13 +51,12 @@ import TestSupport
         #expect(r.stop == .stopToken(stop))
     }
 
-    /// The streamed text of the stories260K cases is what transformers' decode of prompt + new tokens adds to
-    /// the prompt's decode.
+    /// The streamed text of the real models' cases is what transformers' decode of prompt + new tokens adds
+    /// to the prompt's decode.
     @Test func streamedTextEqualsTransformersDecode() throws {
-        let url = try Paths.repository("../shared/models/stories260K")
-        let (_, tokenizer) = try ModelInput.open(url)
         var checked = 0
         for c in try Self.cases() where c["text"] != nil {
+            let (_, tokenizer) = try ModelInput.open(try Self.modelURL(c))
             var stream = TextStream(tokenizer: tokenizer, context: try #require(c["prompt"]).ints)
             var text = ""
             for t in try #require(c["new_tokens"]).ints { text += stream.append(t) }
@@ -58,7 +64,7 @@ import TestSupport
             #expect(text == c["text"]?.stringValue, "\(c["prompt_text"]?.stringValue ?? "")")
             checked += 1
         }
-        #expect(checked == 3)
+        #expect(checked == 4)
     }
 
     /// Prompt + max new tokens past max_position_embeddings, an empty prompt: one-line errors.
