@@ -7,11 +7,15 @@ extension GenerationOptions {
     public static let endOfTurnTokens = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>"]
 
     /// The tokens at which generation stops for a model: the tokenizer's EOS, config.json's
-    /// `eos_token_id` (one id or a list), and each of `endOfTurnTokens` the vocabulary has.
-    public static func stopTokens(tokenizer: Tokenizer, configuration: LlamaConfiguration) -> Set<Int> {
+    /// `eos_token_id` (one id or a list), each of `endOfTurnTokens` the vocabulary has, and the chat
+    /// template's end of turn.
+    public static func stopTokens(tokenizer: Tokenizer, configuration: LlamaConfiguration,
+                                  template: ChatTemplate? = nil) -> Set<Int> {
         var ids = Set(configuration.eosTokenIds)
         if let eos = tokenizer.eosTokenID { ids.insert(eos) }
-        for t in endOfTurnTokens { if let id = tokenizer.id(for: t) { ids.insert(id) } }
+        for t in endOfTurnTokens + [template?.endOfTurn].compactMap({ $0 }) {
+            if let id = tokenizer.id(for: t) { ids.insert(id) }
+        }
         return ids.filter { $0 >= 0 && $0 < configuration.vocabSize }
     }
 }

@@ -66,6 +66,7 @@ enum GenerateCommand {
         let modelPath = try a.requiredString("model")
         let (checkpoint, tokenizer) = try openModel(modelPath, tokenizer: a.string("tokenizer"))
         let prompt: [Int]
+        var chatTemplate: ChatTemplate?
         if a.flag("chat") {
             let template: ChatTemplate
             if let forcedFamily {
@@ -81,6 +82,7 @@ enum GenerateCommand {
             if let system = a.string("system") { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: text))
             prompt = try template.encode(messages, tokenizer: tokenizer)
+            chatTemplate = template
         } else {
             prompt = tokenizer.encode(text)
         }
@@ -90,7 +92,8 @@ enum GenerateCommand {
 
         let model = try checkpoint.loadModel()
         let options = GenerationOptions(maxNewTokens: maxNewTokens, sampling: sampling,
-                                        stopTokens: GenerationOptions.stopTokens(tokenizer: tokenizer, configuration: checkpoint.configuration))
+                                        stopTokens: GenerationOptions.stopTokens(tokenizer: tokenizer, configuration: checkpoint.configuration,
+                                                                                 template: chatTemplate))
         var stream = TextStream(tokenizer: tokenizer, context: prompt)
         var endsWithNewline = true
         func emit(_ s: String) {

@@ -111,3 +111,22 @@ import Tokenizers
         }
     }
 }
+
+/// The stop tokens of the shared models: SmolLM2's EOS is <|im_end|> (id 2), which its GGUF names; Gemma 3
+/// stops at <eos> (1) and at <end_of_turn> (106); stories260K at </s> (2).
+@Suite struct StopTokenTests {
+    @Test func sharedModelsStopAtTheirEndTokens() throws {
+        for (url, expected) in [
+            (try Paths.repository("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"), Set([2])),
+            (try gemma3GGUF(), Set([1, 106])),
+            (try Paths.repository("../shared/models/stories260K"), Set([2])),
+        ] {
+            let (checkpoint, tokenizer) = try ModelInput.open(url)
+            let stops = GenerationOptions.stopTokens(tokenizer: tokenizer, configuration: checkpoint.configuration)
+            #expect(stops == expected, "\(url.lastPathComponent)")
+            // A chat template adds its end of turn, which these vocabularies already stop at (or lack).
+            #expect(GenerationOptions.stopTokens(tokenizer: tokenizer, configuration: checkpoint.configuration,
+                                                 template: ChatTemplate(family: .gemma)) == expected)
+        }
+    }
+}
