@@ -34,6 +34,8 @@ public final class IncrementalDecoder {
     private let rope: RoPE
     private let pool: DecoderBlockPool
     private let geometries: [BlockGeometry]
+    /// The configuration's architecture, computed once (the configuration derives it on each read).
+    private let architecture: Architecture
     /// (capacity, C): the pass's hidden states.
     private let hidden: UnsafeMutablePointer<Float>
     /// (C): the last position's state after the final norm; (V): its logits.
@@ -58,6 +60,7 @@ public final class IncrementalDecoder {
         self.capacity = capacity
         let geometries = (0..<c.numHiddenLayers).map { BlockGeometry(configuration: c, layer: $0) }
         self.geometries = geometries
+        architecture = c.architecture
         cache = KeyValueCache(capacity: capacity, widths: geometries.map(\.kvWidth))
         rope = RoPE(configuration: c, positions: capacity)
         pool = DecoderBlockPool(backend: model.backend)
@@ -111,7 +114,7 @@ public final class IncrementalDecoder {
                 (hidden + i * width).update(from: table.baseAddress! + id * width, count: width)
             }
         }
-        if let scale = c.architecture.embeddingScale {
+        if let scale = architecture.embeddingScale {
             for i in 0..<(n * width) { hidden[i] *= scale }
         }
         offsets[0] = start
@@ -142,7 +145,7 @@ public final class IncrementalDecoder {
 
     /// logits (V) = head(final_norm(x)) for one hidden state x (C), soft-capped where the architecture says.
     private func head(of x: UnsafePointer<Float>) {
-        let c = model.configuration, a = c.architecture, backend = model.backend
+        let c = model.configuration, a = architecture, backend = model.backend
         model.finalNorm.data.withUnsafeBufferPointer { w in
             backend.rmsNorm(out: normed, rstd: nil, inp: x, weight: w.baseAddress!, rows: 1, channels: c.hiddenSize,
                             eps: Float(c.rmsNormEps), weightOffset: a.normWeightOffset)

@@ -311,6 +311,9 @@ public enum Attention {
         }
     }
 
+    /// Multiply-adds of QKᵀ below which the cached-prefix attention runs its heads on the calling thread.
+    static let continuationWorkPerDispatch = 1 << 18
+
     /// Floats of work memory the cached-prefix attention needs for a call: one (T, longest prefix + T) score
     /// block and T inverse sums per (sequence, query head).
     public static func continuationScratchFloats(batch b: Int, length t: Int, heads nh: Int, longestPrefix: Int) -> Int {
@@ -376,7 +379,10 @@ public enum Attention {
             defer { scratch.deallocate() }
             for task in range { head(task, scores: scratch, inverse: scratch + t * maxWidth) }
         }
-        if tasks >= workerCount && workerCount > 1 {
+        // A decode step's heads are a few thousand multiply-adds each: dispatching them to the workers
+        // would cost more than it saves. Each head's arithmetic is the same on any thread.
+        let work = tasks * t * maxWidth * hd
+        if tasks >= workerCount && workerCount > 1 && work >= Self.continuationWorkPerDispatch {
             BLAS.singleThreaded { parallelChunks(tasks) { run($0) } }
         } else {
             run(0..<tasks)
