@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs", "Generation"]),
     ],
     targets: [
         .systemLibrary(
@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "Pruning", dependencies: ["Tensor", "JSON", "Llama", "Datasets"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
         .target(name: "FineTuning", dependencies: ["Tensor", "SafeTensors", "Llama"]),
+        // Text generation: sampling, chat templates, streamed detokenization, the generation loop.
+        .target(name: "Generation", dependencies: ["Tensor", "Llama", "Tokenizers"]),
         // The application layer: the prune and fine-tune jobs, checkpoint writers, resume, work folders,
         // memory estimates, run records, model opening and conversion.
         .target(name: "Runs", dependencies: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
@@ -43,7 +45,7 @@ let package = Package(
         .target(name: "CommandLineArguments"),
         .executableTarget(
             name: "llm-prune",
-            dependencies: ["CommandLineArguments", "Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs"]
+            dependencies: ["CommandLineArguments", "Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs", "Generation"]
         ),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLASRuntime"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["Pruning", "Llama", "Datasets", "Tokenizers", "SafeTensors", "Runs"]),
         // Runs the built llm-prune binary as subprocesses: exit codes, messages, signals, resume.
         .testTarget(name: "CLITests"),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Llama", "Tensor", "Tokenizers", "Runs", "Pruning", "JSON"]),
         .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "Llama", "Tensor", "SafeTensors", "Pruning", "Datasets", "Tokenizers", "Evaluation", "Runs"]),
     ],
     // Swift 5 mode: the kernels share raw buffers across Dispatch workers by design (disjoint ranges),

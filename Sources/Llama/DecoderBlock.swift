@@ -40,13 +40,18 @@ public struct BlockContinuation {
     public var keys: UnsafePointer<Float>
     public var values: UnsafePointer<Float>
     public var stride: Int
+    /// Work memory the attention uses instead of allocating its own when it is large enough:
+    /// `Attention.continuationScratchFloats` (a decode step's, sized once by its owner).
+    public var scratch: UnsafeMutableBufferPointer<Float>?
 
-    public init(offsets: [Int], prefixRows: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int) {
+    public init(offsets: [Int], prefixRows: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int,
+                scratch: UnsafeMutableBufferPointer<Float>? = nil) {
         self.offsets = offsets
         self.prefixRows = prefixRows
         self.keys = keys
         self.values = values
         self.stride = stride
+        self.scratch = scratch
     }
 }
 
@@ -210,6 +215,10 @@ public final class DecoderBlock {
     public var residual: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: h, count: rows * geometry.hidden) }
     /// The block output (N, C).
     public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: y, count: rows * geometry.hidden) }
+    /// The keys after RoPE (N, nkv·hd): what a KV cache keeps of this pass's rows.
+    public var keys: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: k, count: rows * geometry.kvWidth) }
+    /// The values (N, nkv·hd).
+    public var values: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: v, count: rows * geometry.kvWidth) }
 
     /// Every saved activation by name (tests compare them with a reference): inputRstd (N), normedInput,
     /// q, k (after RoPE), v, lse (B, nh, T), attention, residual (h), postAttentionRstd (N),
@@ -664,11 +673,13 @@ public final class DecoderBlock {
     /// CPU time per sample).
     public static let singleThreadedBLASBelow = 1 << 24
 
-    /// Opens a single-threaded BLAS scope when the pass is small (see above); true when it did.
+    /// Opens a single-threaded BLAS scope when the pass is small (see above); true when it did. A pass of
+    /// one row (a decode step) stays open: its products are matrix-vector ones, split across the cores
+    /// (`BLAS.matrixVector`) because they are bound by reading the weights.
     private func enterBLASPolicy(_ N: Int) -> Bool {
         let g = geometry
         let work = N * g.hidden * max(g.intermediate, g.qWidth)
-        guard work < Self.singleThreadedBLASBelow else { return false }
+        guard work < Self.singleThreadedBLASBelow, N > 1 else { return false }
         BLAS.enterSingleThreaded()
         return true
     }

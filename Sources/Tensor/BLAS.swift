@@ -72,6 +72,31 @@ public enum BLAS {
         }
     }
 
+    /// y (m) = alpha · A · x + beta · y for a row-major A (m, n) with row stride lda: sgemv, which streams
+    /// A once (sgemm with one row of output packs all of B into its panel layout first, which cost 59 % of a
+    /// SmolLM2 decode step). Rows of y are split across the workers (each reads its own rows of A, so the
+    /// product is bandwidth-bound and both cores' bandwidth counts); each row's sum is one dot product, so
+    /// the bits do not depend on the split. In a `singleThreaded` scope or on a worker the parts run in turn.
+    public static func matrixVector(
+        m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil, x: UnsafePointer<Float>,
+        beta: Float = 0, y: UnsafeMutablePointer<Float>
+    ) {
+        if m == 0 { return }
+        let lda = lda ?? n
+        let parts = max(1, min(workerCount, m * n / multiplyAddsPerVectorPart))
+        let chunk = roundUp((m + parts - 1) / parts, rowGrain)
+        let count = (m + chunk - 1) / chunk
+        inWorkers(count) { p in
+            let r0 = p * chunk, r1 = min(m, r0 + chunk)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r0), Int32(n), alpha, a + r0 * lda, Int32(lda), x, 1,
+                        beta, y + r0, 1)
+        }
+    }
+
+    /// Multiply-adds below which a matrix-vector product runs on the calling thread alone (a dispatch costs
+    /// about what streaming 128K floats of A takes).
+    public static let multiplyAddsPerVectorPart = 1 << 17
+
     /// Multiply-adds below which a GEMM runs on the calling thread alone: dispatching to a worker costs
     /// some microseconds, about what 4M multiply-adds take on one core.
     public static let multiplyAddsPerPart = 1 << 22

@@ -12,6 +12,7 @@ let commands: [String: (CommandSpec, (ParsedArguments) throws -> Void)] = [
     "bench-gemm": (BenchGEMMCommand.spec, BenchGEMMCommand.run),
     "eval": (EvalCommand.spec, EvalCommand.run),
     "finetune": (FinetuneCommand.spec, FinetuneCommand.run),
+    "generate": (GenerateCommand.spec, GenerateCommand.run),
     "inspect": (InspectCommand.spec, InspectCommand.run),
     "prune": (PruneCommand.spec, PruneCommand.run),
     "clean": (CleanCommand.spec, CleanCommand.run),

@@ -164,7 +164,8 @@ public struct CPUBackend: ComputeBackend {
                           kvHeads: Int, headDim: Int, window: Int?, scale: Float, softcap: Float?, precision: ComputePrecision) {
         Attention.forward(out: out, q: q, k: k, v: v, prefixKeys: c.keys, prefixValues: c.values, prefixStride: c.stride,
                           prefixRows: c.prefixRows, prefixLengths: c.offsets, batch: batch, length: length, heads: heads,
-                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale, softcap: softcap)
+                          kvHeads: kvHeads, headDim: headDim, window: window, precision: precision, scale: scale, softcap: softcap,
+                          scratch: c.scratch)
     }
 
     public func attentionWorkspace(capacity: Int, kvWidth: Int) -> any AttentionWorkspace {

@@ -275,11 +275,14 @@ public enum Attention {
     ///
     /// q and out are (B, T, NH, HD); k, v are (B, T, NKV, HD); the prefix keys and values are
     /// (B_prefix, stride, NKV, HD), row b using prefix `prefixRows[b]` (−1: none, L_b must then be 0).
+    /// `scratch`, when it holds `continuationScratchFloats` for the call, replaces the kernel's own work
+    /// memory (float32 only), so a decode step allocates nothing.
     public static func forward(
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
         prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
-        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32, scale: Float? = nil, softcap: Float? = nil
+        headDim hd: Int, window: Int?, precision: ComputePrecision = .float32, scale: Float? = nil, softcap: Float? = nil,
+        scratch: UnsafeMutableBufferPointer<Float>? = nil
     ) {
         // bf16 as `Attention.forward` computes it: q, k, v (own and prefix) and the probabilities rounded
         // before the products, float32 accumulation; here always emulated (sgemm on the rounded values):
@@ -304,15 +307,25 @@ public enum Attention {
         } else {
             attend(out: out, q: q, k: k, v: v, prefixKeys: prefixKeys, prefixValues: prefixValues, prefixStride: prefixStride,
                    prefixRows: prefixRows, prefixLengths: prefixLengths, batch: b, length: t, heads: nh, kvHeads: nkv,
-                   headDim: hd, window: window, roundingProbabilities: false, scale: scale, softcap: softcap)
+                   headDim: hd, window: window, roundingProbabilities: false, scale: scale, softcap: softcap, scratch: scratch)
         }
+    }
+
+    /// Multiply-adds of QKᵀ below which the cached-prefix attention runs its heads on the calling thread.
+    static let continuationWorkPerDispatch = 1 << 18
+
+    /// Floats of work memory the cached-prefix attention needs for a call: one (T, longest prefix + T) score
+    /// block and T inverse sums per (sequence, query head).
+    public static func continuationScratchFloats(batch b: Int, length t: Int, heads nh: Int, longestPrefix: Int) -> Int {
+        b * nh * (t * (longestPrefix + t) + t)
     }
 
     private static func attend(
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         prefixKeys: UnsafePointer<Float>, prefixValues: UnsafePointer<Float>, prefixStride: Int,
         prefixRows: [Int], prefixLengths: [Int], batch b: Int, length t: Int, heads nh: Int, kvHeads nkv: Int,
-        headDim hd: Int, window: Int?, roundingProbabilities: Bool, scale: Float?, softcap: Float?
+        headDim hd: Int, window: Int?, roundingProbabilities: Bool, scale: Float?, softcap: Float?,
+        scratch given: UnsafeMutableBufferPointer<Float>? = nil
     ) {
         let scale = scale ?? Architecture.defaultAttentionScale(headDim: hd)
         let group = nh / nkv
@@ -353,12 +366,23 @@ public enum Attention {
             for i in 0..<t { VectorMath.scale(oh + i * ldq, count: hd, by: inverse[i]) }
         }
         let tasks = b * nh
+        let perTask = t * maxWidth + t
         func run(_ range: Range<Int>) {
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: t * maxWidth + t)
+            if let given, given.count >= tasks * perTask {
+                for task in range {
+                    let scratch = given.baseAddress! + task * perTask
+                    head(task, scores: scratch, inverse: scratch + t * maxWidth)
+                }
+                return
+            }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perTask)
             defer { scratch.deallocate() }
             for task in range { head(task, scores: scratch, inverse: scratch + t * maxWidth) }
         }
-        if tasks >= workerCount && workerCount > 1 {
+        // A decode step's heads are a few thousand multiply-adds each: dispatching them to the workers
+        // would cost more than it saves. Each head's arithmetic is the same on any thread.
+        let work = tasks * t * maxWidth * hd
+        if tasks >= workerCount && workerCount > 1 && work >= Self.continuationWorkPerDispatch {
             BLAS.singleThreaded { parallelChunks(tasks) { run($0) } }
         } else {
             run(0..<tasks)

@@ -21,8 +21,13 @@ public enum Linear {
                 }
             }
         }
-        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
-                  a: inp, b: weight, beta: bias == nil && !accumulate ? 0 : 1, c: out, precision: precision)
+        let beta: Float = bias == nil && !accumulate ? 0 : 1
+        // One row (a decode step) is a matrix-vector product, which reads W once.
+        if n == 1 && precision == .float32 {
+            BLAS.matrixVector(m: outFeatures, n: inFeatures, a: weight, x: inp, beta: beta, y: out)
+            return
+        }
+        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures, a: inp, b: weight, beta: beta, c: out, precision: precision)
     }
 
     /// x: (..., in), weight: (out, in), bias: (out) → (..., out).
