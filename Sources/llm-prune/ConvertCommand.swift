@@ -19,8 +19,9 @@ enum ConvertCommand {
         With --output-format sparse the decoder blocks' linears of a pruned model are packed in
         compressed-tensors' form: sparse-24-bitmask when every one holds 2:4, sparse-bitmask otherwise (or
         as --sparsity says, which is then checked on every linear); config.json carries the
-        quantization_config transformers reads with compressed-tensors <= 0.14.0.1. A compressed-tensors
-        folder given as --model is decompressed: --output-format hf writes it dense.
+        quantization_config compressed-tensors <= 0.14.0.1 reads (transformers 4.x with it loads the 2:4
+        form). A compressed-tensors folder given as --model is decompressed: --output-format hf writes it
+        dense.
         """,
         options: [
             OptionSpec(name: "model", valueName: "path", help: "The .gguf file (architectures llama, qwen2) or a Hugging Face folder.", required: true),
