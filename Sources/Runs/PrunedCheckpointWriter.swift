@@ -261,6 +261,7 @@ public final class PrunedCheckpointWriter {
             }
         }
         // The tensors in the input's shard order: a compressed input's linear where its `P.compressed` is.
+        let denseNames = Set(compressedInput?.tensorNames ?? [])
         var origin: [String: Origin] = [:]
         var specsByFile: [[TensorSpec]] = Array(repeating: [], count: source.shardFiles.count)
         var shardOf: [String: String] = [:]
@@ -281,7 +282,7 @@ public final class PrunedCheckpointWriter {
                     specs = [TensorSpec(name: dense, dtype: inputDType(dense) ?? .F32, shape: try weights.shape(of: dense))]
                     from = stagedFile[dense] != nil ? .staged : .decompressed
                 }
-            } else if compressedInput?.tensorNames.contains(name) == false {
+            } else if compressedInput != nil && !denseNames.contains(name) {
                 continue   // another tensor of a compressed linear, written with its `P.compressed`
             } else if let encoder, encoder.compresses(name) {
                 specs = encoder.specs(for: name)
