@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CommandLineArgumentsTests", dependencies: ["CommandLineArguments"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "SparseWeightsTests", dependencies: ["SparseWeights", "SafeTensors", "Tensor", "JSON", "Llama", "Pruning", "Runs"]),
+        .testTarget(name: "SparseWeightsTests", dependencies: ["SparseWeights", "SafeTensors", "Tensor", "JSON", "Llama", "Pruning", "FineTuning", "Runs"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "JSON", "Tensor", "SafeTensors"]),

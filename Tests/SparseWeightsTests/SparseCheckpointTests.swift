@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FineTuning
 import JSON
 import Llama
 import Pruning
@@ -173,6 +174,46 @@ private func loadError(_ folder: URL) -> String? {
         // A config without the sparsity config: the packed tensors are unused, the dense ones missing.
         let plain = try #require(loadError(try rewritten(two, try entries(two), config: CompressedTensorsSparsity.config(try config(two), setting: nil))))
         #expect(plain.contains("model.layers.0.self_attn.q_proj.weight"), "\(plain)")
+    }
+
+    /// A packed input is written back packed, by `prune` (another pattern: another format) and by
+    /// `finetune` (masked LoRA keeps every zero), with the dense weights `prune` and `finetune` computed.
+    @Test func packedInputsStayPacked() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let packed = scratch.appendingPathComponent("packed")
+        try prune(.nm(n: 2, m: 4), to: packed, storage: .sparse(values: .BF16, pattern: nil))
+        // Magnitude 4:8 of the 2:4 weights (already 4:8), packed again by default, dense on request.
+        let again = scratch.appendingPathComponent("again"), dense = scratch.appendingPathComponent("dense")
+        var o = PruningJobOptions(model: packed, method: try PruningMethods.make("magnitude"), pattern: .nm(n: 4, m: 8),
+                                  calibrationFile: nil, calibrationFormat: .text, output: again, toolVersion: "test")
+        _ = try PruningJob.run(o, availableMemory: nil)
+        o.output = dense
+        o.folderOutputStorage = .dense
+        _ = try PruningJob.run(o, availableMemory: nil)
+        let sparsity = try #require(try CompressedTensorsSparsity.of(config: try config(again)))
+        #expect(sparsity.format == .sparseBitmask && sparsity.structure == "4:8")
+        #expect(try CompressedTensorsSparsity.of(config: try config(dense)) == nil)
+        let a = try LlamaCheckpoint(directory: packed), b = try LlamaCheckpoint(directory: again), c = try LlamaCheckpoint(directory: dense)
+        #expect(c.source is SafeTensorsCheckpoint)
+        for name in a.source.tensorNames {
+            let w = try a.source.floats(name).map(\.bitPattern)
+            #expect(try b.source.floats(name).map(\.bitPattern) == w, "\(name)")
+            #expect(try c.source.floats(name).map(\.bitPattern) == w, "\(name)")
+        }
+
+        let tuned = scratch.appendingPathComponent("tuned")
+        let r = try FineTuningJob.run(FineTuningJobOptions(
+            model: packed, trainFile: try sharedPath("calibration/stories260K-wikitext2valid-128x512-seed0.safetensors"),
+            trainFormat: .tokens, seqlen: 64, lora: LoRAOptions(rank: 2, alpha: 4, dropout: 0, targets: [.q, .down], mode: .masked),
+            training: TrainingOptions(steps: 2, learningRate: 1e-2, warmup: 0, gradientAccumulation: 1),
+            output: tuned, arguments: ["llm-prune", "finetune", "(test)"], toolVersion: "test"))
+        #expect(r.inputZeros == r.outputZeros && r.inputZeros > 0)
+        #expect(try CompressedTensorsSparsity.of(config: try config(tuned))?.format == .sparse24Bitmask)
+        let t = try #require(try LlamaCheckpoint(directory: tuned).source as? CompressedTensorsWeights)
+        #expect(t.compressedNames.count == 35)
+        let q = LlamaTensorNames.weight(.q, layer: 0)
+        #expect(try t.floats(q) != (try a.source.floats(q)))
     }
 
     @Test func quantizationConfigs() throws {
