@@ -66,6 +66,13 @@ public final class CompressedTensorsWeights: WeightSource, @unchecked Sendable {
     /// The dense names stored compressed, in stored order.
     public var compressedNames: [String] { tensorNames.filter { compressed[$0] != nil } }
 
+    /// The stored tensors behind the dense name `name`: `P.shape`, `P.compressed`, … for a compressed
+    /// linear, else `name` itself.
+    public func storedNames(of name: String) -> [String] {
+        guard let c = compressed[name], let format = sparsity.format else { return [name] }
+        return format.keys.map { "\(c.prefix).\($0)" }
+    }
+
     /// The dtype `name` is stored in (a compressed linear: its values' dtype), or nil when absent.
     public func dtype(of name: String) -> DType? {
         compressed[name]?.valueType ?? tensors.info(name)?.dtype

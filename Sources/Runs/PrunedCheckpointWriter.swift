@@ -250,9 +250,8 @@ public final class PrunedCheckpointWriter {
             var names = Set(stagedFile.keys)
             names.formUnion(compressedInput?.compressedNames ?? [])
             let linears = try weights.tensorNames.filter(names.contains).map { ($0, try weights.shape(of: $0)) }
-            let packedKeys = Set(linears.flatMap { l in
-                compressedInput?.isCompressed(l.0) == true ? (compressedInput!.format?.keys ?? []).map { "\(CompressedTensorsFormat.prefix(ofWeight: l.0)).\($0)" } : [l.0]
-            })
+            // The elements of every stored tensor that is not one of those linears (the config's global sparsity).
+            let packedKeys = Set(linears.flatMap { compressedInput?.storedNames(of: $0.0) ?? [$0.0] })
             let others = source.tensorNames.filter { !packedKeys.contains($0) }.reduce(0) { $0 + (source.info($1)?.elementCount ?? 0) }
             let staged = stagedFile, dense = weights
             encoder = try SparseCheckpointEncoder(linears: linears, valueType: valueType, pattern: pattern, otherParameters: others) { name in
