@@ -6,7 +6,7 @@ let package = Package(
     name: "llm-prune",
     products: [
         .executable(name: "llm-prune", targets: ["llm-prune"]),
-        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs", "Generation"]),
+        .library(name: "LLMPrune", targets: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "SparseWeights", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "Runs", "Generation"]),
     ],
     targets: [
         .systemLibrary(
@@ -31,7 +31,10 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["JSON", "MappedFiles"]),
         .target(name: "GGUF", dependencies: ["MappedFiles"]),
         .target(name: "Tokenizers", dependencies: ["JSON"]),
-        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON"]),
+        // One matrix stored packed (N:M kept values and in-group indices, or a bitmask) and
+        // compressed-tensors' on-disk forms of it.
+        .target(name: "SparseWeights", dependencies: ["Tensor", "SafeTensors", "JSON"]),
+        .target(name: "Llama", dependencies: ["Tensor", "SafeTensors", "GGUF", "JSON", "SparseWeights"]),
         .target(name: "Datasets", dependencies: ["Tensor", "JSON", "Tokenizers", "SafeTensors", "CZlib"]),
         .target(name: "Pruning", dependencies: ["Tensor", "JSON", "Llama", "Datasets"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "Llama", "Datasets", "Tokenizers", "JSON", "CBZip2"]),
@@ -40,7 +43,7 @@ let package = Package(
         .target(name: "Generation", dependencies: ["Tensor", "Llama", "Tokenizers"]),
         // The application layer: the prune and fine-tune jobs, checkpoint writers, resume, work folders,
         // memory estimates, run records, model opening and conversion.
-        .target(name: "Runs", dependencies: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning"]),
+        .target(name: "Runs", dependencies: ["Tensor", "JSON", "SafeTensors", "GGUF", "Tokenizers", "Llama", "Datasets", "Pruning", "Evaluation", "FineTuning", "SparseWeights"]),
         // The command line's option parser: specs, parsing, typed accessors, usage errors, --help.
         .target(name: "CommandLineArguments"),
         .executableTarget(
@@ -51,6 +54,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CommandLineArgumentsTests", dependencies: ["CommandLineArguments"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "SparseWeightsTests", dependencies: ["SparseWeights", "SafeTensors", "Tensor", "JSON", "Llama", "Pruning", "FineTuning", "Runs"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Llama", "SafeTensors", "Tensor"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "JSON", "GGUF"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "JSON", "Tensor", "SafeTensors"]),

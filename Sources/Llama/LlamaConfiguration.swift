@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import SparseWeights
 
 /// The architecture of a LLaMA-family decoder as Hugging Face's config.json describes it, for the model
 /// types `llama`, `mistral`, `qwen2`, `qwen3` and `gemma3_text`, with transformers' defaults and per-type semantics.
@@ -452,6 +453,17 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     /// Decodes a parsed config.json; `source` names the file in errors.
     init(json root: JSONValue, source: String) throws {
         try Self.precheck(root, source: source)
+        var root = root
+        // compressed-tensors' sparsity config says how the weights are stored, not what the model computes:
+        // the weight source reads it (`CompressedTensorsWeights`). Any other quantization_config is refused
+        // below.
+        do {
+            if try CompressedTensorsSparsity.of(config: root) != nil {
+                root = CompressedTensorsSparsity.config(root, setting: nil)
+            }
+        } catch {
+            throw LlamaError.unsupportedOption(String(describing: error))
+        }
         do {
             self = try JSONValueDecoder().decode(LlamaConfiguration.self, from: root)
         } catch let error as DecodingError {

@@ -11,14 +11,10 @@ extension SafeTensorsCheckpoint: WeightSource {
 extension LlamaCheckpoint {
     /// Opens a Hugging Face checkpoint folder: config.json plus `model.safetensors` or its shards
     /// (memory-mapped; nothing is read until a block is loaded), then checks names and shapes strictly.
+    /// A compressed-tensors folder is read through `CompressedTensorsWeights` (its linears decompressed
+    /// when read).
     public init(directory: URL) throws {
         let configuration = try LlamaConfiguration(contentsOf: directory.appendingPathComponent("config.json"))
-        let tensors: SafeTensorsCheckpoint
-        do {
-            tensors = try SafeTensorsCheckpoint(directory: directory)
-        } catch {
-            throw LlamaError.checkpoint(String(describing: error))
-        }
-        try self.init(configuration: configuration, source: tensors)
+        try self.init(configuration: configuration, source: try CompressedTensorsWeights.open(directory))
     }
 }

@@ -5,6 +5,7 @@ import GGUF
 import Llama
 import Tensor
 import SafeTensors
+import SparseWeights
 import Tokenizers
 #if canImport(Glibc)
 import Glibc
@@ -17,8 +18,13 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
     /// A GGUF file whose matrices are stored in this type (F32, F16, BF16 or Q8_0); vectors (norms,
     /// biases) stay F32, as llama.cpp keeps them.
     case gguf(GGMLType)
+    /// A Hugging Face folder whose block linears are packed in compressed-tensors' form
+    /// (`SparseCheckpointEncoder`: values in this dtype, F32 or BF16; checked against the pattern, or
+    /// the pattern detected when nil) and every other tensor stored in the dtype.
+    case sparse(DType, SparseLayout?)
 
-    /// Parses `--dtype` for a format: safetensors takes bf16, f16, f32; gguf also q8_0.
+    /// Parses `--dtype` for a format: hf takes bf16, f16, f32; gguf also q8_0; sparse bf16 and f32
+    /// (the pattern detected).
     public init(format: String, dtype: String) throws {
         switch (format, dtype.lowercased()) {
         case ("hf", "bf16"): self = .safetensors(.BF16)
@@ -28,10 +34,12 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
         case ("gguf", "f16"): self = .gguf(.F16)
         case ("gguf", "f32"): self = .gguf(.F32)
         case ("gguf", "q8_0"): self = .gguf(.Q8_0)
-        case ("hf", _), ("gguf", _):
-            throw PruningError("--dtype \(dtype) is not available for --output-format \(format) (hf: bf16, f16, f32; gguf: bf16, f16, f32, q8_0)")
+        case ("sparse", "bf16"): self = .sparse(.BF16, nil)
+        case ("sparse", "f32"): self = .sparse(.F32, nil)
+        case ("hf", _), ("gguf", _), ("sparse", _):
+            throw PruningError("--dtype \(dtype) is not available for --output-format \(format) (hf: bf16, f16, f32; gguf: bf16, f16, f32, q8_0; sparse: bf16, f32)")
         default:
-            throw PruningError("unknown output format '\(format)' (hf, gguf)")
+            throw PruningError("unknown output format '\(format)' (hf, gguf, sparse)")
         }
     }
 
@@ -39,6 +47,7 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case let .safetensors(d): return "safetensors \(d.rawValue)"
         case let .gguf(t): return "GGUF \(t)"
+        case let .sparse(d, _): return "sparse safetensors \(d.rawValue)"
         }
     }
 
@@ -63,13 +72,13 @@ public enum CheckpointStorage: Sendable, Equatable, CustomStringConvertible {
     /// figure is the written model's.
     public func stored(_ x: [Float], shape: [Int]) throws -> [Float] {
         switch self {
-        case .safetensors(.F32), .safetensors(.F64):
+        case .safetensors(.F32), .safetensors(.F64), .sparse(.F32, _):
             return x
         case .safetensors(.F16):
             return x.map { Float(Float16($0)) }
-        case .safetensors(.BF16):
+        case .safetensors(.BF16), .sparse(.BF16, _):
             return x.map { Float(bf16Bits: bf16Bits(from: $0)) }
-        case let .safetensors(d):
+        case let .safetensors(d), let .sparse(d, _):
             throw PruningError("cannot store weights as \(d.rawValue)")
         case let .gguf(t):
             let type = Self.ggufType(t, shape: shape)
@@ -170,6 +179,10 @@ public final class ConvertedCheckpointWriter {
                 files = try writeHuggingFace(dtype: dtype, record: record)
                 try? fm.removeItem(at: session.staging)
                 try session.commit(temporary)
+            case let .sparse(dtype, pattern):
+                files = try writeHuggingFace(dtype: dtype, sparse: pattern, record: record)
+                try? fm.removeItem(at: session.staging)
+                try session.commit(temporary)
             case let .gguf(type):
                 let file = temporary.appendingPathComponent("model.gguf")
                 try writeGGUF(type: type, record: record, to: file)
@@ -183,13 +196,30 @@ public final class ConvertedCheckpointWriter {
         }
     }
 
-    private func writeHuggingFace(dtype: DType, record: PruningRecord?) throws -> [String] {
+    /// Writes the folder; for `.sparse` storage the block linears packed, checked against `pattern` (nil:
+    /// detected).
+    private func writeHuggingFace(dtype: DType, sparse pattern: SparseLayout? = nil, record: PruningRecord?) throws -> [String] {
         var written: [String] = []
         let list = tensorList
-        let specs = list.map { TensorSpec(name: $0.name, dtype: dtype, shape: $0.shape) }
+        var encoder: SparseCheckpointEncoder? = nil
+        if case .sparse = storage {
+            let c = source.configuration
+            let linears = (0..<c.numHiddenLayers).flatMap { layer in
+                LinearKind.allCases.map { (LlamaTensorNames.weight($0, layer: layer), $0.shape(c)) }
+            }
+            let names = Set(linears.map(\.0))
+            let others = list.filter { !names.contains($0.name) }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            encoder = try SparseCheckpointEncoder(linears: linears, valueType: dtype, pattern: pattern, otherParameters: others) {
+                try self.stored($0)
+            }
+        }
+        let specs = list.flatMap { entry in
+            encoder?.compresses(entry.name) == true ? encoder!.specs(for: entry.name) : [TensorSpec(name: entry.name, dtype: dtype, shape: entry.shape)]
+        }
+        let dense = Set(list.map(\.name))
         do {
             try SafeTensorsWriter.write(specs, metadata: ["format": "pt"], to: temporary.appendingPathComponent("model.safetensors")) { spec in
-                .floats(try self.stored(spec.name))
+                dense.contains(spec.name) ? .floats(try self.stored(spec.name)) : try encoder!.data(for: spec)
             }
         } catch let e as PruningError {
             throw e
@@ -200,7 +230,7 @@ public final class ConvertedCheckpointWriter {
 
         var configuration = source.configuration
         configuration.torchDtype = ["F32": "float32", "F16": "float16", "BF16": "bfloat16"][dtype.rawValue]
-        try writeJSON(try Self.configJSON(configuration), "config.json")
+        try writeJSON(CompressedTensorsSparsity.config(try Self.configJSON(configuration), setting: encoder?.sparsity), "config.json")
         written.append("config.json")
 
         if let dir = tokenizerDirectory {
@@ -329,8 +359,18 @@ public enum ModelConversion {
     @discardableResult
     public static func convert(model: URL, output: URL, dtype: DType, tokenizerDirectory: URL? = nil,
                                atPoint: RunPointHook? = nil) throws -> [String] {
+        try convert(model: model, output: output, storage: .safetensors(dtype), tokenizerDirectory: tokenizerDirectory,
+                    atPoint: atPoint)
+    }
+
+    /// Writes `model` to the folder `output` (which must not exist) in `storage` (`.safetensors` or
+    /// `.sparse`: a compressed-tensors folder). Returns the files written.
+    @discardableResult
+    public static func convert(model: URL, output: URL, storage: CheckpointStorage, tokenizerDirectory: URL? = nil,
+                               atPoint: RunPointHook? = nil) throws -> [String] {
         let checkpoint = try LlamaCheckpoint(model: model)
-        let writer = try ConvertedCheckpointWriter(source: checkpoint, storage: .safetensors(dtype), output: output,
+        if case .gguf = storage { throw PruningError("convert writes a Hugging Face folder (hf or sparse), not GGUF") }
+        let writer = try ConvertedCheckpointWriter(source: checkpoint, storage: storage, output: output,
                                                    tokenizerDirectory: tokenizerDirectory ?? (LlamaCheckpoint.isGGUF(model) ? nil : model),
                                                    atPoint: atPoint)
         return try writer.finish(record: nil)

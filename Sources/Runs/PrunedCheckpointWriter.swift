@@ -5,6 +5,7 @@ import Tensor
 import Pruning
 import Llama
 import SafeTensors
+import SparseWeights
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,7 +57,30 @@ public struct PruningRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// How `PrunedCheckpointWriter` stores the pruned linears.
+public enum PrunedLinearStorage: Sendable, Equatable, CustomStringConvertible {
+    /// Dense `P.weight` tensors in the input's dtype (a compressed input's linears: in their values'
+    /// dtype); config.json loses a compressed-tensors `quantization_config`.
+    case dense
+    /// compressed-tensors' packed form (`SparseCheckpointEncoder`), values in `values` (nil: the input's
+    /// dtype), checked against `pattern` (nil: detected); config.json gets the `quantization_config`.
+    case sparse(values: DType?, pattern: SparseLayout?)
+
+    /// `dense`, or `sparse` with the values' dtype and the pattern when set (`sparse BF16 2:4`).
+    public var description: String {
+        switch self {
+        case .dense: return "dense"
+        case let .sparse(values, pattern):
+            return (["sparse"] + [values?.rawValue, pattern?.description].compactMap { $0 }).joined(separator: " ")
+        }
+    }
+}
+
 /// Writes a pruned checkpoint in the Hugging Face layout of its input.
+///
+/// The pruned linears are stored dense, or packed in compressed-tensors' form (`PrunedLinearStorage`;
+/// by default as the input stores them: a compressed-tensors input stays packed); every other tensor,
+/// the shards and their order stay as the input has them.
 ///
 /// Usage: `init` (checks the destination, creates its missing parent folders and a hidden work folder
 /// beside it, `WorkFolders`), `stage` each pruned block as the driver produces it (the `blockSink`), then
@@ -78,6 +102,12 @@ public final class PrunedCheckpointWriter {
     /// The hidden sibling folder everything is written to before the final rename.
     public var temporary: URL { session.temporary }
     public let checkpoint: SafeTensorsCheckpoint
+    /// The input as dense tensors (a compressed-tensors input decompressed when read).
+    public let weights: WeightSource
+    /// How the pruned linears are written.
+    public let storage: PrunedLinearStorage
+    /// The dtype of the packed values (sparse storage).
+    private let sparseValueType: DType?
     private let session: WorkFolderSession
     /// Pruned tensor name → staging file.
     private var stagedFile: [String: SafeTensorsFile] = [:]
@@ -90,16 +120,33 @@ public final class PrunedCheckpointWriter {
     /// Checks `output` (`WorkFolders.checkDestination`), creates its parent folders as `mkdir -p` does,
     /// opens the input's safetensors and creates the work folder, or takes over `adopting` (the stale work
     /// folder of an interrupted run being resumed) by renaming it to this process's name.
+    /// `storage` nil: the input's own (dense for a plain folder; packed, in the values' dtype, for a
+    /// compressed-tensors one).
     public init(input: URL, output: URL, adopting: URL? = nil, registry: WorkFolderRegistry = .shared,
-                atPoint: RunPointHook? = nil) throws {
+                atPoint: RunPointHook? = nil, storage: PrunedLinearStorage? = nil) throws {
         self.input = input.standardizedFileURL
         self.output = output.standardizedFileURL
         try WorkFolders.checkDestination(self.output, input: self.input)
         try WorkFolders.createParent(of: self.output)
         do {
-            checkpoint = try SafeTensorsCheckpoint(directory: self.input)
+            weights = try CompressedTensorsWeights.open(self.input)
         } catch {
             throw PruningError("cannot open the input checkpoint: \(error)")
+        }
+        let compressed = weights as? CompressedTensorsWeights
+        checkpoint = compressed?.tensors ?? (weights as! SafeTensorsCheckpoint)
+        let storage = storage ?? (compressed?.format == nil ? .dense : .sparse(values: nil, pattern: nil))
+        self.storage = storage
+        if case let .sparse(values, _) = storage {
+            // One dtype for every packed linear: asked for, or the input's (its first linear's).
+            let first = LlamaTensorNames.weight(.q, layer: 0)
+            let dtype = values ?? compressed?.dtype(of: first) ?? checkpoint.info(first)?.dtype ?? .F32
+            guard dtype == .F32 || dtype == .BF16 else {
+                throw PruningError("sparse checkpoints store their values as bf16 or f32; the input's linears are \(dtype.rawValue): pass --dtype bf16 or --dtype f32")
+            }
+            sparseValueType = dtype
+        } else {
+            sparseValueType = nil
         }
         session = try WorkFolderSession(output: self.output, adopting: adopting, locked: true, registry: registry,
                                         atPoint: atPoint)
@@ -128,23 +175,29 @@ public final class PrunedCheckpointWriter {
         }
     }
 
-    /// Saves the seven pruned linears of one block, in the input's dtype, to a staging file.
+    /// The dtype `name` is stored in by the input (a compressed linear: its values' dtype).
+    private func inputDType(_ name: String) -> DType? {
+        (weights as? CompressedTensorsWeights)?.dtype(of: name) ?? checkpoint.info(name)?.dtype
+    }
+
+    /// Saves the seven pruned linears of one block to a staging file, in the dtype they are written in
+    /// (the packed values' dtype, or the input's), so that `prunedWeights` reads what the output holds.
     public func stage(_ block: DecoderBlockWeights) throws {
         guard !session.ended else { throw PruningError("the pruned checkpoint was already written or discarded") }
         var entries: [TensorEntry] = []
         for kind in LinearKind.allCases {
             let name = LlamaTensorNames.weight(kind, layer: block.layer)
-            guard let info = checkpoint.info(name) else {
+            guard let dtype = inputDType(name), let shape = try? weights.shape(of: name) else {
                 throw PruningError("the input checkpoint has no tensor \(name)")
             }
             let w = block[kind]
-            guard info.shape == w.shape else {
-                throw PruningError("\(name): pruned shape \(w.shape) differs from the input's \(info.shape)")
+            guard shape == w.shape else {
+                throw PruningError("\(name): pruned shape \(w.shape) differs from the input's \(shape)")
             }
-            guard info.dtype.isFloatingPoint else {
-                throw PruningError("\(name): the input stores it as \(info.dtype.rawValue), not a floating-point dtype")
+            guard dtype.isFloatingPoint else {
+                throw PruningError("\(name): the input stores it as \(dtype.rawValue), not a floating-point dtype")
             }
-            entries.append(TensorEntry(name: name, dtype: info.dtype, shape: w.shape, data: .floats(w.data)))
+            entries.append(TensorEntry(name: name, dtype: sparseValueType ?? dtype, shape: w.shape, data: .floats(w.data)))
         }
         let file = try session.stage(entries, layer: block.layer)
         for e in entries { stagedFile[e.spec.name] = file }
@@ -152,7 +205,7 @@ public final class PrunedCheckpointWriter {
 
     /// The input's tensors with the staged (pruned) ones in their place, as float32: to evaluate the
     /// pruned model (`LlamaCheckpoint(configuration:source:)`) before or without writing it.
-    public var prunedWeights: WeightSource { StagedWeights(base: checkpoint, staged: stagedFile) }
+    public var prunedWeights: WeightSource { StagedWeights(base: weights, staged: stagedFile) }
 
     /// Writes the checkpoint, the copied files and `pruning.json`, then renames the temporary folder to
     /// `output`. Returns the list of files written.
@@ -174,18 +227,41 @@ public final class PrunedCheckpointWriter {
         }
     }
 
+    /// Where a written tensor's data comes from.
+    private enum Origin {
+        /// The input's bytes as they are.
+        case raw
+        /// The staging file (a pruned linear written dense).
+        case staged
+        /// A compressed input's linear, decompressed and written dense in `dtype`.
+        case decompressed
+        /// A tensor of a packed linear (`SparseCheckpointEncoder`).
+        case encoded
+    }
+
     private func writeAll(record: PruningRecord) throws -> [String] {
         let fm = FileManager.default
         var written: [String] = []
-        // Tensors, shard by shard in the input's order; pruned ones from staging, the rest copied raw.
         let source = checkpoint
-        func data(_ spec: TensorSpec) throws -> TensorData {
-            let file: SafeTensorsFile? = stagedFile[spec.name]
-            if let file {
-                return try file.withRawBytes(spec.name) { .bytes(Array($0)) }
+        let compressedInput = weights as? CompressedTensorsWeights
+        // The linears written packed: every pruned one and every one the input packs.
+        var encoder: SparseCheckpointEncoder? = nil
+        if case let .sparse(_, pattern) = storage, let valueType = sparseValueType {
+            var names = Set(stagedFile.keys)
+            names.formUnion(compressedInput?.compressedNames ?? [])
+            let linears = try weights.tensorNames.filter(names.contains).map { ($0, try weights.shape(of: $0)) }
+            // The elements of every stored tensor that is not one of those linears (the config's global sparsity).
+            let packedKeys = Set(linears.flatMap { compressedInput?.storedNames(of: $0.0) ?? [$0.0] })
+            let others = source.tensorNames.filter { !packedKeys.contains($0) }.reduce(0) { $0 + (source.info($1)?.elementCount ?? 0) }
+            let staged = stagedFile, dense = weights
+            encoder = try SparseCheckpointEncoder(linears: linears, valueType: valueType, pattern: pattern, otherParameters: others) { name in
+                if let f = staged[name] { return try f.floats(name) }
+                return try CheckpointStorage.safetensors(valueType).stored(try dense.floats(name), shape: try dense.shape(of: name))
             }
-            return try source.withRawBytes(spec.name) { .bytes(Array($0)) }
         }
+        // The tensors in the input's shard order: a compressed input's linear where its `P.compressed` is.
+        let denseNames = Set(compressedInput?.tensorNames ?? [])
+        var origin: [String: Origin] = [:]
         var specsByFile: [[TensorSpec]] = Array(repeating: [], count: source.shardFiles.count)
         var shardOf: [String: String] = [:]
         var allSpecs: [TensorSpec] = []
@@ -194,10 +270,45 @@ public final class PrunedCheckpointWriter {
                   let i = source.shardFiles.firstIndex(of: shard) else {
                 throw PruningError("the input checkpoint lost track of tensor \(name)")
             }
-            let spec = TensorSpec(name: name, dtype: info.dtype, shape: info.shape)
-            specsByFile[i].append(spec)
-            shardOf[name] = shard
-            allSpecs.append(spec)
+            var specs: [TensorSpec]
+            var from = Origin.raw
+            if let compressedInput, name.hasSuffix(".compressed"),
+               case let dense = String(name.dropLast(".compressed".count)) + ".weight", compressedInput.isCompressed(dense) {
+                if let encoder {
+                    specs = encoder.specs(for: dense)
+                    from = .encoded
+                } else {
+                    specs = [TensorSpec(name: dense, dtype: inputDType(dense) ?? .F32, shape: try weights.shape(of: dense))]
+                    from = stagedFile[dense] != nil ? .staged : .decompressed
+                }
+            } else if compressedInput != nil && !denseNames.contains(name) {
+                continue   // another tensor of a compressed linear, written with its `P.compressed`
+            } else if let encoder, encoder.compresses(name) {
+                specs = encoder.specs(for: name)
+                from = .encoded
+            } else {
+                specs = [TensorSpec(name: name, dtype: info.dtype, shape: info.shape)]
+                if stagedFile[name] != nil { from = .staged }
+            }
+            for spec in specs {
+                origin[spec.name] = from
+                specsByFile[i].append(spec)
+                shardOf[spec.name] = shard
+                allSpecs.append(spec)
+            }
+        }
+        let dense = weights
+        func data(_ spec: TensorSpec) throws -> TensorData {
+            switch origin[spec.name] ?? .raw {
+            case .encoded:
+                return try encoder!.data(for: spec)
+            case .staged:
+                return try stagedFile[spec.name]!.withRawBytes(spec.name) { .bytes(Array($0)) }
+            case .decompressed:
+                return .floats(try dense.floats(spec.name))
+            case .raw:
+                return try source.withRawBytes(spec.name) { .bytes(Array($0)) }
+            }
         }
         do {
             // Several files need an index for transformers to load them, whether or not the input had one.
@@ -212,14 +323,32 @@ public final class PrunedCheckpointWriter {
                     written.append(name)
                 }
             }
+        } catch let e as PruningError {
+            throw e
         } catch {
             throw PruningError("cannot write the pruned checkpoint: \(error)")
+        }
+        // config.json says how the linears are stored: with the packed ones' quantization_config, without
+        // one when they are dense.
+        if encoder != nil || compressedInput != nil {
+            let file = input.appendingPathComponent("config.json")
+            guard let bytes = fm.contents(atPath: file.path), let root = try? JSONValue.parse(bytes) else {
+                throw PruningError("cannot read \(file.path)")
+            }
+            let config = CompressedTensorsSparsity.config(root, setting: encoder?.sparsity)
+            do {
+                try Data(config.text([.prettyPrinted, .sortedKeys]).utf8).write(to: temporary.appendingPathComponent("config.json"))
+            } catch {
+                throw PruningError("cannot write config.json: \(error.localizedDescription)")
+            }
+            written.append("config.json")
         }
         stagedFile = [:]
 
         // config.json and tokenizer files.
         let listing = (try? fm.contentsOfDirectory(atPath: input.path)) ?? []
         for name in listing.sorted() where Self.copiedFileNames.contains(name) || name.hasPrefix("tokenizer") {
+            if name == "config.json" && written.contains(name) { continue }
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: input.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { continue }
             do {
@@ -241,7 +370,7 @@ public final class PrunedCheckpointWriter {
 
 /// The input checkpoint with some tensors replaced by staged ones.
 struct StagedWeights: WeightSource {
-    let base: SafeTensorsCheckpoint
+    let base: WeightSource
     let staged: [String: SafeTensorsFile]
     var tensorNames: [String] { base.tensorNames }
     func shape(of name: String) throws -> [Int] { try base.shape(of: name) }

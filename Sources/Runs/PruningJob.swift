@@ -6,6 +6,7 @@ import Llama
 import Datasets
 import Evaluation
 import Pruning
+import SparseWeights
 
 /// Where calibration text comes from and how it is read (`--calibration-format`).
 public enum CalibrationFormat: String, CaseIterable, Sendable {
@@ -57,6 +58,9 @@ public struct PruningJobOptions {
     /// How a GGUF input is written (`--output-format`, `--dtype`): a Hugging Face folder in BF16 unless
     /// told otherwise. A Hugging Face input keeps its own dtypes and layout.
     public var ggufOutputStorage: CheckpointStorage = .safetensors(.BF16)
+    /// How a Hugging Face input's pruned linears are written (`--output-format hf` or `sparse`, `--dtype`):
+    /// nil as the input stores them (dense, or packed for a compressed-tensors folder).
+    public var folderOutputStorage: PrunedLinearStorage? = nil
     /// A folder whose tokenizer.json replaces the model's own tokenizer (`--tokenizer`).
     public var tokenizerDirectory: URL? = nil
     /// Continue the interrupted run of the same identity (`RunIdentity`) writing `output`, from its last
@@ -82,6 +86,42 @@ public struct PruningJobOptions {
         self.calibrationField = calibrationField; self.nsamples = nsamples; self.seqlen = seqlen
         self.seed = seed; self.output = output; self.evaluation = evaluation; self.zeroShot = zeroShot
         self.arguments = arguments; self.toolVersion = toolVersion; self.settings = settings
+    }
+}
+
+extension PruningJobOptions {
+    /// Sets how the output is written from `--output-format` and `--dtype` (nil: not given). A GGUF
+    /// input: `hf` (default), `gguf` or `sparse`, in `--dtype` (default bf16). A Hugging Face folder:
+    /// as it is stored unless `hf` (pruned linears dense) or `sparse` (packed, values in `--dtype`,
+    /// default the input's dtype) is asked for; `--dtype` only with `sparse`, `gguf` not at all. Throws a
+    /// `PruningError` for a combination that does not apply.
+    public mutating func setOutput(format: String?, dtype: String?) throws {
+        if LlamaCheckpoint.isGGUF(model) {
+            ggufOutputStorage = try CheckpointStorage(format: format ?? "hf", dtype: dtype ?? "bf16")
+            return
+        }
+        switch format {
+        case "gguf"?:
+            throw PruningError("--output-format gguf needs a GGUF input (its metadata and tokenizer are carried over)")
+        case "sparse"?:
+            switch dtype?.lowercased() {
+            case nil: folderOutputStorage = .sparse(values: nil, pattern: nil)
+            case "bf16"?: folderOutputStorage = .sparse(values: .BF16, pattern: nil)
+            case "f32"?: folderOutputStorage = .sparse(values: .F32, pattern: nil)
+            case let other?: throw PruningError("--dtype \(other) is not available for --output-format sparse (bf16, f32)")
+            }
+        case let f?:
+            guard f == "hf" else { throw PruningError("unknown output format '\(f)' (hf, gguf, sparse)") }
+            guard dtype == nil else {
+                throw PruningError("--dtype applies to a GGUF input or to --output-format sparse; a Hugging Face folder written as hf keeps its own dtypes")
+            }
+            folderOutputStorage = .dense
+        case nil:
+            guard dtype == nil else {
+                throw PruningError("--dtype applies to a GGUF input or to --output-format sparse; a Hugging Face folder is otherwise written in its own dtypes")
+            }
+            folderOutputStorage = nil
+        }
     }
 }
 
@@ -169,27 +209,32 @@ public enum PruningJob {
             }
         }
 
+        // A packed output is checked against the run's pattern (a planned run's patterns vary: detected).
+        let packedPattern: SparseLayout? = o.planner != nil ? nil : o.pattern.packedLayout
+        var ggufStorage = o.ggufOutputStorage
+        if case .sparse(let d, nil) = ggufStorage { ggufStorage = .sparse(d, packedPattern) }
+        var folderStorage = o.folderOutputStorage
+        if folderStorage == nil && checkpoint.source is CompressedTensorsWeights { folderStorage = .sparse(values: nil, pattern: nil) }
+        if case .sparse(let values, nil)? = folderStorage { folderStorage = .sparse(values: values, pattern: packedPattern) }
+
         // The weights are evaluated as they are (or would be) written: rounded to the output's storage
         // (a Hugging Face input: each pruned linear in its input dtype; a GGUF input: `ggufOutputStorage`),
         // so the reported perplexity is the written model's.
         let converter = try o.output.map { output in
-            isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: o.ggufOutputStorage, output: output,
+            isGGUF ? try ConvertedCheckpointWriter(source: checkpoint, storage: ggufStorage, output: output,
                                                    tokenizerDirectory: o.tokenizerDirectory, atPoint: o.atPoint) : nil
         } ?? nil
-        let inputDTypes = (checkpoint.source as? SafeTensorsCheckpoint).map { st in
-            Dictionary(uniqueKeysWithValues: st.tensorNames.compactMap { n in st.info(n).map { (n, $0.dtype) } })
-        } ?? [:]
         func rounded(_ block: DecoderBlockWeights) throws -> DecoderBlockWeights {
-            if isGGUF { return try o.ggufOutputStorage.round(block) }
+            if isGGUF { return try ggufStorage.round(block) }
             var b = block
             for kind in LinearKind.allCases {
-                let dtype = inputDTypes[LlamaTensorNames.weight(kind, layer: block.layer)] ?? .F32
+                let dtype = checkpoint.storedDType(of: LlamaTensorNames.weight(kind, layer: block.layer)) ?? .F32
                 b[kind] = Tensor(shape: b[kind].shape, data: try CheckpointStorage.safetensors(dtype).stored(b[kind].data, shape: b[kind].shape))
             }
             return b
         }
         func stored(_ t: Tensor) throws -> Tensor {
-            isGGUF ? Tensor(shape: t.shape, data: try o.ggufOutputStorage.stored(t.data, shape: t.shape)) : t
+            isGGUF ? Tensor(shape: t.shape, data: try ggufStorage.stored(t.data, shape: t.shape)) : t
         }
         // The evaluation text is read and cut into windows now: a missing or broken --eval-file is an error
         // before hours of pruning, not after.
@@ -210,6 +255,7 @@ public enum PruningJob {
             identitySettings["planner"] = planner.name
             identitySettings.merge(planner.settings) { _, plan in plan }
         }
+        if let storage = folderStorage, storage != .dense { identitySettings["output_storage"] = "\(storage)" }
         var writer: PrunedCheckpointWriter? = nil
         var runCheckpoint: RunCheckpoint? = nil
         var resumedAt: Int? = nil
@@ -222,7 +268,8 @@ public enum PruningJob {
                                                                              sequenceLength: calibration?.seqlen ?? seqlen),
                 calibrationHash: calibration?.hash, output: output)
             let adopt = try staleWorkFolder(for: output, identity: identity, resume: o.resume, notice: notice)
-            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt, atPoint: o.atPoint)
+            let w = try PrunedCheckpointWriter(input: o.model, output: output, adopting: adopt, atPoint: o.atPoint,
+                                               storage: folderStorage)
             let rc = try RunCheckpoint(folder: w.temporary, identity: identity)
             if adopt != nil {
                 let done = try rc.resumePoint()?.nextBlock ?? 0
@@ -330,8 +377,6 @@ public enum PruningJob {
     /// export reads them back): the input's dtype for safetensors; float32 for a GGUF input, whose blocks are
     /// staged exactly (already rounded to the output's storage) whatever `--dtype` writes at the end.
     public static func prunedElementBytes(_ checkpoint: LlamaCheckpoint) -> Int {
-        guard let files = checkpoint.source as? SafeTensorsCheckpoint,
-              let info = files.info(LlamaTensorNames.weight(.q, layer: 0)) else { return 4 }
-        return info.dtype.byteSize
+        checkpoint.storedDType(of: LlamaTensorNames.weight(.q, layer: 0))?.byteSize ?? 4
     }
 }

@@ -11,7 +11,7 @@ enum InspectCommand {
     static let spec = CommandSpec(
         name: "inspect",
         abstract: "Architecture, parameter count, dtypes and memory needs of a checkpoint.",
-        discussion: "Reads only config.json and the safetensors headers (or the GGUF metadata and tensor infos): no weights are loaded.",
+        discussion: "Reads only config.json and the safetensors headers (or the GGUF metadata and tensor infos): no weights are loaded. A compressed-tensors folder counts the dense parameters its packed linears stand for.",
         options: [
             OptionSpec(name: "model", valueName: "path", help: modelOptionHelp, required: true),
             OptionSpec(name: "nsamples", valueName: "n", help: "Calibration samples assumed for the pruning memory estimate.", defaultValue: "128"),
@@ -37,6 +37,12 @@ enum InspectCommand {
             for info in gguf.infos { counts[info.type.description, default: 0] += 1 }
             dtypeSummary = counts.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ") + ", GGUF v\(gguf.version)"
             fileCount = 1
+        } else if let packed = checkpoint.source as? CompressedTensorsWeights {
+            // The dense parameters the packed linears stand for; the stored tensors' dtypes.
+            parameters = try packed.tensorNames.reduce(0) { $0 + (try packed.shape(of: $1)).reduce(1, *) }
+            dtypeSummary = packed.tensors.dtypeSummary
+                + "; \(packed.compressedNames.count) linears packed as \(packed.format?.rawValue ?? "dense") (\(packed.sparsity.structure))"
+            fileCount = packed.tensors.shardFiles.count
         } else {
             let tensors = try SafeTensorsCheckpoint(directory: url)
             parameters = tensors.tensorNames.reduce(0) { $0 + (tensors.info($1)?.elementCount ?? 0) }

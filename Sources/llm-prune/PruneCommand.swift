@@ -46,8 +46,8 @@ enum PruneCommand {
             OptionSpec(name: "owl-lambda", valueName: "x", help: "OWL: λ, the per-block ratios span --sparsity ± λ.", defaultValue: "0.08"),
             OptionSpec(name: "owl-m", valueName: "x", help: "OWL: M, a Wanda score above M times its block's mean counts as an outlier.", defaultValue: "5"),
             OptionSpec(name: "output", valueName: "dir", help: "Write the pruned checkpoint (HF layout + pruning.json) here; must not exist yet (its parent folders are created)."),
-            OptionSpec(name: "output-format", valueName: "fmt", help: "For a GGUF input: hf (a Hugging Face folder) or gguf (one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record). A Hugging Face input is always written in its own layout and dtypes.", defaultValue: "hf"),
-            OptionSpec(name: "dtype", valueName: "type", help: "For a GGUF input, how tensors are stored: bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32). The reported perplexity is measured on the weights as written.", defaultValue: "bf16"),
+            OptionSpec(name: "output-format", valueName: "fmt", help: "hf (a Hugging Face folder), gguf (GGUF input only: one .gguf file with the input's metadata and tokenizer, the run record under llm_prune.record) or sparse (a Hugging Face folder whose pruned linears are packed in compressed-tensors' sparse-24-bitmask form for 2:4, sparse-bitmask otherwise; compressed-tensors <= 0.14.0.1 reads it, and transformers 4.x with it loads the 2:4 form). A Hugging Face input keeps its layout, shards and dtypes apart from the pruned linears.", computedDefault: "hf; for a Hugging Face input, as it is stored (a compressed-tensors folder stays sparse)"),
+            OptionSpec(name: "dtype", valueName: "type", help: "How tensors are stored: for a GGUF input bf16, f16 or f32 (hf); bf16, f16, f32 or q8_0 (gguf: matrices; norms stay f32); bf16 or f32 (sparse); for a Hugging Face input only with sparse: the packed values' dtype. The reported perplexity is measured on the weights as written.", computedDefault: "bf16 for a GGUF input; the input's dtype for a Hugging Face one"),
             OptionSpec(name: "resume", valueName: nil, help: "Continue the killed run with the same arguments that was writing --output, from its last finished block (the result is bit-identical to an uninterrupted run); starts at block 0 when there is none."),
             OptionSpec(name: "eval-dataset", valueName: "name", help: "Evaluate the pruned model: wikitext2 or text.", defaultValue: "wikitext2"),
             OptionSpec(name: "eval-file", valueName: "path", help: "Text to evaluate the pruned model on (e.g. wiki.test.raw); no evaluation without it."),
@@ -138,12 +138,8 @@ enum PruneCommand {
         if job.evaluationMaxWindows != nil && evaluation == nil {
             throw UsageError("--eval-windows needs --eval-file (the text to evaluate)")
         }
-        if a.values["output-format"] != nil || a.values["dtype"] != nil, !LlamaCheckpoint.isGGUF(options.model) {
-            throw UsageError("--output-format and --dtype apply to a GGUF input; a Hugging Face folder is written in its own layout and dtypes")
-        }
-        let outputFormat = try a.requiredChoice("output-format", ["hf", "gguf"])
-        let dtypeName = try a.requiredString("dtype")
-        do { job.ggufOutputStorage = try CheckpointStorage(format: outputFormat, dtype: dtypeName) } catch {
+        let outputFormat = try a.choice("output-format", ["hf", "gguf", "sparse"])
+        do { try job.setOutput(format: outputFormat, dtype: a.string("dtype")) } catch {
             throw UsageError("\(error)")
         }
         job.planner = planner

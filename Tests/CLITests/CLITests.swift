@@ -25,6 +25,42 @@ import Glibc
         #expect(resumeWithoutOutput.stderrLines == ["error: --resume needs --output (the run to continue is found beside it)"])
     }
 
+    /// `prune --output-format sparse` writes a compressed-tensors folder that `eval` reads to the same
+    /// perplexity as the dense output of the same run; `inspect` and `convert` read it too; `--dtype` on a
+    /// Hugging Face input without sparse is a usage error.
+    @Test func sparseOutputEvaluatesAsTheDenseOutput() throws {
+        let scratch = try scratchFolder()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let dense = scratch.appendingPathComponent("dense"), sparse = scratch.appendingPathComponent("sparse")
+        let denseRun = try run(try pruneArguments(output: dense, scratch: scratch, extra: ["--json"]))
+        #expect(denseRun.exitCode == 0, "\(denseRun.stderr)")
+        let sparseRun = try run(try pruneArguments(output: sparse, scratch: scratch,
+                                                   extra: ["--output-format", "sparse", "--dtype", "f32", "--json"]))
+        #expect(sparseRun.exitCode == 0, "\(sparseRun.stderr)")
+        #expect(isComplete(sparse))
+        let config = try String(contentsOf: sparse.appendingPathComponent("config.json"), encoding: .utf8)
+        #expect(config.contains("\"sparse-24-bitmask\""), "\(config)")
+        func perplexity(_ model: URL) throws -> String? {
+            let r = try run(["eval", "--model", model.path, "--dataset", "text", "--data-file",
+                             scratch.appendingPathComponent("eval.txt").path, "--seqlen", "64", "--json"])
+            #expect(r.exitCode == 0, "\(r.stderr)")
+            return r.stdout.split(separator: ",").first { $0.hasPrefix("\"perplexity\"") }.map(String.init)
+        }
+        let densePerplexity = try #require(try perplexity(dense))
+        #expect(try perplexity(sparse) == densePerplexity)
+        // prune's own figure is the written model's.
+        #expect(sparseRun.stdout.contains(densePerplexity), "\(sparseRun.stdout)")
+        let inspect = try run(["inspect", "--model", sparse.path])
+        #expect(inspect.exitCode == 0 && inspect.stdout.contains("35 linears packed as sparse-24-bitmask (2:4)"), "\(inspect.stdout)")
+        let back = scratch.appendingPathComponent("back")
+        let convert = try run(["convert", "--model", sparse.path, "--output", back.path])
+        #expect(convert.exitCode == 0, "\(convert.stderr)")
+        #expect(try perplexity(back) == densePerplexity)
+        let misuse = try run(try pruneArguments(output: scratch.appendingPathComponent("x"), scratch: scratch, extra: ["--dtype", "bf16"]))
+        #expect(misuse.exitCode == 64)
+        #expect(misuse.stderrLines.first?.hasPrefix("error: --dtype applies to a GGUF input or to --output-format sparse") == true, "\(misuse.stderr)")
+    }
+
     /// `--compute-dtype`: an unknown format is a usage error; bf16 says on stderr how this machine runs it
     /// and records it in the JSON.
     @Test func computeDtype() throws {
