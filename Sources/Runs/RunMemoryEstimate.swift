@@ -77,7 +77,8 @@ public struct RunMemoryEstimate: Codable, Sendable, Equatable, CustomStringConve
                                      evaluation: (file: URL, seqlen: Int)?, writesOutput: Bool,
                                      prunedElementBytes: Int = 4) -> Inputs {
             func size(_ url: URL) -> Int {
-                ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? NSNumber)?.intValue ?? 0
+                // A linked model (a symlink to a downloaded file) is measured by its target, as the mmap reads it.
+                ((try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)[.size]) as? NSNumber)?.intValue ?? 0
             }
             // A GGUF file holds weights and tokenizer; a folder its safetensors and tokenizer.json.
             let isFile = model.pathExtension.lowercased() == "gguf"

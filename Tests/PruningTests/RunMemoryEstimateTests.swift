@@ -5,6 +5,21 @@ import Pruning
 import Runs
 
 @Suite struct RunMemoryEstimateTests {
+    /// A model reached through symbolic links (a linked download) is measured by the files they point to.
+    @Test func linkedFilesAreMeasuredByTheirTargets() throws {
+        let real = sharedData("models/stories260K")
+        let linked = FileManager.default.temporaryDirectory.appendingPathComponent("linked-\(getpid())")
+        try FileManager.default.createDirectory(at: linked, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: linked) }
+        for name in try FileManager.default.contentsOfDirectory(atPath: real.path) {
+            try FileManager.default.createSymbolicLink(at: linked.appendingPathComponent(name), withDestinationURL: real.appendingPathComponent(name))
+        }
+        let a = RunMemoryEstimate.Inputs.measuring(model: real, calibrationFile: nil, calibrationIsText: false, evaluation: nil, writesOutput: false)
+        let b = RunMemoryEstimate.Inputs.measuring(model: linked, calibrationFile: nil, calibrationIsText: false, evaluation: nil, writesOutput: false)
+        #expect(a.checkpointBytes > 100_000 && b.checkpointBytes == a.checkpointBytes, "\(b.checkpointBytes) vs \(a.checkpointBytes)")
+        #expect(a.tokenizerFileBytes == b.tokenizerFileBytes)
+    }
+
     /// The parts appear only in the runs that have them, and the total follows the documented formula.
     @Test func partsFollowTheRun() throws {
         let c = try LlamaConfiguration(contentsOf: try sharedPath("models/stories260K/config.json"))
